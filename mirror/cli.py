@@ -1,0 +1,152 @@
+"""Command line: ``mirror run | validate | demo``. Errors are messages and exit codes, never tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from mirror import __version__
+from mirror.config import ConfigError, LoadedSettings, Settings, load_settings, redacted
+from mirror.errors import MirrorError
+from mirror.logs import configure_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+log = structlog.get_logger("mirror")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mirror",
+        description="MirrorMaker 2.0-compatible replication between Apache Kafka clusters.",
+    )
+    parser.add_argument("--version", action="version", version=f"mirror {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            required=required,
+            help="mm2.properties (Java MirrorMaker 2, unchanged), .yaml/.yml or .toml",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one setting with mm2.properties syntax, e.g. --set 'A->B.topics=orders.*' (repeatable)",
+        )
+        p.add_argument("--log-format", choices=["auto", "console", "json"], help="log output format")
+        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+
+    run = sub.add_parser("run", help="replicate until SIGTERM/SIGINT", description="Run the mirror worker.")
+    config_args(run)
+    run.add_argument("--http-port", type=int, help="HTTP port for /metrics, /healthz, /readyz, /status (0: off)")
+
+    validate = sub.add_parser(
+        "validate",
+        help="check a config, connect to every cluster, print effective settings and the topic plan",
+        description="Validate the configuration without changing anything.",
+    )
+    config_args(validate)
+    validate.add_argument("--offline", action="store_true", help="do not connect to the clusters")
+
+    demo = sub.add_parser(
+        "demo",
+        help="start two local Kafka clusters and mirror a topic between them",
+        description="Start clusters A and B on loopback (Kafka from Maven Central), fill a topic on A and mirror it to B.",
+    )
+    demo.add_argument("--records", type=int, default=200_000, help="records to produce on A (default 200000)")
+    demo.add_argument("--partitions", type=int, default=6, help="partitions of the demo topic (default 6)")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    overrides: dict[str, str] = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", item, "KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    if getattr(args, "http_port", None) is not None:
+        overrides["service.http.port"] = str(args.http_port)
+    if args.log_format:
+        overrides["service.log.format"] = args.log_format
+    if args.log_level:
+        overrides["service.log.level"] = args.log_level
+    return load_settings(args.config, overrides=overrides)
+
+
+def _configure(loaded: LoadedSettings) -> None:
+    service = loaded.settings.service
+    configure_logging(service.log_format, service.log_level)
+    for warning in loaded.warnings:
+        log.warning("config", message=warning)
+
+
+async def _run(settings: Settings) -> int:
+    from mirror.worker import Worker  # noqa: PLC0415  (keeps `mirror --help` fast)
+
+    worker = Worker(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return EXIT_OK
+
+
+async def _validate(settings: Settings, offline: bool) -> int:
+    from mirror.validate import print_plan  # noqa: PLC0415
+
+    print(json.dumps(redacted(settings), indent=2, sort_keys=True))
+    if offline:
+        return EXIT_OK
+    return await print_plan(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from mirror.demo import run_demo  # noqa: PLC0415
+
+            configure_logging("console", "WARNING")
+            return asyncio.run(run_demo(args.records, args.partitions))
+        loaded = _load(args)
+        _configure(loaded)
+        if args.command == "run":
+            return asyncio.run(_run(loaded.settings))
+        return asyncio.run(_validate(loaded.settings, args.offline))
+    except ConfigError as exc:
+        print(f"mirror: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except (MirrorError, ExceptionGroup) as exc:
+        errors = _leaves(exc)
+        if not all(isinstance(e, MirrorError) for e in errors):
+            raise
+        for err in errors:
+            print(f"mirror: {err}", file=sys.stderr)
+        return EXIT_CONFIG if any(getattr(e, "kind", "") == "fatal" for e in errors) else EXIT_FAILURE
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, as TaskGroups raise them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

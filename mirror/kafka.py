@@ -1,0 +1,480 @@
+"""The only module that talks to aiokafka: builds clients from settings, translates its errors.
+
+Everything above this module sees `mirror` types (``SourceBatch``, ``Ack``, ``TopicDescription``) and
+`mirror.errors` exceptions, never aiokafka's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiokafka.errors as ke
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from mirror.config import ClusterSettings
+from mirror.errors import (
+    AuthorizationFailed,
+    KafkaRequestFailed,
+    KafkaUnavailable,
+    MirrorError,
+    ProducerFenced,
+)
+
+log = structlog.get_logger(__name__)
+
+Role = Literal["consumer", "producer", "admin"]
+
+# Java client key -> (aiokafka keyword, converter), per role. Keys not listed are ignored (logged once):
+# Java has many (serializers, interceptors, buffer sizes) with no aiokafka equivalent.
+_COMMON: dict[str, tuple[str, type]] = {
+    "client.id": ("client_id", str),
+    "request.timeout.ms": ("request_timeout_ms", int),
+    "retry.backoff.ms": ("retry_backoff_ms", int),
+    "metadata.max.age.ms": ("metadata_max_age_ms", int),
+    "connections.max.idle.ms": ("connections_max_idle_ms", int),
+}
+_CLIENT_KEYS: dict[Role, dict[str, tuple[str, type]]] = {
+    "consumer": {
+        **_COMMON,
+        "fetch.max.bytes": ("fetch_max_bytes", int),
+        "fetch.min.bytes": ("fetch_min_bytes", int),
+        "fetch.max.wait.ms": ("fetch_max_wait_ms", int),
+        "max.partition.fetch.bytes": ("max_partition_fetch_bytes", int),
+        "max.poll.records": ("max_poll_records", int),
+        "isolation.level": ("isolation_level", str),
+        "auto.offset.reset": ("auto_offset_reset", str),
+        "check.crcs": ("check_crcs", lambda v: str(v).lower() == "true"),  # type: ignore[dict-item]
+        "client.rack": ("client_rack", str),
+        "session.timeout.ms": ("session_timeout_ms", int),
+        "heartbeat.interval.ms": ("heartbeat_interval_ms", int),
+        "max.poll.interval.ms": ("max_poll_interval_ms", int),
+    },
+    "producer": {
+        **_COMMON,
+        "acks": ("acks", lambda v: v if v == "all" else int(v)),  # type: ignore[dict-item]
+        "compression.type": ("compression_type", lambda v: None if v in ("none", "") else v),  # type: ignore[dict-item]
+        "batch.size": ("max_batch_size", int),
+        "linger.ms": ("linger_ms", int),
+        "max.request.size": ("max_request_size", int),
+        "enable.idempotence": ("enable_idempotence", lambda v: str(v).lower() == "true"),  # type: ignore[dict-item]
+        "transaction.timeout.ms": ("transaction_timeout_ms", int),
+    },
+    "admin": dict(_COMMON),
+}
+
+
+def _ssl_context(cluster: ClusterSettings) -> ssl.SSLContext | None:
+    if cluster.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    ctx = ssl.create_default_context(cafile=cluster.ssl_cafile)
+    ctx.check_hostname = cluster.ssl_check_hostname
+    if cluster.ssl_certfile:
+        password = cluster.ssl_password.get_secret_value() if cluster.ssl_password else None
+        ctx.load_cert_chain(cluster.ssl_certfile, cluster.ssl_keyfile, password)
+    return ctx
+
+
+def client_kwargs(
+    cluster: ClusterSettings, role: Role, overrides: Mapping[str, str] = {}, client_id: str | None = None
+) -> dict[str, Any]:
+    """aiokafka keyword arguments for one client: connection + security + Java-style overrides."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": list(cluster.bootstrap_servers),
+        "security_protocol": cluster.security_protocol,
+    }
+    if client_id:
+        kwargs["client_id"] = client_id
+    ctx = _ssl_context(cluster)
+    if ctx is not None:
+        kwargs["ssl_context"] = ctx
+    if cluster.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = cluster.sasl_mechanism
+        kwargs["sasl_plain_username"] = cluster.sasl_username
+        if cluster.sasl_password is not None:
+            kwargs["sasl_plain_password"] = cluster.sasl_password.get_secret_value()
+    table = _CLIENT_KEYS[role]
+    role_overrides = {**getattr(cluster, role), **overrides}
+    for key, raw in role_overrides.items():
+        if key in table:
+            name, conv = table[key]
+            kwargs[name] = conv(raw)
+    return kwargs
+
+
+# --- error translation -------------------------------------------------------------------------------
+
+_AUTH_ERRORS = (
+    ke.TopicAuthorizationFailedError,
+    ke.GroupAuthorizationFailedError,
+    ke.ClusterAuthorizationFailedError,
+    ke.TransactionalIdAuthorizationFailed,
+)
+
+
+def translate(exc: BaseException) -> MirrorError:
+    """Map an aiokafka (or socket) error onto the `mirror` error tree."""
+    if isinstance(exc, MirrorError):
+        return exc
+    if isinstance(exc, ke.ProducerFenced):
+        return ProducerFenced(str(exc))
+    if isinstance(exc, _AUTH_ERRORS):
+        return AuthorizationFailed(f"{type(exc).__name__}: {exc}", code=getattr(exc, "errno", -1))
+    if isinstance(exc, (ke.KafkaConnectionError, ke.NodeNotReadyError, ke.KafkaTimeoutError, OSError)):
+        return KafkaUnavailable(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return KafkaUnavailable("request timed out")
+    if isinstance(exc, ke.KafkaError):
+        return KafkaRequestFailed(
+            f"{type(exc).__name__}: {exc}", code=getattr(exc, "errno", -1), retriable=True
+        )
+    return MirrorError(f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except (ke.KafkaError, OSError, TimeoutError) as exc:
+        raise translate(exc) from exc
+
+
+def _error_for(code: int, what: str, message: str | None) -> MirrorError | None:
+    if code == 0:
+        return None
+    cls = ke.for_code(code)
+    return translate(cls(f"{what}: {message or cls.description}"))
+
+
+# --- admin -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    name: str
+    value: str | None
+    read_only: bool
+    is_sensitive: bool
+    source: int  # DescribeConfigs config_source: 1 topic, 2 broker, 3 default broker, 4 static, 5 default
+
+
+@dataclass(frozen=True)
+class NewTopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: Mapping[str, str]
+
+
+class Admin:
+    """The admin calls `mirror` needs, with per-topic errors as values and aiokafka errors translated."""
+
+    def __init__(self, cluster: ClusterSettings, client_id: str, timeout_ms: int = 30000) -> None:
+        self.cluster = cluster
+        self._timeout_ms = timeout_ms
+        self._client = AIOKafkaAdminClient(
+            **client_kwargs(cluster, "admin", client_id=client_id), request_timeout_ms=timeout_ms
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            async with translated():
+                await asyncio.wait_for(self._client.start(), self._timeout_ms / 1000)
+            self._started = True
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.close()
+        self._started = False
+
+    async def broker_count(self) -> int:
+        async with translated():
+            meta = await self._client.describe_cluster()
+        return len(meta["brokers"])
+
+    async def list_topics(self) -> dict[str, int]:
+        """Non-internal topics and their partition counts."""
+        async with translated():
+            topics = await self._client.describe_topics()
+        return {
+            t["topic"]: len(t["partitions"])
+            for t in topics
+            if not t["is_internal"] and t["error_code"] == 0
+        }
+
+    async def describe_topic_configs(self, topics: Sequence[str]) -> dict[str, list[ConfigEntry] | MirrorError]:
+        if not topics:
+            return {}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        async with translated():
+            responses = await self._client.describe_configs(resources)
+        result: dict[str, list[ConfigEntry] | MirrorError] = {}
+        for response in responses:
+            for code, message, _rtype, name, entries in response.resources:
+                err = _error_for(code, f"describe configs of {name}", message)
+                result[name] = err or [
+                    ConfigEntry(e[0], e[1], bool(e[2]), bool(e[4]), int(e[3])) for e in entries
+                ]
+        return result
+
+    async def create_topics(self, specs: Sequence[NewTopicSpec]) -> dict[str, MirrorError | None]:
+        """Create topics; per topic None (created or already there) or the error."""
+        if not specs:
+            return {}
+        new = [NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs)) for s in specs]
+        async with translated():
+            response = await self._client.create_topics(new, timeout_ms=self._timeout_ms)
+        result: dict[str, MirrorError | None] = {}
+        for item in response.topic_errors:
+            name, code = item[0], item[1]
+            message = item[2] if len(item) > 2 else None
+            result[name] = None if code == ke.TopicAlreadyExistsError.errno else _error_for(
+                code, f"create topic {name}", message
+            )
+        return result
+
+    async def create_partitions(self, topic: str, total: int) -> MirrorError | None:
+        try:
+            async with translated():
+                await self._client.create_partitions({topic: NewPartitions(total)})
+        except KafkaRequestFailed as exc:
+            if exc.code == ke.InvalidPartitionsError.errno:
+                return None  # somebody else grew it already
+            return exc
+        return None
+
+    async def ensure_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str]
+    ) -> None:
+        """Create an internal topic if missing. Raises when it cannot exist (e.g. RF > brokers)."""
+        errors = await self.create_topics([NewTopicSpec(name, partitions, replication_factor, configs)])
+        err = errors.get(name)
+        if err is not None:
+            if isinstance(err, AuthorizationFailed):
+                log.warning("internal topic create not authorized, assuming it exists", topic=name)
+                return
+            raise err
+
+
+# --- data plane ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SourceBatch:
+    """Records fetched from one source partition, in offset order (a slice of aiokafka ConsumerRecords)."""
+
+    topic: str
+    partition: int
+    records: list[Any]
+
+    @property
+    def first_offset(self) -> int:
+        return int(self.records[0].offset)
+
+    @property
+    def last_offset(self) -> int:
+        return int(self.records[-1].offset)
+
+    def value_bytes(self) -> int:
+        return sum(r.serialized_value_size for r in self.records if r.serialized_value_size > 0)
+
+
+class Reader:
+    """A group-less consumer with manual assignment, reading source partitions in batches."""
+
+    def __init__(
+        self, cluster: ClusterSettings, client_id: str, overrides: Mapping[str, str], isolation_level: str
+    ) -> None:
+        kwargs = client_kwargs(cluster, "consumer", overrides, client_id=client_id)
+        kwargs.setdefault("isolation_level", isolation_level)
+        kwargs.setdefault("max_partition_fetch_bytes", 4 * 1024 * 1024)
+        kwargs.setdefault("fetch_max_bytes", 64 * 1024 * 1024)
+        kwargs["enable_auto_commit"] = False
+        kwargs["auto_offset_reset"] = "earliest"
+        kwargs["group_id"] = None
+        self._consumer = AIOKafkaConsumer(**kwargs)
+
+    async def start(self) -> None:
+        async with translated():
+            await self._consumer.start()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._consumer.stop()
+
+    async def assign(self, positions: Mapping[tuple[str, int], int | None]) -> None:
+        """Assign exactly these partitions; seek each to its position (None: the earliest offset)."""
+        tps = {TopicPartition(t, p): pos for (t, p), pos in positions.items()}
+        self._consumer.assign(list(tps))
+        earliest = [tp for tp, pos in tps.items() if pos is None]
+        for tp, pos in tps.items():
+            if pos is not None:
+                self._consumer.seek(tp, pos)
+        if earliest:
+            async with translated():
+                await self._consumer.seek_to_beginning(*earliest)
+
+    async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if not partitions:
+            return {}
+        async with translated():
+            result = await asyncio.wait_for(
+                self._consumer.beginning_offsets([TopicPartition(t, p) for t, p in partitions]), 30
+            )
+        return {(tp.topic, tp.partition): off for tp, off in result.items()}
+
+    async def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if not partitions:
+            return {}
+        async with translated():
+            result = await asyncio.wait_for(
+                self._consumer.end_offsets([TopicPartition(t, p) for t, p in partitions]), 30
+            )
+        return {(tp.topic, tp.partition): off for tp, off in result.items()}
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))
+        return hw
+
+    async def fetch(self, timeout_ms: int) -> list[SourceBatch]:
+        async with translated():
+            data = await self._consumer.getmany(timeout_ms=timeout_ms)
+        return [SourceBatch(tp.topic, tp.partition, recs) for tp, recs in data.items() if recs]
+
+
+@dataclass(slots=True)
+class Ack:
+    """The target's answer for one produced batch."""
+
+    base_offset: int
+    count: int
+
+
+class Writer:
+    """A producer that writes whole batches to fixed partitions of the target (no per-record send)."""
+
+    def __init__(
+        self,
+        cluster: ClusterSettings,
+        client_id: str,
+        overrides: Mapping[str, str],
+        transactional_id: str | None = None,
+    ) -> None:
+        kwargs = client_kwargs(cluster, "producer", overrides, client_id=client_id)
+        kwargs.setdefault("max_batch_size", 1024 * 1024)
+        kwargs.setdefault("max_request_size", 4 * 1024 * 1024)
+        kwargs.setdefault("enable_idempotence", True)
+        kwargs.setdefault("acks", "all")
+        kwargs.setdefault("request_timeout_ms", 30000)
+        if transactional_id is not None:
+            kwargs["transactional_id"] = transactional_id
+        self._producer = AIOKafkaProducer(**kwargs)
+
+    async def start(self) -> None:
+        async with translated():
+            await self._producer.start()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._producer.stop(), 10)
+
+    async def send_records(
+        self, topic: str, partition: int, records: Sequence[Any]
+    ) -> list[tuple[asyncio.Future[Any], int]]:
+        """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order.
+
+        Returns one (delivery future, record count) per target batch; await the futures with `ack_of`.
+        """
+        futures = []
+        i, n = 0, len(records)
+        async with translated():
+            while i < n:
+                batch = self._producer.create_batch()
+                append = batch.append
+                start = i
+                while i < n:
+                    r = records[i]
+                    if append(timestamp=r.timestamp, key=r.key, value=r.value, headers=r.headers) is None:
+                        break
+                    i += 1
+                fut = await self._producer.send_batch(batch, topic, partition=partition)
+                futures.append((fut, i - start))
+        return futures
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> asyncio.Future[Any]:
+        """Queue one record (for internal topics, not the data path); returns its delivery future."""
+        async with translated():
+            fut: asyncio.Future[Any] = await self._producer.send(
+                topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
+            )
+        return fut
+
+    async def flush(self) -> None:
+        async with translated():
+            await self._producer.flush()
+
+
+async def ack_of(future: asyncio.Future[Any]) -> Ack:
+    """Wait for a batch future from `Writer.send_records`; errors are translated."""
+    async with translated():
+        meta = await future
+    return Ack(int(meta.offset), 0)
+
+
+async def read_compacted(
+    cluster: ClusterSettings, topic: str, client_id: str, timeout: float = 60.0
+) -> dict[bytes, bytes | None]:
+    """Read a whole (compacted) topic from the beginning to its current end: the last value per key."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(cluster, "consumer", client_id=client_id),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    state: dict[bytes, bytes | None] = {}
+    async with translated():
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic)
+            if parts is None:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            if not tps:
+                return state
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
+            pending = {tp for tp in tps if end[tp] > 0}
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while pending:
+                if loop.time() > deadline:
+                    raise KafkaUnavailable(f"timed out reading {topic} to its end")
+                data = await consumer.getmany(timeout_ms=500)
+                for tp, recs in data.items():
+                    for r in recs:
+                        if r.key is not None:
+                            state[r.key] = r.value
+                for tp in list(pending):
+                    if await consumer.position(tp) >= end[tp]:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
+    return state

@@ -1,0 +1,326 @@
+"""The source job of a flow: which partitions go to which task, and the task that copies records.
+
+The hot path works per fetched batch: records of one source partition become one (or a few) target
+batches for the same partition of the remote topic; acks are awaited in order; progress and metrics are
+updated per batch. In-flight bytes are bounded per task, so a slow target slows the reads instead of
+growing memory. Guarantee (at-least-once): a source offset is stored as progress only after the target
+acknowledged it and everything before it in that partition, so a crash re-copies at most the tail since
+the last stored progress and never skips a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+
+from mirror import metrics
+from mirror.config import ClusterSettings, FlowSettings
+from mirror.errors import MirrorError, ProducerFenced
+from mirror.kafka import Reader, SourceBatch, Writer, ack_of, translate
+from mirror.policy import ReplicationPolicy
+from mirror.progress import ProgressStore
+
+log = structlog.get_logger(__name__)
+
+TP = tuple[str, int]
+TaskState = Literal["starting", "running", "retrying", "stopped", "fenced"]
+
+#: Bound on bytes fetched but not yet acknowledged by the target, per task.
+DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
+_BACKOFF_MIN, _BACKOFF_MAX = 0.5, 30.0
+
+
+def task_for_partition(topic: str, partition: int, tasks: int) -> int:
+    """Partition -> task, a pure function every worker computes alike (DESIGN.md §5).
+
+    Round-robin inside a topic, offset by a stable hash of the topic name, so partitions of many
+    small topics spread over the tasks and a partition never changes task while ``tasks`` is fixed.
+    """
+    return (zlib.crc32(topic.encode()) + partition) % tasks
+
+
+def assign_partitions(partitions: Iterable[TP], tasks: int) -> list[set[TP]]:
+    out: list[set[TP]] = [set() for _ in range(tasks)]
+    for topic, partition in partitions:
+        out[task_for_partition(topic, partition, tasks)].add((topic, partition))
+    return out
+
+
+@dataclass(slots=True)
+class _InFlight:
+    tp: TP
+    remote_topic: str
+    first_offset: int
+    last_offset: int
+    newest_timestamp: int
+    value_bytes: int
+    futures: list[tuple[asyncio.Future[Any], int]]
+
+
+@dataclass
+class TaskStatus:
+    state: TaskState = "starting"
+    last_error: str | None = None
+    restarts: int = 0
+    records: int = 0
+    partitions: int = 0
+
+
+@dataclass
+class SourceTask:
+    """Copies a fixed share of a flow's source partitions to the target."""
+
+    flow: FlowSettings
+    index: int
+    source: ClusterSettings
+    target: ClusterSettings
+    policy: ReplicationPolicy
+    progress: ProgressStore
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
+    status: TaskStatus = field(default_factory=TaskStatus)
+
+    def __post_init__(self) -> None:
+        self._partitions: set[TP] = set()
+        self._partitions_changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._acked: dict[TP, int] = {}  # last source offset acknowledged by the target
+        self._dirty: set[TP] = set()  # acked but not stored yet
+        self._remote: dict[str, str] = {}
+        self._labels = (self.flow.source, self.flow.target)
+        self._children: dict[TP, tuple[Any, Any]] = {}
+        self._hw: dict[TP, int] = {}
+        self._position: dict[TP, int] = {}
+        self.name = f"{self.flow.name}|source-{self.index}"
+
+    # --- control ---------------------------------------------------------------------------------
+
+    def set_partitions(self, partitions: set[TP]) -> None:
+        if partitions != self._partitions:
+            self._partitions = set(partitions)
+            self.status.partitions = len(partitions)
+            self._partitions_changed.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._partitions_changed.set()
+
+    async def run(self) -> None:
+        """Run sessions until stopped; a failed session is retried with backoff from the acked positions."""
+        backoff = _BACKOFF_MIN
+        logger = log.bind(flow=self.flow.name, task=self.index)
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                backoff = _BACKOFF_MIN
+            except ProducerFenced as exc:
+                self.status.state = "fenced"
+                self.status.last_error = str(exc)
+                logger.warning("task fenced by another worker, stopping it here", error=str(exc))
+                return
+            except (MirrorError, OSError) as exc:
+                err = translate(exc)
+                self.status.state = "retrying"
+                self.status.last_error = str(err)
+                self.status.restarts += 1
+                metrics.errors_total.labels(*self._labels, err.kind).inc()
+                metrics.task_restarts_total.labels(*self._labels).inc()
+                logger.warning("task session failed, retrying", error=str(err), kind=err.kind, backoff_s=backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+        self.status.state = "stopped"
+
+    # --- one session: a reader, a writer and three loops -------------------------------------------
+
+    async def _session(self) -> None:
+        client = f"{self.flow.source}->{self.flow.target}|MirrorSourceConnector-{self.index}"
+        isolation = self.flow.consumer.get("isolation.level", "read_committed")
+        reader = Reader(self.source, f"{client}|replication-consumer", self.flow.consumer, isolation)
+        writer = Writer(self.target, f"{client}|replication-producer", self.flow.producer)
+        self._inflight: deque[_InFlight | None] = deque()  # None: end marker, the fetcher stopped
+        self._inflight_bytes = 0
+        self._inflight_changed = asyncio.Condition()
+        try:
+            await reader.start()
+            await writer.start()
+            self.status.state = "running"
+            self.status.last_error = None
+            self._position = {}
+            self._partitions_changed.set()  # (re)assign from the acknowledged positions
+            async with asyncio.TaskGroup() as tg:
+                fetcher = tg.create_task(self._fetch_loop(reader, writer))
+                acker = tg.create_task(self._ack_loop())
+                flusher = tg.create_task(self._flush_loop(reader))
+                await fetcher
+                # stopping: let the acker drain what is in flight, then store the final progress
+                async with self._inflight_changed:
+                    self._inflight.append(None)
+                    self._inflight_changed.notify_all()
+                await acker
+                flusher.cancel()
+            await self._store_progress()
+        finally:
+            await writer.close()
+            await reader.close()
+
+    async def _assign(self, reader: Reader) -> None:
+        positions: dict[TP, int | None] = {}
+        for tp in self._partitions:
+            if tp in self._position:
+                positions[tp] = self._position[tp]
+            elif tp in self._acked:
+                positions[tp] = self._acked[tp] + 1
+            else:
+                positions[tp] = self.progress.next_offset(*tp)
+        # A stored position below the log start offset means the source deleted records we never copied.
+        starts = await reader.beginning_offsets([tp for tp, pos in positions.items() if pos is not None])
+        for tp, start in starts.items():
+            pos = positions[tp]
+            if pos is not None and pos < start:
+                missing = start - pos
+                metrics.truncated_records_total.labels(*self._labels, *map(str, tp)).inc(missing)
+                log.error(
+                    "source truncated records before they were replicated: they are lost",
+                    flow=self.flow.name,
+                    topic=tp[0],
+                    partition=tp[1],
+                    first_missing=pos,
+                    log_start_offset=start,
+                    records=missing,
+                )
+                positions[tp] = start
+        for tp in set(self._children) - set(positions):
+            metrics.lag_records.remove(*self._labels, self._remote_topic(tp[0]), str(tp[1]))
+            self._children.pop(tp, None)
+        await reader.assign(positions)
+        log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
+
+    def _remote_topic(self, topic: str) -> str:
+        remote = self._remote.get(topic)
+        if remote is None:
+            remote = self._remote[topic] = self.policy.format_remote_topic(self.flow.source, topic)
+        return remote
+
+    async def _fetch_loop(self, reader: Reader, writer: Writer) -> None:
+        timeout_ms = self.flow.consumer_poll_timeout_ms
+        while not self._stopping.is_set():
+            if self._partitions_changed.is_set():
+                self._partitions_changed.clear()
+                if self._stopping.is_set():
+                    break
+                await self._assign(reader)
+            if not self._partitions:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
+                continue
+            async with self._inflight_changed:
+                await self._inflight_changed.wait_for(lambda: self._inflight_bytes < self.max_inflight_bytes)
+            batches = await reader.fetch(timeout_ms)
+            if not batches:
+                continue
+            if self._partitions_changed.is_set():
+                continue  # the assignment changes: drop this fetch, positions are re-derived
+            entries = await asyncio.gather(*(self._send(writer, b) for b in batches))
+            async with self._inflight_changed:
+                for entry in entries:
+                    self._inflight.append(entry)
+                    self._inflight_bytes += entry.value_bytes
+                self._inflight_changed.notify_all()
+            now = time.time()
+            newest = max(e.newest_timestamp for e in entries)
+            metrics.record_age.labels(*self._labels).observe(max(0.0, now - newest / 1000))
+            for b in batches:
+                hw = reader.highwater(b.topic, b.partition)
+                if hw is not None:
+                    self._hw[(b.topic, b.partition)] = hw
+
+    async def _send(self, writer: Writer, batch: SourceBatch) -> _InFlight:
+        tp = (batch.topic, batch.partition)
+        remote = self._remote_topic(batch.topic)
+        futures = await writer.send_records(remote, batch.partition, batch.records)
+        self._position[tp] = batch.last_offset + 1
+        return _InFlight(
+            tp,
+            remote,
+            batch.first_offset,
+            batch.last_offset,
+            max(batch.records[-1].timestamp, batch.records[0].timestamp),
+            batch.value_bytes(),
+            futures,
+        )
+
+    async def _ack_loop(self) -> None:
+        src, tgt = self._labels
+        while True:
+            async with self._inflight_changed:
+                await self._inflight_changed.wait_for(lambda: bool(self._inflight))
+                entry = self._inflight[0]
+            if entry is None:
+                return
+            count = 0
+            for fut, n in entry.futures:
+                await ack_of(fut)
+                count += n
+            self._acked[entry.tp] = entry.last_offset
+            self._dirty.add(entry.tp)
+            self.status.records += count
+            topic, partition = entry.tp
+            child = self._children.get(entry.tp)
+            if child is None:
+                labels = (src, tgt, entry.remote_topic, str(partition))
+                child = self._children[entry.tp] = (
+                    metrics.records_total.labels(*labels),
+                    metrics.bytes_total.labels(*labels),
+                )
+            child[0].inc(count)
+            child[1].inc(entry.value_bytes)
+            metrics.replication_latency.labels(src, tgt).observe(
+                max(0.0, time.time() - entry.newest_timestamp / 1000)
+            )
+            async with self._inflight_changed:
+                self._inflight.popleft()
+                self._inflight_bytes -= entry.value_bytes
+                self._inflight_changed.notify_all()
+
+    async def _flush_loop(self, reader: Reader) -> None:
+        interval = self.flow.offset_flush_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            await self._store_progress()
+            self._update_lag()
+
+    def _update_lag(self) -> None:
+        src, tgt = self._labels
+        for tp, hw in self._hw.items():
+            if tp not in self._partitions:
+                continue
+            acked = self._acked.get(tp)
+            nxt = acked + 1 if acked is not None else self.progress.next_offset(*tp) or 0
+            metrics.lag_records.labels(src, tgt, self._remote_topic(tp[0]), str(tp[1])).set(max(0, hw - nxt))
+
+    async def _store_progress(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        try:
+            await self.progress.store({tp: self._acked[tp] for tp in dirty})
+        except BaseException:
+            self._dirty |= dirty
+            raise
+
+    def lag(self) -> dict[TP, int]:
+        out = {}
+        for tp in self._partitions:
+            hw = self._hw.get(tp)
+            if hw is not None:
+                acked = self._acked.get(tp)
+                out[tp] = max(0, hw - (acked + 1 if acked is not None else 0))
+        return out

@@ -1,0 +1,194 @@
+"""Test support: an independent Kafka oracle (plain aiokafka clients) and ways to run `mirror`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+
+from mirror.config import Settings, load_settings
+from mirror.worker import Worker
+
+# (key, value, headers, timestamp) as the target must hold it
+Rec = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...], int]
+
+FAST = {
+    "replication.factor": "1",
+    "heartbeats.topic.replication.factor": "1",
+    "checkpoints.topic.replication.factor": "1",
+    "offset-syncs.topic.replication.factor": "1",
+    "offset.storage.replication.factor": "1",
+    "status.storage.replication.factor": "1",
+    "config.storage.replication.factor": "1",
+    "refresh.topics.interval.seconds": "1",
+    "offset.storage.partitions": "5",
+    "service.http.port": "0",
+}
+
+
+def mm2_properties(clusters: Mapping[str, str], flows: Iterable[str], **extra: str) -> str:
+    lines = [f"clusters = {', '.join(clusters)}"]
+    lines += [f"{alias}.bootstrap.servers = {bs}" for alias, bs in clusters.items()]
+    lines += [f"{alias}.offset.flush.interval.ms = 500" for alias in clusters]
+    lines += [f"{flow}.enabled = true" for flow in flows]
+    lines += [f"{k} = {v}" for k, v in {**FAST, **extra}.items()]
+    return "\n".join(lines) + "\n"
+
+
+def settings_for(tmp_path: Path, clusters: Mapping[str, str], flows: Iterable[str], **extra: str) -> Settings:
+    path = tmp_path / "mm2.properties"
+    path.write_text(mm2_properties(clusters, flows, **extra))
+    return load_settings(path, env={}).settings
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Worker]:
+    """Run a worker in this event loop; stop it cleanly on exit (and fail the test if it crashed)."""
+    worker = Worker(settings)
+    task = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 60)
+
+
+class MirrorProcess:
+    """`python -m mirror run` as a real process, for SIGKILL/SIGTERM tests."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mirror", "run", "--config", str(self.config), "--log-format", "json"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def terminate(self, timeout: float = 30) -> tuple[int, float]:
+        assert self.proc is not None
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - t0
+
+
+async def admin(bootstrap: str) -> AIOKafkaAdminClient:
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await client.start()
+    return client
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int, configs: Mapping[str, str] | None = None) -> None:
+    client = await admin(bootstrap)
+    try:
+        resp = await client.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(configs or {}))])
+        assert resp.topic_errors[0][1] == 0, resp
+    finally:
+        await client.close()
+
+
+async def add_partitions(bootstrap: str, name: str, total: int) -> None:
+    client = await admin(bootstrap)
+    try:
+        await client.create_partitions({name: NewPartitions(total)})
+    finally:
+        await client.close()
+
+
+async def list_topics(bootstrap: str) -> set[str]:
+    client = await admin(bootstrap)
+    try:
+        return set(await client.list_topics())
+    finally:
+        await client.close()
+
+
+async def produce(
+    bootstrap: str, topic: str, records: Mapping[int, Sequence[Rec]], compression: str | None = None
+) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, compression_type=compression, linger_ms=5, max_batch_size=256 * 1024
+    )
+    await producer.start()
+    try:
+        futures = []
+        for partition, recs in records.items():
+            for key, value, headers, ts in recs:
+                futures.append(
+                    await producer.send(
+                        topic, value=value, key=key, partition=partition, timestamp_ms=ts, headers=list(headers)
+                    )
+                )
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume(
+    bootstrap: str, topic: str, expected: Mapping[int, int], timeout: float = 120
+) -> dict[int, list[Rec]]:
+    """Read partitions from the start until each holds at least the expected count (or time runs out)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    out: dict[int, list[Rec]] = {p: [] for p in expected}
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                if not consumer.assignment():
+                    parts = await _partitions(consumer, topic)
+                    if parts is not None and set(expected) <= parts:
+                        tps = [TopicPartition(topic, p) for p in expected]
+                        consumer.assign(tps)
+                        await consumer.seek_to_beginning(*tps)
+            if consumer.assignment():
+                data = await consumer.getmany(timeout_ms=500)
+                for tp, recs in data.items():
+                    out[tp.partition].extend((r.key, r.value, tuple(r.headers), r.timestamp) for r in recs)
+                if all(len(out[p]) >= n for p, n in expected.items()):
+                    # linger briefly to catch duplicates beyond the expected count
+                    data = await consumer.getmany(timeout_ms=300)
+                    for tp, recs in data.items():
+                        out[tp.partition].extend((r.key, r.value, tuple(r.headers), r.timestamp) for r in recs)
+                    return out
+            else:
+                await asyncio.sleep(0.2)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    await consumer._client.force_metadata_update()
+    parts: Any = consumer.partitions_for_topic(topic)
+    return set(parts) if parts else None
+
+
+async def wait_for(predicate: Any, timeout: float = 60, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await predicate()
+        if value:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
