@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="replicate until SIGTERM/SIGINT", description="Run the mirror worker.")
     config_args(run)
-    run.add_argument("--http-port", type=int, help="HTTP port for /metrics, /healthz, /readyz, /status (0: off)")
+    run.add_argument(
+        "--http-port", type=int, help="HTTP port for /metrics, /healthz, /readyz, /status (0: off)"
+    )
 
     validate = sub.add_parser(
         "validate",
@@ -95,17 +97,25 @@ def _configure(loaded: LoadedSettings) -> None:
 
 
 async def _run(settings: Settings) -> int:
-    from mirror.worker import Worker  # noqa: PLC0415  (keeps `mirror --help` fast)
+    from mirror.http import HttpServer  # noqa: PLC0415  (keeps `mirror --help` fast)
+    from mirror.worker import Worker  # noqa: PLC0415
 
     worker = Worker(settings)
+    service = settings.service
+    http = HttpServer(worker, service.http_host, service.http_port) if service.http_port else None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
+        if http is not None:
+            await http.start()
+            log.info("http listening", url=f"http://{service.http_host}:{http.port}/status")
         await worker.run()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if http is not None:
+            await http.close()
     return EXIT_OK
 
 

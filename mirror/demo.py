@@ -63,13 +63,17 @@ async def _fill(bootstrap_settings: Admin, writer: Writer, records: int, partiti
 
 async def run_demo(records: int, partitions: int) -> int:
     console = Console()
-    console.print("[bold]mirror demo[/]: starting Kafka clusters A and B on loopback (jars from Maven Central) ...")
+    console.print(
+        "[bold]mirror demo[/]: starting Kafka clusters A and B on loopback (jars from Maven Central) ..."
+    )
     kafka = await asyncio.to_thread(LocalKafka)
     try:
         t0 = time.monotonic()
         await asyncio.to_thread(kafka.add, "A", "B")
         a, b = kafka["A"].bootstrap_servers, kafka["B"].bootstrap_servers
-        console.print(f"Kafka {kafka.dist.version}: A at {a}, B at {b} (started in {time.monotonic() - t0:.1f}s)")
+        console.print(
+            f"Kafka {kafka.dist.version}: A at {a}, B at {b} (started in {time.monotonic() - t0:.1f}s)"
+        )
         config = Path(tempfile.mkdtemp(prefix="mirror-demo-")) / "mm2.properties"
         config.write_text(demo_properties(a, b, 0))
         settings = load_settings(config).settings

@@ -22,7 +22,9 @@ class KafkaUnavailable(MirrorError):
 class KafkaRequestFailed(MirrorError):
     """A broker answered a request with an error (per topic or per request)."""
 
-    def __init__(self, message: str, *, code: int = -1, retriable: bool = True, kind: str = "request") -> None:
+    def __init__(
+        self, message: str, *, code: int = -1, retriable: bool = True, kind: str = "request"
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retriable = retriable

@@ -48,7 +48,9 @@ class HeartbeatJob:
                 now_ms = int(time.time() * 1000)
                 beat = Heartbeat(self.flow.source, self.flow.target, now_ms)
                 try:
-                    await ack_of(await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms))
+                    await ack_of(
+                        await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms)
+                    )
                     self.last_sent, self.last_error = time.time(), None
                     metrics.heartbeats_total.labels(self.flow.source, self.flow.target).inc()
                 except MirrorError as exc:

@@ -18,7 +18,9 @@ records_total = Counter(
 bytes_total = Counter(
     "mirror_bytes", "Record value bytes replicated (MM2 byte-count)", _PART, registry=REGISTRY
 )
-batches_total = Counter("mirror_batches", "Target batches acknowledged", ("source", "target"), registry=REGISTRY)
+batches_total = Counter(
+    "mirror_batches", "Target batches acknowledged", ("source", "target"), registry=REGISTRY
+)
 record_age = Histogram(
     "mirror_record_age_seconds",
     "Age of the newest record of each fetched batch when read from the source (now - record timestamp)",

@@ -132,7 +132,9 @@ class SourceTask:
                 self.status.restarts += 1
                 metrics.errors_total.labels(*self._labels, err.kind).inc()
                 metrics.task_restarts_total.labels(*self._labels).inc()
-                logger.warning("task session failed, retrying", error=str(err), kind=err.kind, backoff_s=backoff)
+                logger.warning(
+                    "task session failed, retrying", error=str(err), kind=err.kind, backoff_s=backoff
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)

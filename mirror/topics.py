@@ -97,7 +97,10 @@ class TopicSync:
                 err = results.get(spec.name)
                 if err is None:
                     self._log.info(
-                        "created remote topic", topic=spec.name, partitions=spec.partitions, configs=len(spec.configs)
+                        "created remote topic",
+                        topic=spec.name,
+                        partitions=spec.partitions,
+                        configs=len(spec.configs),
                     )
                     self.errors.pop(topic, None)
                     ready[topic] = spec.partitions
@@ -123,4 +126,6 @@ class TopicSync:
         self.errors[topic] = str(err)
         metrics.errors_total.labels(self.flow.source, self.flow.target, err.kind).inc()
         if first:
-            self._log.error("cannot create or grow remote topic; will retry", topic=self.remote(topic), error=str(err))
+            self._log.error(
+                "cannot create or grow remote topic; will retry", topic=self.remote(topic), error=str(err)
+            )

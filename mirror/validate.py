@@ -22,7 +22,9 @@ async def print_plan(settings: Settings) -> int:
             try:
                 await admin.start()
                 brokers = await admin.broker_count()
-                console.print(f"[green]ok[/] cluster {alias}: {brokers} broker(s) at {','.join(cluster.bootstrap_servers)}")
+                console.print(
+                    f"[green]ok[/] cluster {alias}: {brokers} broker(s) at {','.join(cluster.bootstrap_servers)}"
+                )
                 admins[alias] = admin
             except MirrorError as exc:
                 failed = True

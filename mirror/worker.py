@@ -133,7 +133,9 @@ class FlowRunner:
         runs = [tg.create_task(t.run()) for t in self.tasks]
         tg.create_task(self._refresh_loop(topics, runs, progress))
 
-    async def _refresh_loop(self, topics: TopicSync, runs: list[asyncio.Task[None]], progress: ProgressStore) -> None:
+    async def _refresh_loop(
+        self, topics: TopicSync, runs: list[asyncio.Task[None]], progress: ProgressStore
+    ) -> None:
         interval = self.flow.refresh_topics_interval_seconds
         try:
             while not self._stopping.is_set():
@@ -145,7 +147,9 @@ class FlowRunner:
                     ready = None
                 if ready is not None:
                     partitions = {(t, p) for t, n in ready.items() for p in range(n)}
-                    for task, share in zip(self.tasks, assign_partitions(partitions, len(self.tasks)), strict=True):
+                    for task, share in zip(
+                        self.tasks, assign_partitions(partitions, len(self.tasks)), strict=True
+                    ):
                         task.set_partitions(share)
                     self.status.topics, self.status.partitions = len(ready), len(partitions)
                     self.status.topic_errors = dict(topics.errors)
