@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override one setting with mm2.properties syntax, e.g. --set 'A->B.topics=orders.*' (repeatable)",
+            help="override one setting (mm2.properties syntax), e.g. --set 'A->B.topics=a.*' (repeatable)",
         )
         p.add_argument("--log-format", choices=["auto", "console", "json"], help="log output format")
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="start two local Kafka clusters and mirror a topic between them",
-        description="Start clusters A and B on loopback (Kafka from Maven Central), fill a topic on A and mirror it to B.",
+        description="Start clusters A and B on loopback (Kafka from Maven Central), "
+        "fill a topic on A and mirror it to B.",
     )
     demo.add_argument("--records", type=int, default=200_000, help="records to produce on A (default 200000)")
     demo.add_argument("--partitions", type=int, default=6, help="partitions of the demo topic (default 6)")

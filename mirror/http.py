@@ -64,7 +64,8 @@ def not_ready_reasons(worker: Worker) -> list[str]:
                 f"flow {runner.flow.name} is {runner.status.state}: {runner.status.last_error or ''}".strip()
             )
         reasons.extend(
-            f"flow {runner.flow.name} task {task.index} is {task.status.state}: {task.status.last_error or ''}".strip()
+            f"flow {runner.flow.name} task {task.index} is {task.status.state}: "
+            f"{task.status.last_error or ''}".strip()
             for task in runner.tasks
             if task.status.state != "running"
         )

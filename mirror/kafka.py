@@ -412,7 +412,10 @@ class Writer:
                 while i < n:
                     r = records[i]
                     h = r.headers
-                    if raw_append(i - start, r.timestamp, r.key, r.value, list(h) if h else _NO_HEADERS) is None:
+                    if (
+                        raw_append(i - start, r.timestamp, r.key, r.value, list(h) if h else _NO_HEADERS)
+                        is None
+                    ):
                         break
                     i += 1
                 batch._relative_offset = i - start
@@ -480,7 +483,7 @@ async def read_compacted(
                 if loop.time() > deadline:
                     raise KafkaUnavailable(f"timed out reading {topic} to its end")
                 data = await consumer.getmany(timeout_ms=500)
-                for tp, recs in data.items():
+                for recs in data.values():
                     for r in recs:
                         if r.key is not None:
                             state[r.key] = r.value

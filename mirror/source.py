@@ -274,7 +274,7 @@ class SourceTask:
             self._acked[entry.tp] = entry.last_offset
             self._dirty.add(entry.tp)
             self.status.records += count
-            topic, partition = entry.tp
+            partition = entry.tp[1]
             child = self._children.get(entry.tp)
             if child is None:
                 labels = (src, tgt, entry.remote_topic, str(partition))

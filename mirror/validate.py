@@ -23,7 +23,8 @@ async def print_plan(settings: Settings) -> int:
                 await admin.start()
                 brokers = await admin.broker_count()
                 console.print(
-                    f"[green]ok[/] cluster {alias}: {brokers} broker(s) at {','.join(cluster.bootstrap_servers)}"
+                    f"[green]ok[/] cluster {alias}: {brokers} broker(s) at "
+                    f"{','.join(cluster.bootstrap_servers)}"
                 )
                 admins[alias] = admin
             except MirrorError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+
 import structlog
 
 from mirror import metrics
@@ -114,6 +115,8 @@ class FlowRunner:
         async with asyncio.TaskGroup() as tg:
             if self.flow.emit_heartbeats_enabled:
                 self.heartbeat = HeartbeatJob(self.flow, self.target, target_admin)
+                if self._stopping.is_set():
+                    self.heartbeat.stop()
                 tg.create_task(self.heartbeat.run())
             if self.flow.enabled:
                 await self._run_source(tg, source_admin, target_admin)
@@ -130,6 +133,8 @@ class FlowRunner:
             SourceTask(self.flow, i, self.source, self.target, self.policy, progress)
             for i in range(self.flow.tasks_max)
         ]
+        if self._stopping.is_set():
+            self.stop()  # stop() came while starting: pass it on to the tasks that exist now
         runs = [tg.create_task(t.run()) for t in self.tasks]
         tg.create_task(self._refresh_loop(topics, runs, progress))
 

@@ -98,7 +98,9 @@ async def admin(bootstrap: str) -> AIOKafkaAdminClient:
     return client
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int, configs: Mapping[str, str] | None = None) -> None:
+async def create_topic(
+    bootstrap: str, name: str, partitions: int, configs: Mapping[str, str] | None = None
+) -> None:
     client = await admin(bootstrap)
     try:
         resp = await client.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(configs or {}))])
@@ -136,7 +138,12 @@ async def produce(
             for key, value, headers, ts in recs:
                 futures.append(
                     await producer.send(
-                        topic, value=value, key=key, partition=partition, timestamp_ms=ts, headers=list(headers)
+                        topic,
+                        value=value,
+                        key=key,
+                        partition=partition,
+                        timestamp_ms=ts,
+                        headers=list(headers),
                     )
                 )
         await asyncio.gather(*futures)
@@ -145,10 +152,20 @@ async def produce(
 
 
 async def consume(
-    bootstrap: str, topic: str, expected: Mapping[int, int], timeout: float = 120
+    bootstrap: str,
+    topic: str,
+    expected: Mapping[int, int],
+    timeout: float = 120,
+    last: Mapping[int, Rec] | None = None,
 ) -> dict[int, list[Rec]]:
-    """Read partitions from the start until each holds at least the expected count (or time runs out)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    """Read partitions from the start until each holds at least the expected count (or time runs out).
+
+    With ``last``, also until each partition's newest record is that one: with duplicates (at-least-once)
+    a count alone can be reached before every record arrived.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out: dict[int, list[Rec]] = {p: [] for p in expected}
     try:
@@ -165,11 +182,15 @@ async def consume(
                 data = await consumer.getmany(timeout_ms=500)
                 for tp, recs in data.items():
                     out[tp.partition].extend((r.key, r.value, tuple(r.headers), r.timestamp) for r in recs)
-                if all(len(out[p]) >= n for p, n in expected.items()):
+                if all(len(out[p]) >= n for p, n in expected.items()) and all(
+                    out[p] and out[p][-1] == rec for p, rec in (last or {}).items()
+                ):
                     # linger briefly to catch duplicates beyond the expected count
                     data = await consumer.getmany(timeout_ms=300)
                     for tp, recs in data.items():
-                        out[tp.partition].extend((r.key, r.value, tuple(r.headers), r.timestamp) for r in recs)
+                        out[tp.partition].extend(
+                            (r.key, r.value, tuple(r.headers), r.timestamp) for r in recs
+                        )
                     return out
             else:
                 await asyncio.sleep(0.2)
