@@ -57,7 +57,7 @@ async def _fill(bootstrap_settings: Admin, writer: Writer, records: int, partiti
             _Record(now, f"customer-{i % 1000}".encode(), b"x" * 100, (("origin", b"demo"),))
             for i in range(per_partition + (1 if p < records % partitions else 0))
         ]
-        for fut, _n in await writer.send_records(TOPIC, p, batch):
+        for fut, _start, _n in await writer.send_records(TOPIC, p, batch):
             await ack_of(fut)
 
 

@@ -27,6 +27,8 @@ from mirror.errors import MirrorError, ProducerFenced
 from mirror.kafka import Reader, SourceBatch, Writer, ack_of, translate
 from mirror.policy import ReplicationPolicy
 from mirror.progress import ProgressStore
+from mirror.records import OffsetSync
+from mirror.translate import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +49,13 @@ def task_for_partition(topic: str, partition: int, tasks: int) -> int:
     return (zlib.crc32(topic.encode()) + partition) % tasks
 
 
+def offset_syncs_location(flow: FlowSettings, policy: ReplicationPolicy) -> tuple[str, str]:
+    """(cluster alias, topic) of the flow's offset-syncs topic, named after the *other* cluster."""
+    if flow.offset_syncs_topic_location == "source":
+        return flow.source, policy.offset_syncs_topic(flow.target)
+    return flow.target, policy.offset_syncs_topic(flow.source)
+
+
 def assign_partitions(partitions: Iterable[TP], tasks: int) -> list[set[TP]]:
     out: list[set[TP]] = [set() for _ in range(tasks)]
     for topic, partition in partitions:
@@ -58,11 +67,10 @@ def assign_partitions(partitions: Iterable[TP], tasks: int) -> list[set[TP]]:
 class _InFlight:
     tp: TP
     remote_topic: str
-    first_offset: int
-    last_offset: int
+    records: list[Any]  # the source records, kept until acked (offset syncs need their offsets)
     newest_timestamp: int
     value_bytes: int
-    futures: list[tuple[asyncio.Future[Any], int]]
+    futures: list[tuple[asyncio.Future[Any], int, int]]
 
 
 @dataclass
@@ -84,6 +92,7 @@ class SourceTask:
     target: ClusterSettings
     policy: ReplicationPolicy
     progress: ProgressStore
+    syncs_cluster: ClusterSettings | None = None  # where offset syncs go; None: not emitted
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     status: TaskStatus = field(default_factory=TaskStatus)
 
@@ -99,6 +108,10 @@ class SourceTask:
         self._hw: dict[TP, int] = {}
         self._position: dict[TP, int] = {}
         self.name = f"{self.flow.name}|source-{self.index}"
+        # Offset syncs (mm2.md §5.3): decided per acknowledged batch, sent by their own loop.
+        self._syncs = OffsetSyncWriter(self.flow.offset_lag_max)
+        self._syncs_topic = offset_syncs_location(self.flow, self.policy)[1]
+        self._syncs_ready = asyncio.Event()
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -147,12 +160,15 @@ class SourceTask:
         isolation = self.flow.consumer.get("isolation.level", "read_committed")
         reader = Reader(self.source, f"{client}|replication-consumer", self.flow.consumer, isolation)
         writer = Writer(self.target, f"{client}|replication-producer", self.flow.producer)
+        syncs = self._syncs_writer(client)
         self._inflight: deque[_InFlight | None] = deque()  # None: end marker, the fetcher stopped
         self._inflight_bytes = 0
         self._inflight_changed = asyncio.Condition()
         try:
             await reader.start()
             await writer.start()
+            if syncs is not None:
+                await syncs.start()
             self.status.state = "running"
             self.status.last_error = None
             self._position = {}
@@ -161,6 +177,7 @@ class SourceTask:
                 fetcher = tg.create_task(self._fetch_loop(reader, writer))
                 acker = tg.create_task(self._ack_loop())
                 flusher = tg.create_task(self._flush_loop(reader))
+                syncer = tg.create_task(self._sync_loop(syncs)) if syncs is not None else None
                 await fetcher
                 # stopping: let the acker drain what is in flight, then store the final progress
                 async with self._inflight_changed:
@@ -168,10 +185,40 @@ class SourceTask:
                     self._inflight_changed.notify_all()
                 await acker
                 flusher.cancel()
+                if syncer is not None:
+                    syncer.cancel()
             await self._store_progress()
+            if syncs is not None:
+                self._syncs.promote_delayed()
+                await self._send_syncs(syncs)
         finally:
             await writer.close()
             await reader.close()
+            if syncs is not None:
+                await syncs.close()
+
+    def _syncs_writer(self, client: str) -> Writer | None:
+        if self.syncs_cluster is None:
+            return None
+        role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-producer"
+        return Writer(self.syncs_cluster, f"{client}|{role}", {"linger.ms": "0"})
+
+    async def _sync_loop(self, syncs: Writer) -> None:
+        while True:
+            await self._syncs_ready.wait()
+            self._syncs_ready.clear()
+            await self._send_syncs(syncs)
+
+    async def _send_syncs(self, syncs: Writer) -> None:
+        """Send pending syncs, at most MAX_OUTSTANDING_OFFSET_SYNCS (10) in flight, as Java does."""
+        while self._syncs.has_pending():
+            batch: list[OffsetSync] = self._syncs.take_pending(MAX_OUTSTANDING_OFFSET_SYNCS)
+            futures = [
+                await syncs.send(self._syncs_topic, s.encode_key(), s.encode_value(), 0) for s in batch
+            ]
+            for fut in futures:
+                await ack_of(fut)
+            metrics.offset_syncs_total.labels(*self._labels).inc(len(batch))
 
     async def _assign(self, reader: Reader) -> None:
         positions: dict[TP, int | None] = {}
@@ -199,9 +246,11 @@ class SourceTask:
                     records=missing,
                 )
                 positions[tp] = start
-        for tp in set(self._children) - set(positions):
+        gone = [tp for tp in self._children if tp not in positions]
+        for tp in gone:
             metrics.lag_records.remove(*self._labels, self._remote_topic(tp[0]), str(tp[1]))
             self._children.pop(tp, None)
+        self._syncs.remove_partitions(gone)
         await reader.assign(positions)
         log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
 
@@ -252,8 +301,7 @@ class SourceTask:
         return _InFlight(
             tp,
             remote,
-            batch.first_offset,
-            batch.last_offset,
+            batch.records,
             max(batch.records[-1].timestamp, batch.records[0].timestamp),
             batch.value_bytes(),
             futures,
@@ -268,10 +316,16 @@ class SourceTask:
             if entry is None:
                 return
             count = 0
-            for fut, n in entry.futures:
-                await ack_of(fut)
+            recs = entry.records
+            for fut, start, n in entry.futures:
+                ack = await ack_of(fut)
                 count += n
-            self._acked[entry.tp] = entry.last_offset
+                first_up, last_up = recs[start].offset, recs[start + n - 1].offset
+                gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
+                self._syncs.on_ack_batch(entry.tp, first_up, ack.base_offset, n, gaps)
+            if self._syncs.has_pending():
+                self._syncs_ready.set()
+            self._acked[entry.tp] = recs[-1].offset
             self._dirty.add(entry.tp)
             self.status.records += count
             partition = entry.tp[1]
@@ -297,6 +351,9 @@ class SourceTask:
         while True:
             await asyncio.sleep(interval)
             await self._store_progress()
+            # like Java's commit(): idle partitions get an exact sync for their last record
+            self._syncs.promote_delayed()
+            self._syncs_ready.set()
             self._update_lag()
 
     def _update_lag(self) -> None:

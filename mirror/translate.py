@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
@@ -30,6 +31,9 @@ DEFAULT_OFFSET_LAG_MAX: Final = 100
 MAX_OUTSTANDING_OFFSET_SYNCS: Final = 10
 """Java sends pending syncs while fewer than this many are in flight."""
 SYNCS_PER_PARTITION: Final = 64
+MAX_FIRED_OFFSET_SYNCS: Final = 10_000
+"""Bound on triggered syncs waiting to be sent; past it the oldest are dropped (fewer syncs only cost
+translation precision, never correctness)."""
 
 
 class _PartitionState:
@@ -51,15 +55,22 @@ class OffsetSyncWriter:
     A triggered sync is *pending* (send it now); otherwise the newest record of the partition is kept
     *delayed* until `promote_delayed`, which the caller runs on every offset commit/flush. Both maps hold
     one sync per partition and keep Java's `LinkedHashMap` order.
+
+    One difference from Java, for batches: Java fires pending syncs after every record, so a sync that a
+    later record of the same partition triggers rarely replaces an unsent one. Here acks arrive per batch,
+    so a triggered sync that a newer one would replace is kept in a *fired* queue instead and sent first:
+    every triggered sync is sent (up to `MAX_FIRED_OFFSET_SYNCS` waiting), about one per `offset_lag_max`
+    records as in Java, whatever the batch size. `on_ack` per record and `on_ack_batch` agree exactly.
     """
 
-    __slots__ = ("_delayed", "_pending", "_states", "offset_lag_max")
+    __slots__ = ("_delayed", "_fired", "_pending", "_states", "offset_lag_max")
 
     def __init__(self, offset_lag_max: int = DEFAULT_OFFSET_LAG_MAX) -> None:
         self.offset_lag_max = offset_lag_max
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._pending: dict[TopicPartition, OffsetSync] = {}
         self._delayed: dict[TopicPartition, OffsetSync] = {}
+        self._fired: deque[OffsetSync] = deque(maxlen=MAX_FIRED_OFFSET_SYNCS)
 
     @property
     def pending(self) -> dict[TopicPartition, OffsetSync]:
@@ -67,12 +78,23 @@ class OffsetSyncWriter:
         return dict(self._pending)
 
     @property
+    def fired(self) -> list[OffsetSync]:
+        """Triggered syncs that a newer one superseded before they were sent, oldest first (a copy)."""
+        return list(self._fired)
+
+    @property
     def delayed(self) -> dict[TopicPartition, OffsetSync]:
         """Syncs waiting for the next `promote_delayed` (a copy)."""
         return dict(self._delayed)
 
     def has_pending(self) -> bool:
-        return bool(self._pending)
+        return bool(self._pending or self._fired)
+
+    def _trigger(self, tp: TopicPartition, sync: OffsetSync) -> None:
+        replaced = self._pending.get(tp)
+        if replaced is not None:
+            self._fired.append(replaced)
+        self._pending[tp] = sync
 
     def _state(self, tp: TopicPartition) -> _PartitionState:
         state = self._states.get(tp)
@@ -91,7 +113,7 @@ class OffsetSyncWriter:
         ):
             state.last_sync_downstream = downstream
             self._delayed.pop(tp, None)
-            self._pending[tp] = OffsetSync(tp[0], tp[1], upstream, downstream)
+            self._trigger(tp, OffsetSync(tp[0], tp[1], upstream, downstream))
         else:
             self._delayed[tp] = OffsetSync(tp[0], tp[1], upstream, downstream)
         state.previous_upstream = upstream
@@ -142,13 +164,18 @@ class OffsetSyncWriter:
             first_trigger = last_sync + 1 + lag - first_downstream  # >= 1 here
         end = count - 1
         trigger: int | None = None
+        up, down = first_upstream, first_downstream
         if first_trigger <= end:
             step = max(lag, 0) + 1
             trigger = first_trigger + ((end - first_trigger) // step) * step  # the last triggering record
             state.last_sync_downstream = first_downstream + trigger
+            # the earlier triggering records of this batch, oldest first (at most the queue's bound)
+            first_kept = max(first_trigger, trigger - step * MAX_FIRED_OFFSET_SYNCS)
+            first_kept = first_trigger + -(-(first_kept - first_trigger) // step) * step
+            for earlier in range(first_kept, trigger, step):
+                self._trigger(tp, OffsetSync(tp[0], tp[1], up + earlier, down + earlier))
         state.previous_upstream = first_upstream + end
         state.previous_downstream = first_downstream + end
-        up, down = first_upstream, first_downstream
         self._queue(
             tp,
             None if trigger is None else OffsetSync(tp[0], tp[1], up + trigger, down + trigger),
@@ -170,6 +197,9 @@ class OffsetSyncWriter:
                 or downstream < prev_down
             ):
                 last_sync = downstream
+                if trigger is not None:
+                    earlier = upstream_offsets[trigger]
+                    self._trigger(tp, OffsetSync(tp[0], tp[1], earlier, first_downstream + trigger))
                 trigger = index
             prev_up, prev_down = upstream, downstream
         state.previous_upstream, state.previous_downstream = prev_up, prev_down
@@ -190,7 +220,7 @@ class OffsetSyncWriter:
         the batch's last record is delayed unless it triggered itself."""
         if pending is not None:
             self._delayed.pop(tp, None)
-            self._pending[tp] = pending
+            self._trigger(tp, pending)
         if delayed is not None:
             self._delayed[tp] = delayed
 
@@ -201,8 +231,11 @@ class OffsetSyncWriter:
 
     def take_pending(self, max_n: int = MAX_OUTSTANDING_OFFSET_SYNCS) -> list[OffsetSync]:
         """Remove and return up to `max_n` pending syncs, oldest first; pass 10 minus the syncs in flight."""
-        if max_n <= 0 or not self._pending:
+        if max_n <= 0 or not (self._pending or self._fired):
             return []
+        if self._fired:
+            fired = [self._fired.popleft() for _ in range(min(max_n, len(self._fired)))]
+            return fired + self.take_pending(max_n - len(fired))
         if max_n >= len(self._pending):
             taken = list(self._pending.values())
             self._pending.clear()
@@ -216,6 +249,10 @@ class OffsetSyncWriter:
             self._states.pop(tp, None)
             self._pending.pop(tp, None)
             self._delayed.pop(tp, None)
+        gone = set(tps)
+        kept = [s for s in self._fired if (s.topic, s.partition) not in gone]
+        self._fired.clear()
+        self._fired.extend(kept)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from mirror.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.policy import ReplicationPolicy, policy_from_config
 from mirror.progress import ProgressStore
-from mirror.source import SourceTask, assign_partitions
+from mirror.source import SourceTask, assign_partitions, offset_syncs_location
 from mirror.topics import TopicSync
 
 log = structlog.get_logger(__name__)
@@ -96,22 +96,36 @@ class FlowRunner:
                 await source_admin.close()
                 await target_admin.close()
 
-    async def _check_replication_factors(self, target_admin: Admin) -> None:
-        brokers = await target_admin.broker_count()
-        wanted = {"offset.storage.replication.factor": self.flow.offset_storage_replication_factor}
-        if self.flow.emit_heartbeats_enabled:
-            wanted["heartbeats.topic.replication.factor"] = self.flow.heartbeats_topic_replication_factor
-        if self.flow.enabled:
-            wanted["replication.factor"] = self.flow.replication_factor
-        for key, rf in wanted.items():
-            if rf > brokers:
+    async def _check_replication_factors(self, source_admin: Admin, target_admin: Admin) -> None:
+        """Refuse to start when a topic this flow creates asks for more replicas than brokers exist."""
+        flow = self.flow
+        wanted: list[tuple[str, str, int]] = []  # (cluster alias, key, replication factor)
+        if flow.emit_heartbeats_enabled:
+            wanted.append(
+                (flow.target, "heartbeats.topic.replication.factor", flow.heartbeats_topic_replication_factor)
+            )
+        if flow.enabled:
+            wanted.append(
+                (flow.target, "offset.storage.replication.factor", flow.offset_storage_replication_factor)
+            )
+            wanted.append((flow.target, "replication.factor", flow.replication_factor))
+            if flow.emit_offset_syncs_enabled:
+                alias = offset_syncs_location(flow, self.policy)[0]
+                rf = flow.offset_syncs_topic_replication_factor
+                wanted.append((alias, "offset-syncs.topic.replication.factor", rf))
+        brokers = {
+            flow.target: await target_admin.broker_count(),
+            flow.source: await source_admin.broker_count() if flow.enabled else 0,
+        }
+        for alias, key, rf in wanted:
+            if rf > brokers[alias]:
                 raise FatalError(
-                    f"{key}={rf} but cluster {self.flow.target} has {brokers} broker(s): "
-                    f"set {key} (or {self.flow.name}.{key}) to at most {brokers}"
+                    f"{key}={rf} but cluster {alias} has {brokers[alias]} broker(s): "
+                    f"set {key} (or {flow.name}.{key}) to at most {brokers[alias]}"
                 )
 
     async def _run(self, source_admin: Admin, target_admin: Admin) -> None:
-        await self._check_replication_factors(target_admin)
+        await self._check_replication_factors(source_admin, target_admin)
         async with asyncio.TaskGroup() as tg:
             if self.flow.emit_heartbeats_enabled:
                 self.heartbeat = HeartbeatJob(self.flow, self.target, target_admin)
@@ -129,8 +143,15 @@ class FlowRunner:
         await progress.load()
         await progress.start()
         topics = TopicSync(self.flow, source_admin, target_admin, self.policy)
+        syncs_cluster = None
+        if self.flow.emit_offset_syncs_enabled:
+            alias, syncs_topic = offset_syncs_location(self.flow, self.policy)
+            admin = source_admin if alias == self.flow.source else target_admin
+            rf = self.flow.offset_syncs_topic_replication_factor
+            await admin.ensure_topic(syncs_topic, 1, rf, {"cleanup.policy": "compact"})
+            syncs_cluster = admin.cluster
         self.tasks = [
-            SourceTask(self.flow, i, self.source, self.target, self.policy, progress)
+            SourceTask(self.flow, i, self.source, self.target, self.policy, progress, syncs_cluster)
             for i in range(self.flow.tasks_max)
         ]
         if self._stopping.is_set():

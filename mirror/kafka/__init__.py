@@ -395,10 +395,11 @@ class Writer:
 
     async def send_records(
         self, topic: str, partition: int, records: Sequence[Any]
-    ) -> list[tuple[asyncio.Future[Any], int]]:
+    ) -> list[tuple[asyncio.Future[Any], int, int]]:
         """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order.
 
-        Returns one (delivery future, record count) per target batch; await the futures with `ack_of`.
+        Returns one (delivery future, index of its first record, record count) per target batch;
+        await the futures with `ack_of`.
         """
         futures = []
         i, n = 0, len(records)
@@ -421,7 +422,7 @@ class Writer:
                 batch._relative_offset = i - start
                 batch.close()
                 fut = await self._producer.send_batch(batch, topic, partition=partition)
-                futures.append((fut, i - start))
+                futures.append((fut, start, i - start))
         return futures
 
     async def send(

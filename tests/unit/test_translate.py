@@ -24,7 +24,7 @@ TP2: TopicPartition = ("orders", 1)
 
 
 def writer_snapshot(w: OffsetSyncWriter) -> tuple[list[tuple[TopicPartition, OffsetSync]], ...]:
-    return (list(w.pending.items()), list(w.delayed.items()))
+    return (list(w.pending.items()), list(w.delayed.items()), [(("", 0), s) for s in w.fired])
 
 
 # --- OffsetSyncWriter: the four rules -------------------------------------------------------------------
@@ -104,13 +104,16 @@ def test_promote_delayed_keeps_linked_hash_map_order() -> None:
     assert w.take_pending() == []
 
 
-def test_pending_replaces_pending_in_place() -> None:
-    """A newer pending sync for the same partition replaces the older one without moving."""
+def test_superseded_pending_sync_is_still_sent_first() -> None:
+    """A newer triggered sync for the same partition takes the pending slot in place; the older one,
+    which Java would have fired already, is kept and sent first (nothing triggered is lost)."""
     w = OffsetSyncWriter(offset_lag_max=0)
     w.on_ack(TP, 0, 0)
     w.on_ack(TP2, 0, 0)
     w.on_ack(TP, 1, 1)
-    assert w.take_pending() == [OffsetSync("orders", 0, 1, 1), OffsetSync("orders", 1, 0, 0)]
+    assert w.fired == [OffsetSync("orders", 0, 0, 0)]
+    assert w.take_pending(2) == [OffsetSync("orders", 0, 0, 0), OffsetSync("orders", 0, 1, 1)]
+    assert w.take_pending() == [OffsetSync("orders", 1, 0, 0)]
 
 
 def test_remove_partitions_forgets_state() -> None:
@@ -129,6 +132,7 @@ def test_on_ack_batch_contiguous_example() -> None:
     w = OffsetSyncWriter(offset_lag_max=100)
     w.on_ack_batch(TP, 1000, 0, 250)
     # triggers at downstream 0 (first), 101 and 202 (lag); 249 is the last record
+    assert w.fired == [OffsetSync("orders", 0, 1000, 0), OffsetSync("orders", 0, 1101, 101)]
     assert w.pending == {TP: OffsetSync("orders", 0, 1202, 202)}
     assert w.delayed == {TP: OffsetSync("orders", 0, 1249, 249)}
 
