@@ -41,6 +41,20 @@ lag_records = Gauge(
     _PART,
     registry=REGISTRY,
 )
+lag_seconds = Gauge(
+    "mirror_replication_lag_seconds",
+    "Per source partition with records still to copy: now - timestamp of the last record replicated "
+    "(0 when caught up); roughly how much recent data the target lacks",
+    _PART,
+    registry=REGISTRY,
+)
+heartbeat_timestamp = Gauge(
+    "mirror_heartbeat_timestamp_seconds",
+    "Timestamp of the newest heartbeat of an upstream cluster replicated through this flow "
+    "(alert on time() - this)",
+    ("source", "target", "upstream"),
+    registry=REGISTRY,
+)
 topics_mirrored = Gauge(
     "mirror_topics", "Source topics being mirrored per flow", ("source", "target"), registry=REGISTRY
 )
@@ -64,4 +78,40 @@ offset_syncs_total = Counter(
 )
 heartbeats_total = Counter(
     "mirror_heartbeats", "Heartbeat records written", ("source", "target"), registry=REGISTRY
+)
+
+# --- checkpoints (consumer-group offsets, mm2.md §5.6) ----------------------------------------------------
+checkpoints_total = Counter(
+    "mirror_checkpoints",
+    "Checkpoint records written to <source>.checkpoints.internal (acknowledged by the target)",
+    ("source", "target"),
+    registry=REGISTRY,
+)
+checkpoint_latency = Histogram(
+    "mirror_checkpoint_latency_seconds",
+    "now - checkpoint record timestamp when the target acknowledged it (MM2 checkpoint-latency-ms), "
+    "per batch",
+    ("source", "target"),
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+checkpoint_reread_bound = Gauge(
+    "mirror_checkpoint_reread_bound_records",
+    "At most this many records are seen twice by a consumer of the group failing over to the target from "
+    "the latest checkpoint: the group's upstream offset minus that of the offset sync used (0 when the "
+    "group sits exactly on a sync); topic is the target topic",
+    ("source", "target", "group", "topic", "partition"),
+    registry=REGISTRY,
+)
+checkpoint_groups = Gauge(
+    "mirror_checkpoint_groups",
+    "Consumer groups of the source being checkpointed",
+    ("source", "target"),
+    registry=REGISTRY,
+)
+group_offsets_synced_total = Counter(
+    "mirror_group_offsets_synced",
+    "Partition offsets written into idle target consumer groups (sync.group.offsets.enabled)",
+    ("source", "target"),
+    registry=REGISTRY,
 )

@@ -27,7 +27,7 @@ from mirror.errors import MirrorError, ProducerFenced
 from mirror.kafka import Reader, SourceBatch, Writer, ack_of, translate
 from mirror.policy import ReplicationPolicy
 from mirror.progress import ProgressStore
-from mirror.records import OffsetSync
+from mirror.records import Heartbeat, OffsetSync, RecordFormatError
 from mirror.translate import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 
 log = structlog.get_logger(__name__)
@@ -106,6 +106,7 @@ class SourceTask:
         self._labels = (self.flow.source, self.flow.target)
         self._children: dict[TP, tuple[Any, Any]] = {}
         self._hw: dict[TP, int] = {}
+        self._acked_ts: dict[TP, int] = {}  # timestamp (ms) of the last acked record
         self._position: dict[TP, int] = {}
         self.name = f"{self.flow.name}|source-{self.index}"
         # Offset syncs (mm2.md §5.3): decided per acknowledged batch, sent by their own loop.
@@ -248,7 +249,15 @@ class SourceTask:
                 positions[tp] = start
         gone = [tp for tp in self._children if tp not in positions]
         for tp in gone:
-            metrics.lag_records.remove(*self._labels, self._remote_topic(tp[0]), str(tp[1]))
+            labels = (*self._labels, self._remote_topic(tp[0]), str(tp[1]))
+            for metric in (
+                metrics.lag_records,
+                metrics.lag_seconds,
+                metrics.records_total,
+                metrics.bytes_total,
+            ):
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
             self._children.pop(tp, None)
         self._syncs.remove_partitions(gone)
         await reader.assign(positions)
@@ -326,6 +335,7 @@ class SourceTask:
             if self._syncs.has_pending():
                 self._syncs_ready.set()
             self._acked[entry.tp] = recs[-1].offset
+            self._acked_ts[entry.tp] = recs[-1].timestamp
             self._dirty.add(entry.tp)
             self.status.records += count
             partition = entry.tp[1]
@@ -341,6 +351,9 @@ class SourceTask:
             metrics.replication_latency.labels(src, tgt).observe(
                 max(0.0, time.time() - entry.newest_timestamp / 1000)
             )
+            self._set_lag(entry.tp, entry.remote_topic)
+            if self.policy.is_heartbeats_topic(entry.tp[0]):
+                self._observe_heartbeat(recs[-1])
             async with self._inflight_changed:
                 self._inflight.popleft()
                 self._inflight_bytes -= entry.value_bytes
@@ -357,13 +370,35 @@ class SourceTask:
             self._update_lag()
 
     def _update_lag(self) -> None:
-        src, tgt = self._labels
-        for tp, hw in self._hw.items():
-            if tp not in self._partitions:
-                continue
-            acked = self._acked.get(tp)
-            nxt = acked + 1 if acked is not None else self.progress.next_offset(*tp) or 0
-            metrics.lag_records.labels(src, tgt, self._remote_topic(tp[0]), str(tp[1])).set(max(0, hw - nxt))
+        for tp in self._hw:
+            if tp in self._partitions:
+                self._set_lag(tp, self._remote_topic(tp[0]))
+
+    def _lag_of(self, tp: TP) -> int | None:
+        hw = self._hw.get(tp)
+        if hw is None:
+            return None
+        acked = self._acked.get(tp)
+        nxt = acked + 1 if acked is not None else self.progress.next_offset(*tp) or 0
+        return max(0, hw - nxt)
+
+    def _set_lag(self, tp: TP, remote_topic: str) -> None:
+        lag = self._lag_of(tp)
+        if lag is None:
+            return
+        labels = (*self._labels, remote_topic, str(tp[1]))
+        metrics.lag_records.labels(*labels).set(lag)
+        ts = self._acked_ts.get(tp)
+        seconds = max(0.0, time.time() - ts / 1000) if lag and ts is not None else 0.0
+        metrics.lag_seconds.labels(*labels).set(seconds)
+
+    def _observe_heartbeat(self, record: Any) -> None:
+        try:
+            beat = Heartbeat.decode(record.key, record.value)
+        except (RecordFormatError, TypeError):
+            return
+        upstream = beat.source_cluster_alias
+        metrics.heartbeat_timestamp.labels(*self._labels, upstream).set(beat.timestamp / 1000)
 
     async def _store_progress(self) -> None:
         if not self._dirty:
@@ -376,10 +411,6 @@ class SourceTask:
             raise
 
     def lag(self) -> dict[TP, int]:
-        out = {}
-        for tp in self._partitions:
-            hw = self._hw.get(tp)
-            if hw is not None:
-                acked = self._acked.get(tp)
-                out[tp] = max(0, hw - (acked + 1 if acked is not None else 0))
-        return out
+        """Records still to copy per source partition (those fetched at least once)."""
+        lags = {tp: self._lag_of(tp) for tp in self._partitions}
+        return {tp: lag for tp, lag in lags.items() if lag is not None}
