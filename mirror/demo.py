@@ -94,7 +94,7 @@ async def run_demo(records: int, partitions: int) -> int:
         with Progress(*columns, console=console) as bar:
             job = bar.add_task("copy", total=records)
             while not run.done():
-                copied = sum(t.status.records for f in worker.flows for t in f.tasks)
+                copied = sum(t.status.records for f in worker.flows for t in f.tasks.values())
                 bar.update(job, completed=copied)
                 if copied >= records:
                     break
@@ -103,7 +103,7 @@ async def run_demo(records: int, partitions: int) -> int:
         worker.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await run
-        copied = sum(t.status.records for f in worker.flows for t in f.tasks)
+        copied = sum(t.status.records for f in worker.flows for t in f.tasks.values())
         console.print(
             f"[green]done[/]: {copied:,} records copied A -> B into topic A.orders "
             f"in {elapsed:.1f}s ({copied / max(elapsed, 1e-9):,.0f} records/s), lag 0.\n"

@@ -15,7 +15,7 @@ import contextlib
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,6 +61,26 @@ def assign_partitions(partitions: Iterable[TP], tasks: int) -> list[set[TP]]:
     for topic, partition in partitions:
         out[task_for_partition(topic, partition, tasks)].add((topic, partition))
     return out
+
+
+async def _unwrapped(session: Awaitable[None]) -> None:
+    """Await a session; its TaskGroup wraps a loop's Kafka error in an ExceptionGroup: raise that error
+    itself (the fencing one first), so the session is retried like any other. Other errors pass unchanged."""
+    try:
+        await session
+    except ExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if not all(isinstance(e, (MirrorError, OSError)) for e in leaves):
+            raise
+        raise next((e for e in leaves if isinstance(e, ProducerFenced)), leaves[0]) from None
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 @dataclass(slots=True)
@@ -132,15 +152,18 @@ class SourceTask:
         logger = log.bind(flow=self.flow.name, task=self.index)
         while not self._stopping.is_set():
             try:
-                await self._session()
+                await _unwrapped(self._session())
                 backoff = _BACKOFF_MIN
             except ProducerFenced as exc:
                 self.status.state = "fenced"
                 self.status.last_error = str(exc)
                 logger.warning("task fenced by another worker, stopping it here", error=str(exc))
+                self._remove_series(list(self._children))
                 return
-            except (MirrorError, OSError) as exc:
+            except Exception as exc:  # a task must survive anything: report it and start a new session
                 err = translate(exc)
+                if not isinstance(exc, (MirrorError, OSError)):
+                    logger.exception("unexpected error in task session", error=str(exc))
                 self.status.state = "retrying"
                 self.status.last_error = str(err)
                 self.status.restarts += 1
@@ -153,6 +176,7 @@ class SourceTask:
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
         self.status.state = "stopped"
+        self._remove_series(list(self._children))  # stopped here: the partitions move to another worker
 
     # --- one session: a reader, a writer and three loops -------------------------------------------
 
@@ -248,7 +272,14 @@ class SourceTask:
                 )
                 positions[tp] = start
         gone = [tp for tp in self._children if tp not in positions]
-        for tp in gone:
+        self._remove_series(gone)
+        self._syncs.remove_partitions(gone)
+        await reader.assign(positions)
+        log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
+
+    def _remove_series(self, partitions: Iterable[TP]) -> None:
+        """Drop the per-partition series of partitions this task no longer copies (moved away)."""
+        for tp in partitions:
             labels = (*self._labels, self._remote_topic(tp[0]), str(tp[1]))
             for metric in (
                 metrics.lag_records,
@@ -259,9 +290,6 @@ class SourceTask:
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)
             self._children.pop(tp, None)
-        self._syncs.remove_partitions(gone)
-        await reader.assign(positions)
-        log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
 
     def _remote_topic(self, topic: str) -> str:
         remote = self._remote.get(topic)

@@ -1,27 +1,39 @@
-"""Process lifecycle: one worker runs the jobs of every active flow until it is told to stop.
+"""Process lifecycle: a worker joins its peers through Kafka and runs the tasks Kafka assigns to it.
 
-A flow runner connects to its two clusters (retrying with backoff, never fatal), creates its internal
-topics, loads progress, then runs the topic refresher, the source tasks and the heartbeat job in one
-TaskGroup. ``Worker.stop()`` (SIGTERM/SIGINT) stops fetching, lets in-flight batches be acknowledged,
-stores progress and returns.
+There is one code path: a single worker is a group of one. Per target cluster the worker joins the
+consumer group ``service.group`` over the flows' tasks topics (``mm2-tasks.<source>.internal`` on the
+target, one partition per task; `mirror.kafka.coordination`). An assigned partition is a task to run,
+a revoked one a task to stop (flush in-flight batches, store progress) before the rebalance completes.
+Kafka's group coordinator thus gives membership, failure detection and rebalancing: a worker that stops
+cleanly leaves the group and its tasks move at once; one that dies loses them after the session timeout.
+
+Each flow's singletons (remote topic creation, heartbeats, checkpoints) run on the worker owning task 0.
+Every worker computes which source partitions belong to which task with the same pure function
+(`mirror.source.assign_partitions`), so two workers never copy the same partition at once (modulo a
+zombie's tail, which at-least-once tolerates).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
 from mirror import metrics
-from mirror.config import FlowSettings, Settings
+from mirror.config import ClusterSettings, FlowSettings, Settings
 from mirror.errors import MirrorError
 from mirror.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
+from mirror.kafka.coordination import GroupMembership, TaskRef
 from mirror.policy import ReplicationPolicy, policy_from_config
 from mirror.progress import ProgressStore
-from mirror.source import SourceTask, assign_partitions, offset_syncs_location
+from mirror.source import TP, SourceTask, assign_partitions, offset_syncs_location
 from mirror.topics import TopicSync
 
 log = structlog.get_logger(__name__)
@@ -35,6 +47,14 @@ class FatalError(MirrorError):
     kind = "fatal"
 
 
+class Job(Protocol):
+    """A flow singleton (heartbeats, checkpoints): runs until stopped, never dies of a Kafka error."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def make_policy(flow: FlowSettings) -> ReplicationPolicy:
     return policy_from_config(
         flow.replication_policy_class,
@@ -44,78 +64,131 @@ def make_policy(flow: FlowSettings) -> ReplicationPolicy:
     )
 
 
+def tasks_topic(flow: FlowSettings) -> str:
+    """Named like MM2's internal topics, so every replication policy and the default filters skip it."""
+    return f"mm2-tasks.{flow.source}.internal"
+
+
 @dataclass
 class FlowStatus:
     state: str = "starting"
     last_error: str | None = None
     topics: int = 0
     partitions: int = 0
+    task_count: int = 0
     topic_errors: dict[str, str] = field(default_factory=dict)
 
 
+async def _retrying(what: str, attempt: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
+    """Run ``attempt`` until it succeeds (True) or stopping is set (False); MirrorErrors back off."""
+    backoff = _BACKOFF_MIN
+    while not stopping.is_set():
+        try:
+            await attempt()
+            return True
+        except FatalError:
+            raise
+        except MirrorError as exc:
+            log.warning(f"{what} failed, retrying", error=str(exc), kind=exc.kind, backoff_s=backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), backoff)
+            backoff = min(backoff * 2, _BACKOFF_MAX)
+    return False
+
+
 class FlowRunner:
+    """One flow on this worker: its clients, internal topics, topic refresh, and its local tasks."""
+
     def __init__(self, settings: Settings, flow: FlowSettings) -> None:
         self.flow = flow
         self.source = settings.cluster(flow.source)
         self.target = settings.cluster(flow.target)
         self.policy = make_policy(flow)
         self.status = FlowStatus()
-        self.tasks: list[SourceTask] = []
+        self.tasks_topic = tasks_topic(flow)
+        self.tasks: dict[int, SourceTask] = {}
         self.heartbeat: HeartbeatJob | None = None
+        self.singletons: list[Job] = []
+        self.prepared = asyncio.Event()
+        self._runs: dict[int, asyncio.Task[None]] = {}
+        self._singleton_runs: list[asyncio.Task[None]] = []
+        self._shares: list[set[TP]] | None = None
         self._stopping = asyncio.Event()
+        self._refresh_now = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
         self._log = log.bind(flow=flow.name)
+        name = flow.name
+        self.source_admin = Admin(self.source, f"{name}|replication-source-admin")
+        self.target_admin = Admin(self.target, f"{name}|replication-target-admin")
+        self.progress = ProgressStore(flow, self.target)
+        self.topics = TopicSync(flow, self.source_admin, self.target_admin, self.policy)
+        self._syncs_cluster: ClusterSettings | None = None
+
+    @property
+    def owns_singletons(self) -> bool:
+        return 0 in self._runs or bool(self.singletons)
 
     def stop(self) -> None:
         self._stopping.set()
-        for task in self.tasks:
-            task.stop()
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
 
-    async def run(self) -> None:
-        backoff = _BACKOFF_MIN
-        while not self._stopping.is_set():
-            source_admin = Admin(self.source, f"{self.flow.name}|replication-source-admin")
-            target_admin = Admin(self.target, f"{self.flow.name}|replication-target-admin")
-            try:
-                await source_admin.start()
-                await target_admin.start()
-                await self._run(source_admin, target_admin)
-                return
-            except FatalError:
-                raise
-            except MirrorError as exc:
-                self.status.state = "retrying"
-                self.status.last_error = str(exc)
-                metrics.errors_total.labels(self.flow.source, self.flow.target, exc.kind).inc()
-                self._log.warning("flow cannot start yet, retrying", error=str(exc), backoff_s=backoff)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
-            finally:
-                await source_admin.close()
-                await target_admin.close()
+    # --- preparation: connect, check, create internal topics ----------------------------------------
 
-    async def _check_replication_factors(self, source_admin: Admin, target_admin: Admin) -> None:
+    async def _prepare(self) -> None:
+        await self.source_admin.start()
+        await self.target_admin.start()
+        await self._check_replication_factors()
+        flow, admin = self.flow, self.target_admin
+        rf = flow.offset_storage_replication_factor
+        task_count = flow.tasks_max if flow.enabled else 1
+        await admin.ensure_topic(self.tasks_topic, task_count, rf, {"cleanup.policy": "compact"})
+        # The tasks topic's partition count is the task count, whatever each worker's config says,
+        # so that all workers agree on partition -> task. A larger tasks.max grows it (all workers
+        # follow at their next refresh; at-least-once tolerates the brief overlap); it never shrinks.
+        existing = (await admin.list_topics()).get(self.tasks_topic, task_count)
+        if existing < task_count:
+            grow_error = await admin.create_partitions(self.tasks_topic, task_count)
+            if grow_error is not None:
+                raise grow_error
+            existing = task_count
+        elif existing > task_count:
+            self._log.warning(
+                "tasks.max is lower than the existing tasks topic's partitions; keeping those",
+                tasks_max=task_count,
+                tasks=existing,
+            )
+        self.status.task_count = existing
+        if flow.enabled:
+            await self.progress.ensure_topic(admin)
+            await self.progress.start()
+            if flow.emit_offset_syncs_enabled:
+                alias, syncs_topic = offset_syncs_location(flow, self.policy)
+                syncs_admin = self.source_admin if alias == flow.source else admin
+                rf = flow.offset_syncs_topic_replication_factor
+                await syncs_admin.ensure_topic(syncs_topic, 1, rf, {"cleanup.policy": "compact"})
+                self._syncs_cluster = syncs_admin.cluster
+
+    async def _check_replication_factors(self) -> None:
         """Refuse to start when a topic this flow creates asks for more replicas than brokers exist."""
         flow = self.flow
-        wanted: list[tuple[str, str, int]] = []  # (cluster alias, key, replication factor)
+        wanted: list[tuple[str, str, int]] = [  # (cluster alias, key, replication factor)
+            (flow.target, "offset.storage.replication.factor", flow.offset_storage_replication_factor)
+        ]
         if flow.emit_heartbeats_enabled:
             wanted.append(
                 (flow.target, "heartbeats.topic.replication.factor", flow.heartbeats_topic_replication_factor)
             )
         if flow.enabled:
-            wanted.append(
-                (flow.target, "offset.storage.replication.factor", flow.offset_storage_replication_factor)
-            )
             wanted.append((flow.target, "replication.factor", flow.replication_factor))
             if flow.emit_offset_syncs_enabled:
                 alias = offset_syncs_location(flow, self.policy)[0]
                 rf = flow.offset_syncs_topic_replication_factor
                 wanted.append((alias, "offset-syncs.topic.replication.factor", rf))
+            if flow.emit_checkpoints_enabled:
+                rf = flow.checkpoints_topic_replication_factor
+                wanted.append((flow.target, "checkpoints.topic.replication.factor", rf))
         brokers = {
-            flow.target: await target_admin.broker_count(),
-            flow.source: await source_admin.broker_count() if flow.enabled else 0,
+            flow.target: await self.target_admin.broker_count(),
+            flow.source: await self.source_admin.broker_count(),
         }
         for alias, key, rf in wanted:
             if rf > brokers[alias]:
@@ -124,90 +197,201 @@ class FlowRunner:
                     f"set {key} (or {flow.name}.{key}) to at most {brokers[alias]}"
                 )
 
-    async def _run(self, source_admin: Admin, target_admin: Admin) -> None:
-        await self._check_replication_factors(source_admin, target_admin)
-        async with asyncio.TaskGroup() as tg:
-            if self.flow.emit_heartbeats_enabled:
-                self.heartbeat = HeartbeatJob(self.flow, self.target, target_admin)
-                if self._stopping.is_set():
-                    self.heartbeat.stop()
-                tg.create_task(self.heartbeat.run())
-            if self.flow.enabled:
-                await self._run_source(tg, source_admin, target_admin)
+    # --- running -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            if not await _retrying(f"flow {self.flow.name} start", self._prepare, self._stopping):
+                return
             self.status.state = "running"
             self.status.last_error = None
-
-    async def _run_source(self, tg: asyncio.TaskGroup, source_admin: Admin, target_admin: Admin) -> None:
-        progress = ProgressStore(self.flow, self.target)
-        await progress.ensure_topic(target_admin)
-        await progress.load()
-        await progress.start()
-        topics = TopicSync(self.flow, source_admin, target_admin, self.policy)
-        syncs_cluster = None
-        if self.flow.emit_offset_syncs_enabled:
-            alias, syncs_topic = offset_syncs_location(self.flow, self.policy)
-            admin = source_admin if alias == self.flow.source else target_admin
-            rf = self.flow.offset_syncs_topic_replication_factor
-            await admin.ensure_topic(syncs_topic, 1, rf, {"cleanup.policy": "compact"})
-            syncs_cluster = admin.cluster
-        self.tasks = [
-            SourceTask(self.flow, i, self.source, self.target, self.policy, progress, syncs_cluster)
-            for i in range(self.flow.tasks_max)
-        ]
-        if self._stopping.is_set():
-            self.stop()  # stop() came while starting: pass it on to the tasks that exist now
-        runs = [tg.create_task(t.run()) for t in self.tasks]
-        tg.create_task(self._refresh_loop(topics, runs, progress))
-
-    async def _refresh_loop(
-        self, topics: TopicSync, runs: list[asyncio.Task[None]], progress: ProgressStore
-    ) -> None:
-        interval = self.flow.refresh_topics_interval_seconds
-        try:
-            while not self._stopping.is_set():
-                try:
-                    ready = await topics.refresh()
-                except MirrorError as exc:
-                    self.status.last_error = str(exc)
-                    self._log.warning("topic refresh failed, retrying", error=str(exc))
-                    ready = None
-                if ready is not None:
-                    partitions = {(t, p) for t, n in ready.items() for p in range(n)}
-                    for task, share in zip(
-                        self.tasks, assign_partitions(partitions, len(self.tasks)), strict=True
-                    ):
-                        task.set_partitions(share)
-                    self.status.topics, self.status.partitions = len(ready), len(partitions)
-                    self.status.topic_errors = dict(topics.errors)
-                if ready is None:
-                    wait: float | None = _BACKOFF_MAX
-                else:
-                    wait = interval if self.flow.refresh_topics_enabled else None  # None: until stopped
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), wait)
-            await asyncio.gather(*runs)
+            self.prepared.set()
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                if self.flow.enabled:
+                    tg.create_task(self._refresh_loop())
+                await self._stopping.wait()
+                await self.stop_all_tasks()
         finally:
-            await progress.close()
+            self._tg = None
+            await self.progress.close()
+            await self.source_admin.close()
+            await self.target_admin.close()
+
+    async def _refresh_loop(self) -> None:
+        interval = self.flow.refresh_topics_interval_seconds
+        while not self._stopping.is_set():
+            wait: float | None = interval if self.flow.refresh_topics_enabled else None
+            try:
+                await self._refresh()
+                self.status.last_error = None
+            except MirrorError as exc:
+                self.status.last_error = str(exc)
+                metrics.errors_total.labels(self.flow.source, self.flow.target, exc.kind).inc()
+                self._log.warning("topic refresh failed, retrying", error=str(exc))
+                wait = min(interval, _BACKOFF_MAX)
+            self._refresh_now.clear()
+            waiters = [
+                asyncio.ensure_future(self._stopping.wait()),
+                asyncio.ensure_future(self._refresh_now.wait()),
+            ]
+            try:
+                await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def _refresh(self) -> None:
+        plan = await self.topics.plan()
+        # Only the owner of task 0 creates and grows remote topics; the others follow what exists.
+        ready = await self.topics.apply(plan) if self.owns_singletons else plan.ready
+        partitions = {(t, p) for t, n in ready.items() for p in range(n)}
+        task_count = (await self.target_admin.list_topics()).get(self.tasks_topic, self.status.task_count)
+        self.status.task_count = task_count
+        self._shares = assign_partitions(partitions, task_count)
+        for index, task in self.tasks.items():
+            task.set_partitions(self._shares[index] if index < task_count else set())
+        self.status.topics, self.status.partitions = len(ready), len(partitions)
+        self.status.topic_errors = dict(self.topics.errors)
+
+    async def start_task(self, index: int) -> None:
+        """Kafka assigned task ``index`` of this flow to this worker."""
+        tg = self._tg
+        if tg is None or self._stopping.is_set() or index in self._runs:
+            return
+        if index == 0:
+            self._start_singletons(tg)
+        if not self.flow.enabled:
+            return
+        await self.progress.load()  # another worker may have advanced it since we last looked
+        task = SourceTask(
+            self.flow, index, self.source, self.target, self.policy, self.progress, self._syncs_cluster
+        )
+        if self._shares is not None and index < len(self._shares):
+            task.set_partitions(self._shares[index])
+        self.tasks[index] = task
+        self._runs[index] = tg.create_task(task.run())
+        if index == 0:
+            self._refresh_now.set()  # create missing remote topics now rather than at the next refresh
+        self._log.info("task started", task=index)
+
+    async def stop_task(self, index: int) -> None:
+        """Stop task ``index`` here: flush in-flight batches and store progress before returning."""
+        if index == 0:
+            await self._stop_singletons()
+        task, run = self.tasks.pop(index, None), self._runs.pop(index, None)
+        if task is not None and run is not None:
+            task.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            self._log.info("task stopped", task=index)
+
+    async def stop_all_tasks(self) -> None:
+        indices = set(self._runs) | ({0} if self.singletons else set())
+        await asyncio.gather(*(self.stop_task(i) for i in indices))
+
+    def _start_singletons(self, tg: asyncio.TaskGroup) -> None:
+        flow = self.flow
+        if flow.emit_heartbeats_enabled:
+            self.heartbeat = HeartbeatJob(flow, self.target, self.target_admin)
+            self.singletons.append(self.heartbeat)
+        if flow.enabled and flow.emit_checkpoints_enabled and flow.emit_offset_syncs_enabled:
+            from mirror.checkpoint import CheckpointJob  # noqa: PLC0415
+
+            self.singletons.append(
+                CheckpointJob(
+                    flow, self.source, self.target, self.source_admin, self.target_admin, self.policy
+                )
+            )
+        self._singleton_runs = [tg.create_task(job.run()) for job in self.singletons]
+
+    async def _stop_singletons(self) -> None:
+        for job in self.singletons:
+            job.stop()
+        for run in self._singleton_runs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+        self.singletons, self._singleton_runs, self.heartbeat = [], [], None
 
 
 class Worker:
-    """Runs every active flow of the settings in this process."""
+    """Runs the tasks of every active flow that Kafka assigns to this process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
         self.flows = [FlowRunner(settings, f) for f in settings.active_flows()]
-        self._stopping = False
+        self.memberships: dict[str, GroupMembership] = {}
+        self._stopping = asyncio.Event()
 
     def stop(self) -> None:
-        if not self._stopping:
-            self._stopping = True
+        if not self._stopping.is_set():
             log.info("stopping: flushing in-flight batches and storing progress")
-            for flow in self.flows:
-                flow.stop()
+            self._stopping.set()
 
     async def run(self) -> None:
-        log.info("worker starting", flows=[f.flow.name for f in self.flows])
+        log.info("worker starting", worker=self.id, flows=[f.flow.name for f in self.flows])
+        by_target: dict[str, list[FlowRunner]] = {}
+        for runner in self.flows:
+            by_target.setdefault(runner.flow.target, []).append(runner)
         async with asyncio.TaskGroup() as tg:
-            for flow in self.flows:
-                tg.create_task(flow.run())
-        log.info("worker stopped")
+            for runner in self.flows:
+                tg.create_task(runner.run())
+            for target, runners in by_target.items():
+                tg.create_task(self._member(target, runners))
+            await self._stopping.wait()
+        log.info("worker stopped", worker=self.id)
+
+    async def _member(self, target: str, runners: list[FlowRunner]) -> None:
+        """Membership in the coordination group on one target cluster, for the flows writing to it."""
+        try:
+
+            async def all_prepared() -> None:
+                await asyncio.gather(*(r.prepared.wait() for r in runners))
+
+            async def stopping() -> None:
+                await self._stopping.wait()
+
+            waiters = [asyncio.ensure_future(all_prepared()), asyncio.ensure_future(stopping())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if self._stopping.is_set():
+                return
+            by_topic = {r.tasks_topic: r for r in runners}
+
+            async def assigned(tasks: set[TaskRef]) -> None:
+                log.info("tasks assigned", worker=self.id, tasks=sorted(f"{t}/{i}" for t, i in tasks))
+                for topic, index in sorted(tasks):
+                    await by_topic[topic].start_task(index)
+
+            async def revoked(tasks: set[TaskRef]) -> None:
+                await asyncio.gather(*(by_topic[topic].stop_task(index) for topic, index in tasks))
+
+            cluster = self.settings.cluster(target)
+            membership = GroupMembership(
+                cluster,
+                self.settings.service.group,
+                list(by_topic),
+                on_assigned=assigned,
+                on_revoked=revoked,
+                client_id=f"mirror-worker|{self.id}|{target}",
+            )
+            self.memberships[target] = membership
+
+            async def stop_local_tasks() -> None:
+                await asyncio.gather(*(r.stop_all_tasks() for r in runners))
+
+            async def member() -> None:
+                try:
+                    # Local tasks stop (flush, store progress) before the group is left, so the next
+                    # owner resumes from the progress they stored.
+                    await membership.run(self._stopping, before_leaving=stop_local_tasks)
+                except MirrorError:
+                    await stop_local_tasks()  # out of the group: our tasks may already run elsewhere
+                    raise
+
+            await _retrying(f"group membership on {target}", member, self._stopping)
+        finally:
+            for runner in runners:
+                runner.stop()

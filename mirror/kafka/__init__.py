@@ -403,6 +403,7 @@ class Writer:
         """
         futures = []
         i, n = 0, len(records)
+        await self._known_partition(topic, partition)
         async with translated():
             while i < n:
                 batch = self._producer.create_batch()
@@ -424,6 +425,20 @@ class Writer:
                 fut = await self._producer.send_batch(batch, topic, partition=partition)
                 futures.append((fut, start, i - start))
         return futures
+
+    async def _known_partition(self, topic: str, partition: int) -> None:
+        """The producer only sends to partitions in its metadata: refresh it when a partition is new."""
+        client = self._producer.client
+        known = client.cluster.partitions_for_topic(topic)
+        if known is not None and partition in known:
+            return
+        async with translated():
+            await client.force_metadata_update()
+        known = client.cluster.partitions_for_topic(topic)
+        if known is None or partition not in known:
+            raise KafkaRequestFailed(
+                f"partition {partition} of {topic} is not (yet) in the target's metadata"
+            )
 
     async def send(
         self,

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ def mm2_properties(clusters: Mapping[str, str], flows: Iterable[str], **extra: s
     lines += [f"{alias}.bootstrap.servers = {bs}" for alias, bs in clusters.items()]
     lines += [f"{alias}.offset.flush.interval.ms = 500" for alias in clusters]
     lines += [f"{flow}.enabled = true" for flow in flows]
-    lines += [f"{k} = {v}" for k, v in {**FAST, **extra}.items()]
+    # each test its own coordination group, so workers of earlier tests (even killed ones) never join it
+    group = {"service.group": f"mirror-test-{uuid.uuid4().hex[:8]}"}
+    lines += [f"{k} = {v}" for k, v in {**FAST, **group, **extra}.items()]
     return "\n".join(lines) + "\n"
 
 
