@@ -175,6 +175,9 @@ class LocalKafkaCluster:
             "transaction.state.log.num.partitions": "5",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            # Tests replicate records with explicit old timestamps; time-based retention would delete
+            # them under the tests' feet (every 5 minutes). Topics that test retention set it themselves.
+            "log.retention.ms": "-1",
         }
         if self.dist.major >= 4:
             props["share.coordinator.state.topic.replication.factor"] = "1"

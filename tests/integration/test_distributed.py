@@ -1,0 +1,115 @@
+"""Several worker processes share a flow through Kafka's group coordinator: rebalances lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mirror.local.kafka import LocalKafkaCluster
+
+from .support import MirrorProcess, Rec, consume, create_topic, mm2_properties
+from .test_replication import _dedupe_resent_tail
+
+PARTITIONS = 6
+
+
+async def steady_load(bootstrap: str, topic: str, stop: asyncio.Event, sent: dict[int, list[Rec]]) -> None:
+    """About 2000 records/s over all partitions until stopped; remembers what it sent, per partition."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        seq = 0
+        while not stop.is_set():
+            futures = []
+            for _ in range(100):
+                p = seq % PARTITIONS
+                rec: Rec = (
+                    b"k%d" % seq,
+                    b"v%d" % seq,
+                    (("seq", str(seq).encode()),),
+                    1_700_000_000_000 + seq,
+                )
+                futures.append((p, rec, await producer.send(topic, rec[1], rec[0], p, rec[3], list(rec[2]))))
+                seq += 1
+            for p, rec, fut in futures:
+                await fut
+                sent[p].append(rec)
+            await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+
+
+async def target_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(tps)
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def all_partitions_advance(bootstrap: str, topic: str, timeout: float) -> float:
+    """Seconds until every partition of the target grew (each is copied by some live task again)."""
+    t0 = time.monotonic()
+    start = await target_ends(bootstrap, topic)
+    while time.monotonic() - t0 < timeout:
+        await asyncio.sleep(0.25)
+        now = await target_ends(bootstrap, topic)
+        if all(now[p] > start[p] for p in range(PARTITIONS)):
+            return time.monotonic() - t0
+    raise AssertionError(f"some partitions did not resume within {timeout}s")
+
+
+async def test_workers_join_leave_and_die_without_losing_records(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    await create_topic(a, topic, PARTITIONS)
+    config = tmp_path / "mm2.properties"
+    config.write_text(mm2_properties({"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic, "tasks.max": "6"}))
+    sent: dict[int, list[Rec]] = {p: [] for p in range(PARTITIONS)}
+    stop = asyncio.Event()
+    load = asyncio.create_task(steady_load(a, topic, stop, sent))
+    workers = [MirrorProcess(config, tmp_path / f"worker-{i}.log") for i in range(3)]
+    recoveries = []
+    try:
+        workers[0].start()
+        workers[1].start()
+        await all_partitions_advance(b, f"A.{topic}", 60)
+        for round_ in range(2):
+            workers[2].start()  # join
+            await asyncio.sleep(4)
+            code, took = workers[0].terminate()  # leave cleanly
+            assert code == 0 and took < 15, f"round {round_}: clean stop took {took:.1f}s, exit {code}"
+            await all_partitions_advance(b, f"A.{topic}", 30)
+            workers[1].kill()  # die
+            recoveries.append(await all_partitions_advance(b, f"A.{topic}", 40))
+            workers[0].start()
+            workers[1].start()
+            await asyncio.sleep(4)
+            code, _ = workers[2].terminate()
+            assert code == 0
+    finally:
+        stop.set()
+        await load
+    try:
+        got = await consume(
+            b, f"A.{topic}", {p: len(r) for p, r in sent.items()}, 120, {p: r[-1] for p, r in sent.items()}
+        )
+    finally:
+        for w in workers:
+            with contextlib.suppress(Exception):
+                w.terminate()
+    duplicates = 0
+    for p, recs in sent.items():
+        assert _dedupe_resent_tail(got[p], recs) == recs, f"partition {p} lost or reordered records"
+        duplicates += len(got[p]) - len(recs)
+    total = sum(len(r) for r in sent.values())
+    print(f"\ndistributed: {total} records, {duplicates} duplicates; recovery after SIGKILL: {recoveries} s")
+    assert all(r < 10 + 10 for r in recoveries)  # session timeout (10 s) + 10 s
