@@ -112,10 +112,11 @@ service.http.port = 0
 """
 
 
-def start_mirror(config: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_mirror(config: Path, log: Path, with_metrics: bool = True) -> subprocess.Popen[bytes]:
+    module = "mirror" if with_metrics else "bench.nometrics"  # the same mirror, metric updates no-ops
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "mirror", "run", "--config", str(config), "--log-format", "json"],
+            [sys.executable, "-m", module, "run", "--config", str(config), "--log-format", "json"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -145,6 +146,9 @@ async def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--no-metrics", action="store_true", help="baseline: run mirror with metric updates as no-ops"
+    )
     args = parser.parse_args()
     records = args.records - args.records % args.partitions
     workdir = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
@@ -156,8 +160,9 @@ async def main() -> None:
         print(f"filled {records} x {args.size} B in {time.monotonic() - t0:.1f}s", file=sys.stderr)
         config = workdir / "mm2.properties"
         config.write_text(properties(a, b))
-        proc = start_mirror(config, workdir / "mirror.log")
-        result = await measure("mirror", proc, b, records, f"A.{TOPIC}")
+        proc = start_mirror(config, workdir / "mirror.log", with_metrics=not args.no_metrics)
+        tool = "mirror (no metrics)" if args.no_metrics else "mirror"
+        result = await measure(tool, proc, b, records, f"A.{TOPIC}")
         print(json.dumps(result.report(args.size)))
 
 

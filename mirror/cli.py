@@ -1,4 +1,5 @@
-"""Command line: ``mirror run | validate | demo``. Errors are messages and exit codes, never tracebacks."""
+"""Command line: ``mirror run | validate | status | offsets | demo``. Errors are messages and exit codes, not
+tracebacks."""
 
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-port", type=int, help="HTTP port for /metrics, /healthz, /readyz, /status (0: off)"
     )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes that share the work through Kafka (HTTP ports: port, port+1, ...)",
+    )
 
     validate = sub.add_parser(
         "validate",
@@ -62,6 +70,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     config_args(validate)
     validate.add_argument("--offline", action="store_true", help="do not connect to the clusters")
+
+    offsets = sub.add_parser(
+        "offsets",
+        help="translate a consumer group's offsets for failover to another cluster",
+        description="Consumer-group offsets across clusters, from the checkpoints on the target.",
+    )
+    offsets_sub = offsets.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
+    offsets_translate = offsets_sub.add_parser(
+        "translate",
+        help="print where the group would resume on the target",
+        description="Print the group's offsets translated from --from to --to, with re-read bounds.",
+    )
+    offsets_failover = offsets_sub.add_parser(
+        "failover",
+        help="commit the translated offsets to the group on the target (only if it is idle there)",
+        description="Apply the translated offsets to the group on --to; refuses while the group has "
+        "active members there, and never moves a partition backwards.",
+    )
+    for action in (offsets_translate, offsets_failover):
+        config_args(action)
+        action.add_argument("--group", "-g", required=True, help="consumer group id")
+        action.add_argument("--from", dest="source", required=True, metavar="ALIAS", help="where it consumed")
+        action.add_argument("--to", dest="target", required=True, metavar="ALIAS", help="where it resumes")
+        action.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    offsets_failover.add_argument("--dry-run", action="store_true", help="only print what would change")
+
+    status = sub.add_parser(
+        "status",
+        help="show what a running mirror is doing: flows, tasks, lag per topic, last errors",
+        description="Read /status of a running `mirror run` and print it as tables. The address is "
+        f"--url, or service.http.host/port of --config, or {_STATUS_URL}.",
+    )
+    config_args(status, required=False)
+    status.add_argument("--url", help=f"base URL of the mirror's HTTP port, e.g. {_STATUS_URL}")
+    status.add_argument("--watch", type=_positive, metavar="SECONDS", help="redraw every SECONDS")
+    status.add_argument("--json", action="store_true", help="print the /status JSON instead of tables")
 
     demo = sub.add_parser(
         "demo",
@@ -72,6 +116,30 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--records", type=int, default=200_000, help="records to produce on A (default 200000)")
     demo.add_argument("--partitions", type=int, default=6, help="partitions of the demo topic (default 6)")
     return parser
+
+
+_STATUS_URL = "http://127.0.0.1:8080"
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mirror.status_cli import run_status  # noqa: PLC0415
+
+    service = None
+    if args.url is None and args.config is not None:
+        loaded = _load(args)
+        _configure(loaded)
+        service = loaded.settings.service
+    return run_status(args.url or service or _STATUS_URL, args.watch, args.json)
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
@@ -137,10 +205,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             configure_logging("console", "WARNING")
             return asyncio.run(run_demo(args.records, args.partitions))
+        if args.command == "status":
+            return _status(args)
         loaded = _load(args)
         _configure(loaded)
+        if args.command == "run" and args.workers < 1:
+            raise ConfigError("--workers", args.workers, "an integer >= 1")
+        if args.command == "run" and args.workers > 1:
+            from mirror.supervisor import supervise  # noqa: PLC0415
+
+            argv_used = list(sys.argv[1:] if argv is None else argv)
+            return asyncio.run(supervise(argv_used, args.workers, loaded.settings.service.http_port))
         if args.command == "run":
             return asyncio.run(_run(loaded.settings))
+        if args.command == "offsets":
+            from mirror.offsets_cli import run_offsets  # noqa: PLC0415
+
+            return asyncio.run(run_offsets(loaded.settings, args))
         return asyncio.run(_validate(loaded.settings, args.offline))
     except ConfigError as exc:
         print(f"mirror: configuration error: {exc}", file=sys.stderr)

@@ -5,7 +5,12 @@ Meanings follow Java MirrorMaker 2 (reference mm2.md §6): ``topic`` is the remo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -115,3 +120,73 @@ group_offsets_synced_total = Counter(
     ("source", "target"),
     registry=REGISTRY,
 )
+
+# --- live state, read from the running worker at each scrape (mirror.http takes the snapshot) ----------
+# State is not an event stream: a snapshot per scrape has no stale series when a task moves to another
+# worker, and the hot path never touches it.
+
+TASK_STATES = ("starting", "running", "retrying", "stopped", "fenced")
+FLOW_STATES = ("starting", "retrying", "running")
+
+
+def _with(states: tuple[str, ...], current: str) -> tuple[str, ...]:
+    return states if current in states else (*states, current)
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """What `StateCollector` exports; built on the event loop, rendered in the scrape thread."""
+
+    tasks: Sequence[tuple[str, str, str, str]] = ()  # (source, target, task, state)
+    flows: Sequence[tuple[str, str, str]] = ()  # (source, target, state)
+    clusters: Sequence[tuple[str, str, str, bool]] = ()  # (source, target, cluster alias, reachable)
+    ready: bool = False
+
+
+class StateCollector(Collector):
+    """``mirror_task_state``, ``mirror_flow_state``, ``mirror_cluster_reachable`` and ``mirror_ready``."""
+
+    def __init__(self) -> None:
+        self.snapshot = StateSnapshot()
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families(StateSnapshot())
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self.snapshot)
+
+    @staticmethod
+    def _families(snap: StateSnapshot) -> list[Metric]:
+        tasks = GaugeMetricFamily(
+            "mirror_task_state",
+            "1 for the current state of each source task on this worker (starting, running, retrying, "
+            "stopped, fenced), 0 for the others; task is the task number",
+            labels=("source", "target", "task", "state"),
+        )
+        for source, target, task, current in snap.tasks:
+            for state in _with(TASK_STATES, current):
+                tasks.add_metric((source, target, task, state), 1.0 if state == current else 0.0)
+        flows = GaugeMetricFamily(
+            "mirror_flow_state",
+            "1 for the current state of each flow on this worker (starting, retrying, running), 0 otherwise",
+            labels=("source", "target", "state"),
+        )
+        for source, target, current in snap.flows:
+            for state in _with(FLOW_STATES, current):
+                flows.add_metric((source, target, state), 1.0 if state == current else 0.0)
+        reachable = GaugeMetricFamily(
+            "mirror_cluster_reachable",
+            "1 when the last connectivity check of a cluster a flow needs succeeded, 0 when it failed",
+            labels=("source", "target", "cluster"),
+        )
+        for source, target, cluster, up in snap.clusters:
+            reachable.add_metric((source, target, cluster), 1.0 if up else 0.0)
+        ready = GaugeMetricFamily(
+            "mirror_ready", "1 when /readyz answers 200 (every cluster reachable, every task running)"
+        )
+        ready.add_metric((), 1.0 if snap.ready else 0.0)
+        return [tasks, flows, reachable, ready]
+
+
+state = StateCollector()
+REGISTRY.register(state)

@@ -8,6 +8,7 @@ at N+1. The same bytes as Java MirrorMaker 2, so either can take over from the o
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import structlog
 
@@ -80,16 +81,23 @@ class ProgressStore:
         if not last_offsets:
             return
         assert self._writer is not None, "ProgressStore.start() first"
+        futures = await self.send_with(self._writer, last_offsets)
+        await self._writer.flush()
+        for fut in futures:
+            await ack_of(fut)
+        self._stored.update(last_offsets)
+
+    async def send_with(self, writer: Writer, last_offsets: Mapping[tuple[str, int], int]) -> list[Any]:
+        """Queue progress records on ``writer`` (in exactly-once mode: the task's transactional producer,
+        so records and their progress commit together); returns the delivery futures."""
         futures = []
         for (topic, partition), offset in last_offsets.items():
             key = records.source_offset_key(self.flow.source, topic, partition)
             target_partition = records.java_default_partition(key, self._partitions)
-            futures.append(
-                await self._writer.send(
-                    self.topic, key, records.encode_source_offset(offset), partition=target_partition
-                )
-            )
-        await self._writer.flush()
-        for fut in futures:
-            await ack_of(fut)
+            value = records.encode_source_offset(offset)
+            futures.append(await writer.send(self.topic, key, value, partition=target_partition))
+        return futures
+
+    def committed(self, last_offsets: Mapping[tuple[str, int], int]) -> None:
+        """Progress written by a committed transaction (exactly-once mode)."""
         self._stored.update(last_offsets)

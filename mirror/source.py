@@ -113,6 +113,7 @@ class SourceTask:
     policy: ReplicationPolicy
     progress: ProgressStore
     syncs_cluster: ClusterSettings | None = None  # where offset syncs go; None: not emitted
+    group: str = "mirror"  # the workers' group: part of exactly-once transactional ids
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     status: TaskStatus = field(default_factory=TaskStatus)
 
@@ -124,6 +125,7 @@ class SourceTask:
         self._dirty: set[TP] = set()  # acked but not stored yet
         self._remote: dict[str, str] = {}
         self._labels = (self.flow.source, self.flow.target)
+        self._batches = metrics.batches_total.labels(*self._labels)
         self._children: dict[TP, tuple[Any, Any]] = {}
         self._hw: dict[TP, int] = {}
         self._acked_ts: dict[TP, int] = {}  # timestamp (ms) of the last acked record
@@ -180,11 +182,21 @@ class SourceTask:
 
     # --- one session: a reader, a writer and three loops -------------------------------------------
 
+    @property
+    def exactly_once(self) -> bool:
+        return self.flow.exactly_once_support != "disabled"
+
+    @property
+    def transactional_id(self) -> str:
+        """Derived from flow and task only: the task's next owner fences this one's zombie."""
+        return f"{self.group}-{self.flow.name}-{self.index}"
+
     async def _session(self) -> None:
         client = f"{self.flow.source}->{self.flow.target}|MirrorSourceConnector-{self.index}"
         isolation = self.flow.consumer.get("isolation.level", "read_committed")
         reader = Reader(self.source, f"{client}|replication-consumer", self.flow.consumer, isolation)
-        writer = Writer(self.target, f"{client}|replication-producer", self.flow.producer)
+        txn_id = self.transactional_id if self.exactly_once else None
+        writer = Writer(self.target, f"{client}|replication-producer", self.flow.producer, txn_id)
         syncs = self._syncs_writer(client)
         self._inflight: deque[_InFlight | None] = deque()  # None: end marker, the fetcher stopped
         self._inflight_bytes = 0
@@ -199,7 +211,11 @@ class SourceTask:
             self._position = {}
             self._partitions_changed.set()  # (re)assign from the acknowledged positions
             async with asyncio.TaskGroup() as tg:
-                fetcher = tg.create_task(self._fetch_loop(reader, writer))
+                if self.exactly_once:
+                    fetcher = tg.create_task(self._transaction_loop(reader, writer))
+                    self._inflight.append(None)  # no pipelined acks: each transaction completes in place
+                else:
+                    fetcher = tg.create_task(self._fetch_loop(reader, writer))
                 acker = tg.create_task(self._ack_loop())
                 flusher = tg.create_task(self._flush_loop(reader))
                 syncer = tg.create_task(self._sync_loop(syncs)) if syncs is not None else None
@@ -330,6 +346,39 @@ class SourceTask:
                 if hw is not None:
                     self._hw[(b.topic, b.partition)] = hw
 
+    async def _transaction_loop(self, reader: Reader, writer: Writer) -> None:
+        """Exactly-once: each fetch becomes one transaction holding its records and their progress.
+
+        A crash or a fenced zombie leaves an aborted transaction, which ``read_committed`` consumers of
+        the target never see; the task's next owner resumes from the progress of the last commit.
+        """
+        timeout_ms = self.flow.consumer_poll_timeout_ms
+        while not self._stopping.is_set():
+            if self._partitions_changed.is_set():
+                self._partitions_changed.clear()
+                if self._stopping.is_set():
+                    break
+                await self._assign(reader)
+            if not self._partitions:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
+                continue
+            batches = await reader.fetch(timeout_ms)
+            if not batches or self._partitions_changed.is_set():
+                continue
+            progress = {(b.topic, b.partition): b.last_offset for b in batches}
+            await writer.begin_transaction()
+            try:
+                entries = await asyncio.gather(*(self._send(writer, b) for b in batches))
+                await self.progress.send_with(writer, progress)
+                await writer.commit_transaction()
+            except BaseException:
+                await writer.abort_transaction()
+                raise
+            self.progress.committed(progress)
+            for entry in entries:
+                await self._complete(entry)
+
     async def _send(self, writer: Writer, batch: SourceBatch) -> _InFlight:
         tp = (batch.topic, batch.partition)
         remote = self._remote_topic(batch.topic)
@@ -345,47 +394,52 @@ class SourceTask:
         )
 
     async def _ack_loop(self) -> None:
-        src, tgt = self._labels
         while True:
             async with self._inflight_changed:
                 await self._inflight_changed.wait_for(lambda: bool(self._inflight))
                 entry = self._inflight[0]
             if entry is None:
                 return
-            count = 0
-            recs = entry.records
-            for fut, start, n in entry.futures:
-                ack = await ack_of(fut)
-                count += n
-                first_up, last_up = recs[start].offset, recs[start + n - 1].offset
-                gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
-                self._syncs.on_ack_batch(entry.tp, first_up, ack.base_offset, n, gaps)
-            if self._syncs.has_pending():
-                self._syncs_ready.set()
-            self._acked[entry.tp] = recs[-1].offset
-            self._acked_ts[entry.tp] = recs[-1].timestamp
+            await self._complete(entry)
             self._dirty.add(entry.tp)
-            self.status.records += count
-            partition = entry.tp[1]
-            child = self._children.get(entry.tp)
-            if child is None:
-                labels = (src, tgt, entry.remote_topic, str(partition))
-                child = self._children[entry.tp] = (
-                    metrics.records_total.labels(*labels),
-                    metrics.bytes_total.labels(*labels),
-                )
-            child[0].inc(count)
-            child[1].inc(entry.value_bytes)
-            metrics.replication_latency.labels(src, tgt).observe(
-                max(0.0, time.time() - entry.newest_timestamp / 1000)
-            )
-            self._set_lag(entry.tp, entry.remote_topic)
-            if self.policy.is_heartbeats_topic(entry.tp[0]):
-                self._observe_heartbeat(recs[-1])
             async with self._inflight_changed:
                 self._inflight.popleft()
                 self._inflight_bytes -= entry.value_bytes
                 self._inflight_changed.notify_all()
+
+    async def _complete(self, entry: _InFlight) -> None:
+        """The target acknowledged (or the transaction committed) ``entry``: account for it, per batch."""
+        src, tgt = self._labels
+        count = 0
+        recs = entry.records
+        for fut, start, n in entry.futures:
+            ack = await ack_of(fut)
+            count += n
+            first_up, last_up = recs[start].offset, recs[start + n - 1].offset
+            gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
+            self._syncs.on_ack_batch(entry.tp, first_up, ack.base_offset, n, gaps)
+        if self._syncs.has_pending():
+            self._syncs_ready.set()
+        self._acked[entry.tp] = recs[-1].offset
+        self._acked_ts[entry.tp] = recs[-1].timestamp
+        self.status.records += count
+        partition = entry.tp[1]
+        child = self._children.get(entry.tp)
+        if child is None:
+            labels = (src, tgt, entry.remote_topic, str(partition))
+            child = self._children[entry.tp] = (
+                metrics.records_total.labels(*labels),
+                metrics.bytes_total.labels(*labels),
+            )
+        child[0].inc(count)
+        child[1].inc(entry.value_bytes)
+        self._batches.inc(len(entry.futures))
+        metrics.replication_latency.labels(src, tgt).observe(
+            max(0.0, time.time() - entry.newest_timestamp / 1000)
+        )
+        self._set_lag(entry.tp, entry.remote_topic)
+        if self.policy.is_heartbeats_topic(entry.tp[0]):
+            self._observe_heartbeat(recs[-1])
 
     async def _flush_loop(self, reader: Reader) -> None:
         interval = self.flow.offset_flush_interval_ms / 1000

@@ -104,6 +104,7 @@ class FlowRunner:
         self.source = settings.cluster(flow.source)
         self.target = settings.cluster(flow.target)
         self.policy = make_policy(flow)
+        self.group = settings.service.group
         self.status = FlowStatus()
         self.tasks_topic = tasks_topic(flow)
         self.tasks: dict[int, SourceTask] = {}
@@ -134,6 +135,12 @@ class FlowRunner:
     # --- preparation: connect, check, create internal topics ----------------------------------------
 
     async def _prepare(self) -> None:
+        isolation = self.flow.consumer.get("isolation.level", "read_committed")
+        if self.flow.exactly_once_support != "disabled" and isolation != "read_committed":
+            raise FatalError(
+                f"{self.flow.name}.exactly.once.support={self.flow.exactly_once_support} needs the source "
+                f"read with isolation.level=read_committed, not {isolation}"
+            )
         await self.source_admin.start()
         await self.target_admin.start()
         await self._check_replication_factors()
@@ -265,7 +272,14 @@ class FlowRunner:
             return
         await self.progress.load()  # another worker may have advanced it since we last looked
         task = SourceTask(
-            self.flow, index, self.source, self.target, self.policy, self.progress, self._syncs_cluster
+            self.flow,
+            index,
+            self.source,
+            self.target,
+            self.policy,
+            self.progress,
+            self._syncs_cluster,
+            group=self.group,
         )
         if self._shares is not None and index < len(self._shares):
             task.set_partitions(self._shares[index])

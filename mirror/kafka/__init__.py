@@ -459,6 +459,20 @@ class Writer:
         async with translated():
             await self._producer.flush()
 
+    # Transactions (exactly-once mode; needs ``transactional_id``). Starting the producer already
+    # fenced every older producer with the same transactional id.
+    async def begin_transaction(self) -> None:
+        async with translated():
+            await self._producer.begin_transaction()
+
+    async def commit_transaction(self) -> None:
+        async with translated():
+            await self._producer.commit_transaction()
+
+    async def abort_transaction(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._producer.abort_transaction(), 10)
+
 
 async def ack_of(future: asyncio.Future[Any]) -> Ack:
     """Wait for a batch future from `Writer.send_records`; errors are translated."""

@@ -160,6 +160,7 @@ async def consume(
     expected: Mapping[int, int],
     timeout: float = 120,
     last: Mapping[int, Rec] | None = None,
+    isolation_level: str = "read_uncommitted",
 ) -> dict[int, list[Rec]]:
     """Read partitions from the start until each holds at least the expected count (or time runs out).
 

@@ -7,6 +7,7 @@ import contextlib
 import time
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mirror.local.kafka import LocalKafkaCluster
@@ -66,13 +67,17 @@ async def all_partitions_advance(bootstrap: str, topic: str, timeout: float) -> 
     raise AssertionError(f"some partitions did not resume within {timeout}s")
 
 
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
 async def test_workers_join_leave_and_die_without_losing_records(
-    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     await create_topic(a, topic, PARTITIONS)
     config = tmp_path / "mm2.properties"
-    config.write_text(mm2_properties({"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic, "tasks.max": "6"}))
+    extra = {"A->B.topics": topic, "tasks.max": "6"}
+    if mode == "exactly-once":
+        extra["A->B.exactly.once.support"] = "required"
+    config.write_text(mm2_properties({"A": a, "B": b}, ["A->B"], **extra))
     sent: dict[int, list[Rec]] = {p: [] for p in range(PARTITIONS)}
     stop = asyncio.Event()
     load = asyncio.create_task(steady_load(a, topic, stop, sent))
@@ -100,7 +105,12 @@ async def test_workers_join_leave_and_die_without_losing_records(
         await load
     try:
         got = await consume(
-            b, f"A.{topic}", {p: len(r) for p, r in sent.items()}, 120, {p: r[-1] for p, r in sent.items()}
+            b,
+            f"A.{topic}",
+            {p: len(r) for p, r in sent.items()},
+            120,
+            {p: r[-1] for p, r in sent.items()},
+            isolation_level="read_committed",
         )
     finally:
         for w in workers:
@@ -111,5 +121,10 @@ async def test_workers_join_leave_and_die_without_losing_records(
         assert _dedupe_resent_tail(got[p], recs) == recs, f"partition {p} lost or reordered records"
         duplicates += len(got[p]) - len(recs)
     total = sum(len(r) for r in sent.values())
-    print(f"\ndistributed: {total} records, {duplicates} duplicates; recovery after SIGKILL: {recoveries} s")
+    print(
+        f"\ndistributed {mode}: {total} records, {duplicates} duplicates; "
+        f"recovery after SIGKILL: {recoveries} s"
+    )
+    if mode == "exactly-once":
+        assert duplicates == 0  # read_committed consumers see every source record exactly once
     assert all(r < 10 + 10 for r in recoveries)  # session timeout (10 s) + 10 s

@@ -1,0 +1,224 @@
+"""``mirror status``: what a running ``mirror`` is doing, read from its ``/status`` endpoint.
+
+Prints the flows (state, topics, partitions, tasks, lag, clusters), lag per topic, the tasks and the last
+errors as tables; ``--json`` prints the document as it came. ``--watch N`` redraws every N seconds until
+Ctrl-C, saying when it last succeeded and why it failed when the process does not answer. A process that
+cannot be reached is a one-line message and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from mirror.config import ServiceSettings
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+DEFAULT_URL = "http://127.0.0.1:8080"
+_TIMEOUT = 5.0
+_ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # wildcard binds
+
+
+class Unreachable(Exception):
+    """The ``mirror`` process did not answer ``/status`` (with the reason, for one line of output)."""
+
+
+def url_of(service: ServiceSettings) -> str:
+    """Where a process started with these settings serves HTTP (a wildcard bind is reached on loopback)."""
+    if service.http_port == 0:
+        raise Unreachable("HTTP is off in this configuration (service.http.port = 0): pass --url")
+    host = _ANY_ADDRESS.get(service.http_host, service.http_host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{service.http_port}"
+
+
+async def fetch_status(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    endpoint = url.rstrip("/") + "/status"
+    try:
+        async with session.get(endpoint, timeout=aiohttp.ClientTimeout(total=_TIMEOUT)) as response:
+            if response.status != 200:
+                raise Unreachable(f"{endpoint} answered HTTP {response.status}")
+            body: dict[str, Any] = await response.json(content_type=None)
+            return body
+    except TimeoutError as exc:
+        raise Unreachable(f"{endpoint} did not answer within {_TIMEOUT:.0f}s") from exc
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise Unreachable(f"cannot reach {endpoint}: {exc}") from exc
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+_STATE_STYLE = {
+    "running": "green",
+    "starting": "yellow",
+    "retrying": "red",
+    "fenced": "red",
+    "stopped": "dim",
+}
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=_STATE_STYLE.get(state, ""))
+
+
+def _clusters(clusters: Mapping[str, Mapping[str, Any]]) -> Text:
+    text = Text()
+    for alias, check in clusters.items():
+        if text:
+            text.append(", ")
+        up = bool(check.get("reachable"))
+        text.append(f"{alias} {'up' if up else 'DOWN'}", style="green" if up else "bold red")
+    return text or Text("-", style="dim")
+
+
+def render(status: Mapping[str, Any]) -> RenderableType:
+    """The tables ``mirror status`` prints for one ``/status`` document."""
+    flows: list[Mapping[str, Any]] = status.get("flows", [])
+    ready = status.get("ready")
+    head = Text(f"mirror {status.get('version', '?')}  worker {status.get('worker', '?')}  ")
+    head.append("ready" if ready else "NOT READY", style="bold green" if ready else "bold red")
+    parts: list[RenderableType] = [head]
+    parts.extend(Text(f"  - {reason}", style="red") for reason in status.get("reasons", []))
+
+    table = Table(title="flows", title_justify="left", expand=False)
+    for column in ("flow", "state", "topics", "partitions", "tasks", "lag (records)", "clusters"):
+        table.add_column(
+            column, justify="right" if column in {"topics", "partitions", "lag (records)"} else "left"
+        )
+    for flow in flows:
+        tasks = flow.get("tasks", [])
+        running = sum(1 for t in tasks if t.get("state") == "running")
+        replicating = flow.get("replicating", True)
+        table.add_row(
+            flow.get("flow", "?"),
+            _state(flow.get("state", "?")),
+            str(flow.get("topics", 0)) if replicating else "-",
+            str(flow.get("partitions", 0)) if replicating else "-",
+            f"{running}/{len(tasks)} running here" if replicating else "heartbeats only",
+            f"{flow.get('lag_records', 0):,}" if replicating else "-",
+            _clusters(flow.get("clusters", {})),
+        )
+    parts.append(table)
+
+    lag = Table(title="lag per topic", title_justify="left")
+    for column in ("flow", "topic", "remote topic", "partitions", "lag (records)"):
+        lag.add_column(column, justify="right" if column in {"partitions", "lag (records)"} else "left")
+    for flow in flows:
+        for topic, entry in flow.get("lag", {}).items():
+            lag.add_row(
+                flow.get("flow", "?"),
+                topic,
+                entry.get("remote", ""),
+                str(entry.get("partitions", 0)),
+                f"{entry.get('lag_records', 0):,}",
+            )
+    if lag.row_count:
+        parts.append(lag)
+
+    tasks_table = Table(title="tasks", title_justify="left")
+    for column in ("flow", "task", "state", "partitions", "records", "restarts", "lag (records)"):
+        tasks_table.add_column(column, justify="left" if column in {"flow", "state"} else "right")
+    for flow in flows:
+        for task in flow.get("tasks", []):
+            tasks_table.add_row(
+                flow.get("flow", "?"),
+                str(task.get("task", "?")),
+                _state(task.get("state", "?")),
+                str(task.get("partitions", 0)),
+                f"{task.get('records', 0):,}",
+                str(task.get("restarts", 0)),
+                f"{task.get('lag_records', 0):,}",
+            )
+    if tasks_table.row_count:
+        parts.append(tasks_table)
+
+    errors = _errors(flows)
+    if errors:
+        err_table = Table(title="last errors", title_justify="left")
+        err_table.add_column("flow")
+        err_table.add_column("where")
+        err_table.add_column("error", overflow="fold")
+        for row in errors:
+            err_table.add_row(*row, style="red")
+        parts.append(err_table)
+    return Group(*parts)
+
+
+def _errors(flows: list[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    rows = []
+    for flow in flows:
+        name = flow.get("flow", "?")
+        if flow.get("last_error"):
+            rows.append((name, "flow", str(flow["last_error"])))
+        rows.extend(
+            (name, f"cluster {alias}", str(c.get("error")))
+            for alias, c in flow.get("clusters", {}).items()
+            if not c.get("reachable")
+        )
+        rows.extend((name, f"topic {topic}", str(err)) for topic, err in flow.get("topic_errors", {}).items())
+        rows.extend(
+            (name, job, str(info["last_error"]))
+            for job, info in flow.get("jobs", {}).items()
+            if info.get("last_error")
+        )
+        rows.extend(
+            (name, f"task {t.get('task')}", str(t["last_error"]))
+            for t in flow.get("tasks", [])
+            if t.get("last_error")
+        )
+    return rows
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+async def show_once(url: str, as_json: bool, console: Console) -> int:
+    async with aiohttp.ClientSession() as session:
+        status = await fetch_status(session, url)
+    if as_json:
+        console.print_json(json.dumps(status))
+    else:
+        console.print(render(status))
+    return EXIT_OK
+
+
+async def watch(url: str, every: float, console: Console) -> int:
+    """Redraw every ``every`` seconds until interrupted; a failed fetch is shown and retried."""
+    async with aiohttp.ClientSession() as session:
+        shown: RenderableType = Text(f"connecting to {url} ...", style="dim")
+        with Live(shown, console=console, auto_refresh=False) as live:
+            while True:
+                stamp = time.strftime("%H:%M:%S")
+                try:
+                    shown = render(await fetch_status(session, url))
+                    footer = Text(f"{url}  updated {stamp}, every {every:g}s (Ctrl-C to stop)", style="dim")
+                except Unreachable as exc:
+                    footer = Text(f"{stamp}: {exc}; retrying every {every:g}s (Ctrl-C to stop)", style="red")
+                live.update(Group(shown, footer), refresh=True)
+                await asyncio.sleep(every)
+
+
+def run_status(where: str | ServiceSettings, every: float | None = None, as_json: bool = False) -> int:
+    """``mirror status`` for a URL or the HTTP settings of a config: 0 when shown, 1 when the process
+    cannot be reached (one line on stderr)."""
+    console = Console()
+    try:
+        url = where if isinstance(where, str) else url_of(where)
+        if every is not None:
+            return asyncio.run(watch(url, every, console))
+        return asyncio.run(show_once(url, as_json, console))
+    except Unreachable as exc:
+        Console(stderr=True).print(f"mirror: {exc}", style="red", highlight=False, soft_wrap=True)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK  # the way to leave --watch

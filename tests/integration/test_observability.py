@@ -1,0 +1,253 @@
+"""Observability against real brokers: /metrics during replication, /readyz when a cluster goes away and
+comes back, and `mirror status` while a load runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from mirror.http import HttpServer
+from mirror.local.kafka import LocalKafkaCluster
+from mirror.worker import Worker
+from tests.unit.test_deploy import (
+    alert_exprs,
+    dashboard_exprs,
+    exported_names,
+    metric_names,
+    sampled_names,
+)
+
+from .support import Rec, consume, create_topic, produce, running, settings_for, wait_for
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+#: Series that only move when something goes wrong (or when a group is idle on the target): declared in
+#: every scrape, but without samples in a healthy run.
+EVENT_ONLY = {
+    "mirror_errors_total",
+    "mirror_task_restarts_total",
+    "mirror_source_truncated_records_total",
+    "mirror_group_offsets_synced_total",
+}
+
+
+@asynccontextmanager
+async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
+    server = HttpServer(worker, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+async def get(server: HttpServer, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{server.port}{path}", timeout=aiohttp.ClientTimeout(total=10)) as r,
+    ):
+        return r.status, await r.text()
+
+
+def samples(exposition: str) -> Samples:
+    return [
+        (s.name, dict(s.labels), s.value)
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    ]
+
+
+def total(scraped: Samples, name: str, **labels: str) -> float:
+    return sum(v for n, lbl, v in scraped if n == name and labels.items() <= lbl.items())
+
+
+def series(scraped: Samples, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+    return [(lbl, v) for n, lbl, v in scraped if n == name and labels.items() <= lbl.items()]
+
+
+def records(n: int, size: int, partition: int) -> list[Rec]:
+    now = int(time.time() * 1000)
+    return [(b"k%d" % i, bytes([partition]) * size, (), now) for i in range(n)]
+
+
+async def commit_group(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(topic, p): off for p, off in offsets.items()}
+        consumer.assign(list(tps))  # a standalone commit: assign, never join
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+
+
+async def test_metrics_during_replication(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Record and byte counts equal what was produced, lag reaches 0, the latency histograms and every
+    metric the alerts and dashboard use are in the scrape."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, partitions, per_partition, size = f"A.{topic}", 3, 2_000, 100
+    await create_topic(a, topic, partitions)
+    first = {p: records(per_partition // 2, size, p) for p in range(partitions)}
+    await produce(a, topic, first)
+    await commit_group(a, f"{topic}-group", topic, {p: 500 for p in range(partitions)})
+    settings = settings_for(
+        tmp_path,
+        {"A": a, "B": b},
+        ["A->B"],
+        **{
+            "A->B.topics": topic,
+            "A->B.groups": f"{topic}-group",
+            "emit.checkpoints.interval.seconds": "1",
+            "refresh.groups.interval.seconds": "1",
+        },
+    )
+    async with running(settings) as worker, serving(worker) as server:
+        await produce(a, topic, {p: records(per_partition // 2, size, p) for p in range(partitions)})
+        produced = partitions * per_partition
+
+        async def caught_up() -> Samples | None:
+            status, body = await get(server, "/metrics")
+            assert status == 200
+            scraped = samples(body)
+            lags = series(scraped, "mirror_replication_lag_records", topic=remote)
+            done = (
+                total(scraped, "mirror_records_total", topic=remote) >= produced
+                and len(lags) == partitions
+                and all(v == 0 for _, v in lags)
+                and total(scraped, "mirror_checkpoints_total", source="A", target="B") > 0
+                and series(scraped, "mirror_heartbeat_timestamp_seconds", source="A", target="B")
+                and len(series(scraped, "mirror_cluster_reachable", source="A", target="B")) == 2
+            )
+            return scraped if done else None
+
+        scraped = await wait_for(caught_up, timeout=45)
+        _, body = await get(server, "/metrics")
+
+    assert total(scraped, "mirror_records_total", topic=remote) == produced
+    for p in range(partitions):
+        assert total(scraped, "mirror_records_total", topic=remote, partition=str(p)) == per_partition
+    assert total(scraped, "mirror_bytes_total", topic=remote) == produced * size
+    assert all(v == 0 for _, v in series(scraped, "mirror_replication_lag_seconds", topic=remote))
+    for histogram in ("mirror_replication_latency_seconds", "mirror_record_age_seconds"):
+        assert total(scraped, f"{histogram}_count", source="A", target="B") > 0, histogram
+        assert total(scraped, f"{histogram}_sum", source="A", target="B") > 0, histogram
+    assert total(scraped, "mirror_checkpoint_latency_seconds_count", source="A", target="B") > 0
+    assert total(scraped, "mirror_offset_syncs_total", source="A", target="B") > 0
+    assert total(scraped, "mirror_task_state", source="A", target="B", task="0", state="running") == 1
+    assert total(scraped, "mirror_cluster_reachable", source="A", target="B", cluster="A") == 1
+    assert total(scraped, "mirror_cluster_reachable", source="A", target="B", cluster="B") == 1
+    assert total(scraped, "mirror_ready") == 1
+    assert total(scraped, "mirror_topics", source="A", target="B") >= 1  # the topic and heartbeats
+
+    used = metric_names(alert_exprs()) | metric_names(dashboard_exprs())
+    assert used - exported_names(body) == set(), "alerts/dashboard use series the service does not export"
+    assert used - EVENT_ONLY - sampled_names(body) == set(), "series without samples in a healthy run"
+
+
+async def test_readyz_follows_a_lost_cluster(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """/readyz turns 503 naming the lost cluster when B stops, and 200 again once B is back."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    await create_topic(a, topic, 1)
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic})
+
+    async with running(settings) as worker, serving(worker) as server:
+
+        async def ready() -> bool:
+            return (await get(server, "/readyz"))[0] == 200
+
+        await wait_for(ready, timeout=30)
+        try:
+            await asyncio.to_thread(cluster_b.stop)
+
+            async def not_ready() -> str | None:
+                status, body = await get(server, "/readyz")
+                return body if status == 503 and "cluster B unreachable" in body else None
+
+            body = await wait_for(not_ready, timeout=20)
+            assert "flow A->B" in body
+            _, text = await get(server, "/status")
+            assert '"reachable": false' in text
+        finally:
+            await asyncio.to_thread(cluster_b.start)
+        await wait_for(ready, timeout=45)
+        # and it replicates again
+        await produce(a, topic, {0: records(10, 10, 0)})
+        got = await consume(b, f"A.{topic}", {0: 10}, timeout=30)
+        assert len(got[0]) >= 10
+
+
+async def test_status_command_shows_lag_per_topic_while_a_load_runs(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """`mirror status --url` prints the lag of the topic being copied; --watch keeps redrawing."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    await create_topic(a, topic, 2)
+    await produce(a, topic, {p: records(15_000, 50, p) for p in range(2)})
+    # small fetches, so that copying takes a few seconds and the lag can be seen
+    settings = settings_for(
+        tmp_path,
+        {"A": a, "B": b},
+        ["A->B"],
+        **{"A->B.topics": topic, "A->B.consumer.max.poll.records": "20"},
+    )
+    env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    async with running(settings) as worker, serving(worker) as server:
+        url = f"http://127.0.0.1:{server.port}"
+        load = asyncio.create_task(_load(a, topic))
+        try:
+
+            async def lag_shown() -> str | None:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "mirror", "status", "--url", url,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+                )  # fmt: skip
+                out, err = await asyncio.wait_for(proc.communicate(), 30)
+                assert proc.returncode == 0, err.decode()
+                text = out.decode()
+                for line in text.splitlines():
+                    cells = [c.strip() for c in line.split("│") if c.strip()]
+                    if cells[:3] == ["A->B", topic, f"A.{topic}"] and int(cells[4].replace(",", "")) > 0:
+                        return text
+                return None
+
+            text = await wait_for(lag_shown, timeout=40, interval=0.5)
+            assert "lag per topic" in text and "A->B" in text and "running" in text
+
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mirror", "status", "--url", url, "--watch", "0.5",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            )  # fmt: skip
+            await asyncio.sleep(3)
+            proc.send_signal(2)  # SIGINT, as Ctrl-C: the way to leave --watch
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+            assert proc.returncode == 0, err.decode()
+            assert "updated" in out.decode() and f"A.{topic}" in out.decode()
+        finally:
+            load.cancel()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mirror", "status", "--url", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert err.decode().startswith("mirror: cannot reach") and "Traceback" not in err.decode()
+
+
+async def _load(bootstrap: str, topic: str) -> None:
+    """A steady trickle of records while the test looks at the status."""
+    while True:
+        await produce(bootstrap, topic, {0: records(500, 50, 0), 1: records(500, 50, 1)})
+        await asyncio.sleep(0.2)
