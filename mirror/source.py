@@ -37,7 +37,10 @@ TaskState = Literal["starting", "running", "retrying", "stopped", "fenced"]
 
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
-_BACKOFF_MIN, _BACKOFF_MAX = 0.5, 30.0
+_BACKOFF_MIN, _BACKOFF_MAX = 0.5, 10.0
+#: On stop, how long in-flight batches may take to be acknowledged before they are given up (their
+#: records are then copied again by the task's next run: at-least-once, never lost).
+DRAIN_TIMEOUT = 15.0
 
 
 def task_for_partition(topic: str, partition: int, tasks: int) -> int:
@@ -224,11 +227,20 @@ class SourceTask:
                 async with self._inflight_changed:
                     self._inflight.append(None)
                     self._inflight_changed.notify_all()
-                await acker
+                try:
+                    await asyncio.wait_for(asyncio.shield(acker), DRAIN_TIMEOUT)
+                except TimeoutError:
+                    acker.cancel()
+                    log.warning(
+                        "in-flight batches not acknowledged in time; they will be copied again",
+                        flow=self.flow.name,
+                        task=self.index,
+                        timeout_s=DRAIN_TIMEOUT,
+                    )
                 flusher.cancel()
                 if syncer is not None:
                     syncer.cancel()
-            await self._store_progress()
+            await asyncio.wait_for(self._store_progress(), DRAIN_TIMEOUT)
             if syncs is not None:
                 self._syncs.promote_delayed()
                 await self._send_syncs(syncs)

@@ -182,7 +182,10 @@ async def test_readyz_follows_a_lost_cluster(
             assert '"reachable": false' in text
         finally:
             await asyncio.to_thread(cluster_b.start)
-        await wait_for(ready, timeout=45)
+        try:
+            await wait_for(ready, timeout=45)
+        except AssertionError:
+            raise AssertionError(f"still not ready 45 s after B returned: {(await get(server, '/readyz'))[1]}")
         # and it replicates again
         await produce(a, topic, {0: records(10, 10, 0)})
         got = await consume(b, f"A.{topic}", {0: 10}, timeout=30)
