@@ -1,61 +1,11 @@
-"""Real Apache Kafka for integration tests: clusters A and B per session (C on demand), from Maven jars.
-
-No Docker engine is needed: `mirror.local.kafka` runs single-node KRaft clusters on loopback. When
-Java or Maven is missing the tests fail with a message saying so; they never skip silently.
-"""
+"""Integration tests run against real Kafka clusters; the fixtures are in tests/conftest.py."""
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-
-from mirror.local.kafka import HarnessError, LocalKafka, LocalKafkaCluster
-from tests.conftest import FAILED_KEY
-
-LOG_DIR = Path(__file__).resolve().parents[2] / "test-logs"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def kafka(request: pytest.FixtureRequest) -> Iterator[LocalKafka]:
-    try:
-        harness = LocalKafka()
-        harness.add("A", "B")
-    except HarnessError as exc:
-        pytest.fail(f"cannot start real Kafka clusters for the integration tests: {exc}", pytrace=False)
-    yield harness
-    failed = request.session.stash.get(FAILED_KEY, False)
-    harness.close(keep_logs_in=LOG_DIR if failed else None)
-
-
-@pytest.fixture(scope="session")
-def cluster_a(kafka: LocalKafka) -> LocalKafkaCluster:
-    return kafka["A"]
-
-
-@pytest.fixture(scope="session")
-def cluster_b(kafka: LocalKafka) -> LocalKafkaCluster:
-    return kafka["B"]
-
-
-@pytest.fixture(scope="session")
-def cluster_c(kafka: LocalKafka) -> LocalKafkaCluster:
-    if "C" not in kafka.clusters:
-        kafka.add("C")
-    return kafka["C"]
-
-
-@pytest.fixture
-def topic(request: pytest.FixtureRequest) -> str:
-    """A topic name unique to this test (so tests never see each other's data)."""
-    base = re.sub(r"[^a-zA-Z0-9-]", "-", request.node.name)[:40].strip("-")
-    return f"{base}-{uuid.uuid4().hex[:6]}"

@@ -184,8 +184,9 @@ async def test_readyz_follows_a_lost_cluster(
             await asyncio.to_thread(cluster_b.start)
         try:
             await wait_for(ready, timeout=45)
-        except AssertionError:
-            raise AssertionError(f"still not ready 45 s after B returned: {(await get(server, '/readyz'))[1]}")
+        except AssertionError as exc:
+            body = (await get(server, "/readyz"))[1]
+            raise AssertionError(f"still not ready 45 s after B returned: {body}") from exc
         # and it replicates again
         await produce(a, topic, {0: records(10, 10, 0)})
         got = await consume(b, f"A.{topic}", {0: 10}, timeout=30)

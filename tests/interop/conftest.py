@@ -1,6 +1,7 @@
 """Interop tests: Java MirrorMaker 2's own code (from Maven Central) against what `mirror` wrote.
 
-The real Kafka clusters are the integration tests' fixtures. Like those tests, these fail (never skip)
+The real Kafka clusters are the shared fixtures
+of tests/conftest.py. Like those tests, these fail (never skip)
 when Java, javac or Maven is missing.
 """
 
@@ -9,9 +10,6 @@ from __future__ import annotations
 import pytest
 
 from mirror.local.kafka import Distribution, HarnessError, resolve_mirrormaker
-from tests.integration.conftest import cluster_a, cluster_b, cluster_c, kafka, topic
-
-__all__ = ["cluster_a", "cluster_b", "cluster_c", "kafka", "mirrormaker", "topic"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
