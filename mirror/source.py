@@ -325,38 +325,44 @@ class SourceTask:
             remote = self._remote[topic] = self.policy.format_remote_topic(self.flow.source, topic)
         return remote
 
+    async def _fetch(self, reader: Reader) -> list[SourceBatch]:
+        """The next fetched batches, after (re)assigning partitions when they changed; [] when none."""
+        if self._partitions_changed.is_set():
+            self._partitions_changed.clear()
+            if self._stopping.is_set():
+                return []
+            await self._assign(reader)
+        if not self._partitions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
+            return []
+        batches = await reader.fetch(self.flow.consumer_poll_timeout_ms)
+        if self._partitions_changed.is_set():
+            return []  # the assignment changes: drop this fetch, positions are re-derived
+        for b in batches:
+            hw = reader.highwater(b.topic, b.partition)
+            if hw is not None:
+                self._hw[(b.topic, b.partition)] = hw
+        return batches
+
+    def _observe_age(self, entries: list[_InFlight]) -> None:
+        newest = max(e.newest_timestamp for e in entries)
+        metrics.record_age.labels(*self._labels).observe(max(0.0, time.time() - newest / 1000))
+
     async def _fetch_loop(self, reader: Reader, writer: Writer) -> None:
-        timeout_ms = self.flow.consumer_poll_timeout_ms
         while not self._stopping.is_set():
-            if self._partitions_changed.is_set():
-                self._partitions_changed.clear()
-                if self._stopping.is_set():
-                    break
-                await self._assign(reader)
-            if not self._partitions:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
-                continue
             async with self._inflight_changed:
                 await self._inflight_changed.wait_for(lambda: self._inflight_bytes < self.max_inflight_bytes)
-            batches = await reader.fetch(timeout_ms)
+            batches = await self._fetch(reader)
             if not batches:
                 continue
-            if self._partitions_changed.is_set():
-                continue  # the assignment changes: drop this fetch, positions are re-derived
             entries = await asyncio.gather(*(self._send(writer, b) for b in batches))
             async with self._inflight_changed:
                 for entry in entries:
                     self._inflight.append(entry)
                     self._inflight_bytes += entry.value_bytes
                 self._inflight_changed.notify_all()
-            now = time.time()
-            newest = max(e.newest_timestamp for e in entries)
-            metrics.record_age.labels(*self._labels).observe(max(0.0, now - newest / 1000))
-            for b in batches:
-                hw = reader.highwater(b.topic, b.partition)
-                if hw is not None:
-                    self._hw[(b.topic, b.partition)] = hw
+            self._observe_age(entries)
 
     async def _transaction_loop(self, reader: Reader, writer: Writer) -> None:
         """Exactly-once: each fetch becomes one transaction holding its records and their progress.
@@ -364,19 +370,9 @@ class SourceTask:
         A crash or a fenced zombie leaves an aborted transaction, which ``read_committed`` consumers of
         the target never see; the task's next owner resumes from the progress of the last commit.
         """
-        timeout_ms = self.flow.consumer_poll_timeout_ms
         while not self._stopping.is_set():
-            if self._partitions_changed.is_set():
-                self._partitions_changed.clear()
-                if self._stopping.is_set():
-                    break
-                await self._assign(reader)
-            if not self._partitions:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
-                continue
-            batches = await reader.fetch(timeout_ms)
-            if not batches or self._partitions_changed.is_set():
+            batches = await self._fetch(reader)
+            if not batches:
                 continue
             progress = {(b.topic, b.partition): b.last_offset for b in batches}
             await writer.begin_transaction()
@@ -388,6 +384,7 @@ class SourceTask:
                 await writer.abort_transaction()
                 raise
             self.progress.committed(progress)
+            self._observe_age(entries)
             for entry in entries:
                 await self._complete(entry)
 
