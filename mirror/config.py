@@ -240,8 +240,25 @@ _SASL_FIELDS = {
 }
 
 
+#: Secret fields that may instead be read from a file (``<field>_file``: Kubernetes/Docker secret mounts).
+SECRET_FILE_FIELDS = (
+    "sasl_password",
+    "ssl_password",
+    "ssl_keystore_password",
+    "ssl_truststore_password",
+    "ssl_keystore_key",
+)
+
+
 class ClusterSettings(_Model):
-    """How to reach one Kafka cluster (mm2.properties: ``<alias>.<client key>``)."""
+    """How to reach one Kafka cluster (mm2.properties: ``<alias>.<client key>``).
+
+    TLS material: trust from ``ssl_truststore_certificates`` (inline PEM), else ``ssl_truststore_location``
+    (a JKS or PKCS12 store), else ``ssl_cafile`` (PEM), else the system's CAs; the client certificate from
+    ``ssl_keystore_key`` + ``ssl_keystore_certificate_chain`` (inline PEM), else ``ssl_keystore_location``
+    (JKS or PKCS12), else ``ssl_certfile``/``ssl_keyfile`` (PEM). ``ssl_password`` is the key's password
+    (Java's ``ssl.key.password``). Each secret field can be read from a file instead: ``<field>_file``.
+    """
 
     alias: _Alias
     bootstrap_servers: _HostPorts
@@ -253,11 +270,48 @@ class ClusterSettings(_Model):
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_password: SecretStr | None = None
+    ssl_truststore_location: str | None = None
+    ssl_truststore_password: SecretStr | None = None
+    ssl_truststore_certificates: str | None = None
+    ssl_keystore_location: str | None = None
+    ssl_keystore_password: SecretStr | None = None
+    ssl_keystore_certificate_chain: str | None = None
+    ssl_keystore_key: SecretStr | None = None
     ssl_check_hostname: bool = True
+    sasl_password_file: str | None = None
+    ssl_password_file: str | None = None
+    ssl_keystore_password_file: str | None = None
+    ssl_truststore_password_file: str | None = None
+    ssl_keystore_key_file: str | None = None
     consumer: _ClientProps = {}
     producer: _ClientProps = {}
     admin: _ClientProps = {}
     properties: _ClientProps = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """``<secret field>_file``: the secret is that file's content (without a trailing newline)."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in SECRET_FILE_FIELDS:
+            path = data.get(f"{name}_file")
+            if path is None:
+                continue
+            if data.get(name) is not None:
+                raise _field_error(
+                    f"{name}_file", f"either {name} or {name}_file", "invalid value (both set)"
+                )
+            try:
+                text = Path(str(path)).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                raise _field_error(
+                    f"{name}_file", "a readable file", f"cannot read {path!r} ({reason})"
+                ) from None
+            data[name] = text.removesuffix("\n").removesuffix("\r")
+        return data
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> Self:
@@ -451,8 +505,11 @@ def load_settings(
     overrides: Mapping[str, str] | None = None,
 ) -> LoadedSettings:
     """Read, merge, resolve and validate the configuration (see the module docstring); ConfigError if bad."""
-    env_layer = _env_layer(os.environ if env is None else env)
-    file_layer = ConfigLayer() if config_path is None else _file_layer(config_path, _aliases([env_layer]))
+    environment = os.environ if env is None else env
+    env_layer = _env_layer(environment)
+    file_layer = (
+        ConfigLayer() if config_path is None else _file_layer(config_path, _aliases([env_layer]), environment)
+    )
     override_layer = translate(overrides or {}, aliases=_aliases([file_layer, env_layer]))
     layers = [file_layer, env_layer, override_layer]  # lowest precedence first
     aliases = _aliases(layers)
@@ -474,10 +531,10 @@ def _aliases(layers: Iterable[ConfigLayer]) -> list[str]:
     return aliases
 
 
-def _file_layer(path: Path, aliases: Sequence[str]) -> ConfigLayer:
+def _file_layer(path: Path, aliases: Sequence[str], env: Mapping[str, str]) -> ConfigLayer:
     suffix = path.suffix.lower()
     readers: dict[str, Callable[[str], ConfigLayer]] = {
-        ".properties": lambda text: read_properties(text, source=str(path), aliases=aliases),
+        ".properties": lambda text: read_properties(text, source=str(path), aliases=aliases, env=env),
         ".yaml": lambda text: _document_layer(_parse_yaml(text, path)),
         ".yml": lambda text: _document_layer(_parse_yaml(text, path)),
         ".toml": lambda text: _document_layer(_parse_toml(text, path)),

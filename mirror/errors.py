@@ -38,6 +38,22 @@ class AuthorizationFailed(KafkaRequestFailed):
         super().__init__(message, code=code, retriable=True, kind="authorization")
 
 
+class AuthenticationFailed(MirrorError):
+    """A cluster refused our credentials (SASL). Retried with backoff (a rotated secret may come back);
+    the message names the cluster, the mechanism and the user, never the password."""
+
+    retriable = True
+    kind = "authentication"
+
+
+class TlsFailed(MirrorError):
+    """TLS to a cluster failed: untrusted or mismatched certificate, client certificate refused, or TLS
+    material (stores, PEM files) that cannot be loaded. The message names the cluster."""
+
+    retriable = True
+    kind = "tls"
+
+
 class ProducerFenced(MirrorError):
     """Another instance of this task took over (exactly-once mode): stop the task here."""
 

@@ -20,19 +20,25 @@ from __future__ import annotations
 
 import difflib
 import enum
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 MASK = "********"
-_SECRET_MARKERS = ("password", "secret", "jaas", "keystore.key", "credential")
+_SECRET_MARKERS = ("password", "secret", "jaas", "keystore.key", "keystore_key", "credential", "token")
 SECTIONS = ("clusters", "cluster_defaults", "defaults", "flows", "service")
 
 
 def is_secret_key(key: str) -> bool:
-    """Whether values of this key (Java key, field name or override key) must never be shown."""
+    """Whether values of this key (Java key, field name or override key) must never be shown.
+
+    ``<field>_file`` keys name the file a secret is read from: the path is shown, not the secret."""
     lowered = key.lower()
+    if lowered.endswith("_file"):
+        return False
     return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
@@ -195,8 +201,12 @@ def _unescape(text: str) -> str:
     return "".join(out).encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
 
 
-def read_properties(text: str, *, source: str, aliases: Sequence[str] = ()) -> ConfigLayer:
-    """Parse and translate the text of an mm2.properties file (the last of repeated keys wins, as in Java)."""
+def read_properties(
+    text: str, *, source: str, aliases: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> ConfigLayer:
+    """Parse and translate the text of an mm2.properties file (the last of repeated keys wins, as in Java).
+
+    ``env`` is what ``${env:NAME}`` variables read (default: the process environment)."""
     entries, problems = parse_properties(text, source=source)
     latest: dict[str, Property] = {}
     warnings: list[str] = []
@@ -207,7 +217,7 @@ def read_properties(text: str, *, source: str, aliases: Sequence[str] = ()) -> C
                 f"key {entry.key!r} is set on lines {first} and {entry.line}; the last value wins"
             )
         latest[entry.key] = entry
-    layer = translate({key: entry.value for key, entry in latest.items()}, aliases=aliases)
+    layer = translate({key: entry.value for key, entry in latest.items()}, aliases=aliases, env=env)
     layer.problems[:0] = problems
     layer.warnings[:0] = warnings
     return layer
@@ -433,13 +443,37 @@ def _parse_jaas(value: str, _context: Mapping[str, str]) -> dict[str, Any]:
     return {"sasl_username": options["username"], "sasl_password": options["password"]}
 
 
-def _pem_location(field_name: str, type_key: str) -> Callable[[str, Mapping[str, str]], dict[str, Any]]:
-    """A store location is usable only as a PEM file (Python's ssl module cannot read JKS or PKCS12)."""
+_STORE_TYPES = ("JKS", "PKCS12", "PEM")
+
+
+def _store_type(type_key: str, location_key: str) -> Callable[[str, Mapping[str, str]], dict[str, Any]]:
+    """``ssl.*store.type``: JKS (Java's default), PKCS12 or PEM; others get the keytool conversion command."""
 
     def convert(value: str, context: Mapping[str, str]) -> dict[str, Any]:
-        if context.get(type_key, "JKS").strip().upper() != "PEM":
-            raise ValueError(f"a PEM file together with {type_key}=PEM (convert JKS/PKCS12 stores to PEM)")
-        return {field_name: value}
+        if value.upper() not in _STORE_TYPES:
+            location = context.get(location_key, "<store>")
+            raise ValueError(
+                f"JKS, PKCS12 or PEM; {value} stores cannot be read here: convert it to PKCS12 with "
+                f"keytool -importkeystore -srckeystore {location} -srcstoretype {value} "
+                f"-destkeystore {location}.p12 -deststoretype PKCS12"
+            )
+        return {}
+
+    return convert
+
+
+def _store_location(
+    pem_field: str, store_field: str, type_key: str
+) -> Callable[[str, Mapping[str, str]], dict[str, Any]]:
+    """A PEM location (``type=PEM``) is a PEM file; a JKS or PKCS12 one is read by mirror.tls."""
+
+    def convert(value: str, context: Mapping[str, str]) -> dict[str, Any]:
+        store_type = context.get(type_key, "JKS").strip().upper()
+        if store_type == "PEM":
+            return {pem_field: value}
+        if store_type in _STORE_TYPES:
+            return {store_field: value}
+        return {}  # the type key reports the problem
 
     return convert
 
@@ -469,13 +503,24 @@ CLUSTER_KEYS: dict[str, ClusterKey] = {
     "sasl.mechanism": ClusterKey(("sasl_mechanism",), _to("sasl_mechanism")),
     "sasl.jaas.config": ClusterKey(("sasl_username", "sasl_password"), _parse_jaas),
     "ssl.truststore.location": ClusterKey(
-        ("ssl_cafile",), _pem_location("ssl_cafile", "ssl.truststore.type")
+        ("ssl_cafile", "ssl_truststore_location"),
+        _store_location("ssl_cafile", "ssl_truststore_location", "ssl.truststore.type"),
     ),
-    "ssl.truststore.type": ClusterKey((), lambda _value, _context: {}),
+    "ssl.truststore.type": ClusterKey((), _store_type("ssl.truststore.type", "ssl.truststore.location")),
+    "ssl.truststore.password": ClusterKey(("ssl_truststore_password",), _to("ssl_truststore_password")),
+    "ssl.truststore.certificates": ClusterKey(
+        ("ssl_truststore_certificates",), _to("ssl_truststore_certificates")
+    ),
     "ssl.keystore.location": ClusterKey(
-        ("ssl_certfile", "ssl_keyfile"), _pem_location("ssl_certfile", "ssl.keystore.type")
+        ("ssl_certfile", "ssl_keystore_location"),
+        _store_location("ssl_certfile", "ssl_keystore_location", "ssl.keystore.type"),
     ),
-    "ssl.keystore.type": ClusterKey((), lambda _value, _context: {}),
+    "ssl.keystore.type": ClusterKey((), _store_type("ssl.keystore.type", "ssl.keystore.location")),
+    "ssl.keystore.password": ClusterKey(("ssl_keystore_password",), _to("ssl_keystore_password")),
+    "ssl.keystore.certificate.chain": ClusterKey(
+        ("ssl_keystore_certificate_chain",), _to("ssl_keystore_certificate_chain")
+    ),
+    "ssl.keystore.key": ClusterKey(("ssl_keystore_key",), _to("ssl_keystore_key")),
     "ssl.key.password": ClusterKey(("ssl_password",), _to("ssl_password")),
     "ssl.endpoint.identification.algorithm": ClusterKey(("ssl_check_hostname",), _check_hostname),
 }
@@ -493,13 +538,18 @@ ALIAS_ALLOWED = "letters, digits, '_' and '-' (not starting with '-')"
 _FLOW_KEY_ALLOWED = "<source>-><target>.<key>, such as A->B.enabled"
 
 
-def translate(properties: Mapping[str, str], *, aliases: Sequence[str] = ()) -> ConfigLayer:
+def translate(
+    properties: Mapping[str, str], *, aliases: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> ConfigLayer:
     """Split mm2.properties keys into a :class:`ConfigLayer` (values are trimmed, as Kafka's ConfigDef does).
 
-    ``aliases`` are the clusters known from other sources; a ``clusters`` key replaces them.
+    ``aliases`` are the clusters known from other sources; a ``clusters`` key replaces them. Variables of
+    the declared ``config.providers`` (``${file:path:key}``, ``${dir:path:file}``, ``${env:NAME}``) are
+    replaced first, as Java does; ``env`` is what EnvVarConfigProvider reads (default: os.environ).
     """
     layer = ConfigLayer()
     values = {key: value.strip() for key, value in properties.items()}
+    values = _resolve_variables(layer, values, os.environ if env is None else env)
     if "clusters" in values:
         layer.aliases = _cluster_list(layer, values.pop("clusters"))
         aliases = layer.aliases
@@ -523,6 +573,113 @@ def translate(properties: Mapping[str, str], *, aliases: Sequence[str] = ()) -> 
     for alias, keys in per_cluster.items():
         _cluster_keys(layer, ("clusters", alias), f"{alias}.", keys, {**top_client, **keys})
     return layer
+
+
+# --- config.providers (Java's ConfigTransformer) ---------------------------------------------------
+
+#: ``${provider:[path:]key}``, Java's ConfigTransformer.DEFAULT_PATTERN.
+_VARIABLE = re.compile(r"\$\{([^}]*?):(?:([^}]*?):)?([^}]*?)\}")
+_PROVIDERS = {
+    "org.apache.kafka.common.config.provider.FileConfigProvider": "file",
+    "org.apache.kafka.common.config.provider.DirectoryConfigProvider": "directory",
+    "org.apache.kafka.common.config.provider.EnvVarConfigProvider": "env",
+}
+_PROVIDERS_ALLOWED = ", ".join(f"{name} (in {cls.rpartition('.')[0]})" for cls, name in _PROVIDERS.items())
+
+
+@dataclass(frozen=True)
+class _Provider:
+    kind: str  # "file", "directory" or "env"
+    params: Mapping[str, str]
+
+
+def _resolve_variables(
+    layer: ConfigLayer, values: Mapping[str, str], env: Mapping[str, str]
+) -> dict[str, str]:
+    """Replace the variables of declared config providers in every value; a key whose variable cannot be
+    resolved is reported (without its value) and dropped. Undeclared providers are left as written."""
+    providers = _config_providers(layer, values)
+    if not providers:
+        return dict(values)
+    files: dict[str, dict[str, str]] = {}
+    resolved: dict[str, str] = {}
+    for key, value in values.items():
+        if key.startswith("config.providers") or "${" not in value:
+            resolved[key] = value
+            continue
+        failures: list[str] = []
+
+        def lookup(match: re.Match[str], failures: list[str] = failures) -> str:
+            provider = providers.get(match[1])
+            if provider is None:
+                return match[0]
+            try:
+                return _provider_value(provider, match[2] or "", match[3], env, files)
+            except ValueError as exc:
+                failures.append(f"cannot resolve {match[0]} ({exc})")
+                return match[0]
+
+        replaced = _VARIABLE.sub(lookup, value)
+        if failures:
+            layer.fail(key, None, "a value whose config-provider variables resolve", "; ".join(failures))
+        else:
+            resolved[key] = replaced.strip()
+    return resolved
+
+
+def _config_providers(layer: ConfigLayer, values: Mapping[str, str]) -> dict[str, _Provider]:
+    providers: dict[str, _Provider] = {}
+    for name in (n.strip() for n in values.get("config.providers", "").split(",")):
+        if not name:
+            continue
+        class_key = f"config.providers.{name}.class"
+        cls = values.get(class_key)
+        if cls is None:
+            layer.fail(class_key, None, _PROVIDERS_ALLOWED, "missing value")
+        elif cls not in _PROVIDERS:
+            layer.fail(class_key, cls, _PROVIDERS_ALLOWED, "unsupported config provider")
+        else:
+            prefix = f"config.providers.{name}.param."
+            params = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
+            providers[name] = _Provider(_PROVIDERS[cls], params)
+    return providers
+
+
+def _provider_value(
+    provider: _Provider, path: str, key: str, env: Mapping[str, str], files: dict[str, dict[str, str]]
+) -> str:
+    if provider.kind == "env":
+        pattern = provider.params.get("allowlist.pattern")
+        if pattern is not None and re.fullmatch(pattern, key) is None:
+            raise ValueError(f"{key} does not match the provider's allowlist.pattern")
+        if key not in env:
+            raise ValueError(f"environment variable {key} is not set")
+        return env[key]
+    if not path:
+        raise ValueError("a path is required: ${provider:path:key}")
+    target = Path(path) / key if provider.kind == "directory" else Path(path)
+    allowed = [Path(p.strip()) for p in provider.params.get("allowed.paths", "").split(",") if p.strip()]
+    if allowed and not any(target.resolve().is_relative_to(a.resolve()) for a in allowed):
+        raise ValueError("the path is outside the provider's allowed.paths")
+    if provider.kind == "directory":
+        if "/" in key or key in ("", ".", ".."):
+            raise ValueError("the key must be a file name in the directory")
+        try:
+            return target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(getattr(exc, "strerror", None) or str(exc)) from None
+    if path not in files:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(getattr(exc, "strerror", None) or str(exc)) from None
+        entries, problems = parse_properties(text, source=path)
+        if problems:
+            raise ValueError(str(problems[0]))
+        files[path] = {entry.key: entry.value for entry in entries}
+    if key not in files[path]:
+        raise ValueError(f"{path} has no key {key!r}")
+    return files[path][key]
 
 
 def _cluster_list(layer: ConfigLayer, value: str) -> list[str]:

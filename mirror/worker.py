@@ -27,6 +27,7 @@ import structlog
 
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings, Settings
+from mirror.configsync import ConfigSyncJob
 from mirror.errors import MirrorError
 from mirror.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
@@ -38,7 +39,7 @@ from mirror.topics import TopicSync
 
 log = structlog.get_logger(__name__)
 
-_BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0
+_BACKOFF_MIN, _BACKOFF_MAX = 1.0, 10.0
 
 
 class FatalError(MirrorError):
@@ -79,9 +80,22 @@ class FlowStatus:
     topic_errors: dict[str, str] = field(default_factory=dict)
 
 
-async def _retrying(what: str, attempt: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
-    """Run ``attempt`` until it succeeds (True) or stopping is set (False); MirrorErrors back off."""
+#: Error kinds that need a person (credentials, certificates, ACLs): logged as errors, not warnings.
+_NEEDS_ACTION = frozenset({"authentication", "tls", "authorization"})
+
+
+async def _retrying(
+    what: str,
+    attempt: Callable[[], Awaitable[None]],
+    stopping: asyncio.Event,
+    on_error: Callable[[MirrorError], None] | None = None,
+) -> bool:
+    """Run ``attempt`` until it succeeds (True) or stopping is set (False); MirrorErrors back off.
+
+    Each distinct error is logged once (repeats at debug level: no flood while, say, a password is wrong);
+    ``on_error`` sees every failure (status, metrics)."""
     backoff = _BACKOFF_MIN
+    last: str | None = None
     while not stopping.is_set():
         try:
             await attempt()
@@ -89,7 +103,16 @@ async def _retrying(what: str, attempt: Callable[[], Awaitable[None]], stopping:
         except FatalError:
             raise
         except MirrorError as exc:
-            log.warning(f"{what} failed, retrying", error=str(exc), kind=exc.kind, backoff_s=backoff)
+            if on_error is not None:
+                on_error(exc)
+            text = str(exc)
+            if text == last:
+                log.debug(f"{what} failed again, retrying", error=text, kind=exc.kind, backoff_s=backoff)
+            elif exc.kind in _NEEDS_ACTION:
+                log.error(f"{what} failed, retrying", error=text, kind=exc.kind, backoff_s=backoff)
+            else:
+                log.warning(f"{what} failed, retrying", error=text, kind=exc.kind, backoff_s=backoff)
+            last = text
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), backoff)
             backoff = min(backoff * 2, _BACKOFF_MAX)
@@ -208,7 +231,9 @@ class FlowRunner:
 
     async def run(self) -> None:
         try:
-            if not await _retrying(f"flow {self.flow.name} start", self._prepare, self._stopping):
+            if not await _retrying(
+                f"flow {self.flow.name} start", self._prepare, self._stopping, self._prepare_failed
+            ):
                 return
             self.status.state = "running"
             self.status.last_error = None
@@ -224,6 +249,12 @@ class FlowRunner:
             await self.progress.close()
             await self.source_admin.close()
             await self.target_admin.close()
+
+    def _prepare_failed(self, exc: MirrorError) -> None:
+        """Starting the flow failed: say why in /status and /readyz, count it by kind."""
+        self.status.state = "retrying"
+        self.status.last_error = str(exc)
+        metrics.errors_total.labels(self.flow.source, self.flow.target, exc.kind).inc()
 
     async def _refresh_loop(self) -> None:
         interval = self.flow.refresh_topics_interval_seconds
@@ -317,6 +348,8 @@ class FlowRunner:
                     flow, self.source, self.target, self.source_admin, self.target_admin, self.policy
                 )
             )
+        if flow.enabled and (flow.sync_topic_configs_enabled or flow.sync_topic_acls_enabled):
+            self.singletons.append(ConfigSyncJob(flow, self.source_admin, self.target_admin, self.policy))
         self._singleton_runs = [tg.create_task(job.run()) for job in self.singletons]
 
     async def _stop_singletons(self) -> None:

@@ -19,13 +19,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from mirror import tls
 from mirror.config import ClusterSettings
 from mirror.errors import (
+    AuthenticationFailed,
     AuthorizationFailed,
     KafkaRequestFailed,
     KafkaUnavailable,
     MirrorError,
     ProducerFenced,
+    TlsFailed,
 )
 
 log = structlog.get_logger(__name__)
@@ -72,14 +75,10 @@ _CLIENT_KEYS: dict[Role, dict[str, tuple[str, type]]] = {
 
 
 def _ssl_context(cluster: ClusterSettings) -> ssl.SSLContext | None:
+    """TLS from PEM files, JKS/PKCS12 stores or inline PEM (`mirror.tls`); TlsFailed naming the key."""
     if cluster.security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    ctx = ssl.create_default_context(cafile=cluster.ssl_cafile)
-    ctx.check_hostname = cluster.ssl_check_hostname
-    if cluster.ssl_certfile:
-        password = cluster.ssl_password.get_secret_value() if cluster.ssl_password else None
-        ctx.load_cert_chain(cluster.ssl_certfile, cluster.ssl_keyfile, password)
-    return ctx
+    return tls.client_context(cluster)
 
 
 def client_kwargs(
@@ -119,14 +118,25 @@ _AUTH_ERRORS = (
 )
 
 
-def translate(exc: BaseException) -> MirrorError:
-    """Map an aiokafka (or socket) error onto the `mirror` error tree."""
+def translate(exc: BaseException, cluster: ClusterSettings | None = None) -> MirrorError:
+    """Map an aiokafka (or socket) error onto the `mirror` error tree; with ``cluster``, authentication and
+    TLS failures name it."""
     if isinstance(exc, MirrorError):
         return exc
     if isinstance(exc, ke.ProducerFenced):
         return ProducerFenced(str(exc))
+    security = security_failure(exc, cluster)
+    if security is not None:
+        return security
+    named = _named(exc)
+    if isinstance(exc, ke.TopicAuthorizationFailedError) and named is not None:
+        return denied(cluster, "use", f"topic {named}", exc)
+    if isinstance(exc, ke.GroupAuthorizationFailedError) and named is not None:
+        return denied(cluster, "use", f"consumer group {named}", exc)
     if isinstance(exc, _AUTH_ERRORS):
-        return AuthorizationFailed(f"{type(exc).__name__}: {exc}", code=getattr(exc, "errno", -1))
+        return AuthorizationFailed(
+            f"{_where(cluster)}{type(exc).__name__}: {exc}", code=getattr(exc, "errno", -1)
+        )
     if isinstance(exc, (ke.KafkaConnectionError, ke.NodeNotReadyError, ke.KafkaTimeoutError, OSError)):
         return KafkaUnavailable(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
@@ -139,18 +149,185 @@ def translate(exc: BaseException) -> MirrorError:
 
 
 @contextlib.asynccontextmanager
-async def translated() -> AsyncIterator[None]:
+async def translated(cluster: ClusterSettings | None = None) -> AsyncIterator[None]:
+    """Translate aiokafka errors raised inside; with ``cluster``, a failed bootstrap (which aiokafka reports
+    without its cause) is diagnosed with one direct connection, so that a refused password or an untrusted
+    certificate says so instead of "Unable to bootstrap"."""
     try:
         yield
     except (ke.KafkaError, OSError, TimeoutError) as exc:
-        raise translate(exc) from exc
+        err = translate(exc, cluster)
+        if (
+            cluster is not None
+            and isinstance(err, KafkaUnavailable)
+            and isinstance(exc, ke.KafkaConnectionError | ke.NodeNotReadyError | OSError)
+        ):
+            err = await diagnose(cluster) or err
+        raise err from exc
 
 
-def _error_for(code: int, what: str, message: str | None) -> MirrorError | None:
+# --- authentication, TLS and authorization failures ----------------------------------------------------
+
+#: OpenSSL alert reasons meaning the broker did not accept our client certificate (or got none).
+_CLIENT_CERT_REJECTED = (
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "TLSV1_ALERT_ACCESS_DENIED",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+)
+_TLS_ALERT_RECORD = 0x15  # first byte of a TLS alert record: a TLS listener answering a non-TLS client
+
+
+def _where(cluster: ClusterSettings | None) -> str:
+    return f"cluster {cluster.alias}: " if cluster is not None else ""
+
+
+def _named(exc: BaseException) -> str | None:
+    """The resource(s) an aiokafka authorization error was raised for (its first argument), quoted; None
+    when the argument is a message rather than names."""
+    arg = exc.args[0] if exc.args else None
+    if isinstance(arg, set | frozenset | list | tuple) and arg:
+        return ", ".join(f"'{item}'" for item in sorted(map(str, arg)))
+    if isinstance(arg, str) and arg and not any(c.isspace() for c in arg):
+        return f"'{arg}'"
+    return None
+
+
+def denied(
+    cluster: ClusterSettings | None, operation: str, resource: str, exc: BaseException
+) -> AuthorizationFailed:
+    """An authorization error naming the cluster, the operation and the resource."""
+    return AuthorizationFailed(
+        f"{_where(cluster)}not authorized to {operation} {resource} ({type(exc).__name__}): "
+        "grant the operation to this client's principal (ACLs), or leave the resource out of the flow",
+        code=getattr(exc, "errno", -1),
+    )
+
+
+def security_failure(exc: BaseException, cluster: ClusterSettings | None) -> MirrorError | None:
+    """The authentication or TLS failure behind a connection error (looking at its causes), or None."""
+    where = _where(cluster)
+    protocol = cluster.security_protocol if cluster is not None else "?"
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ke.SaslAuthenticationFailed | ke.AuthenticationFailedError):
+            return AuthenticationFailed(
+                f"{where}authentication failed ({_sasl(cluster)}): {_detail(current)}"
+            )
+        if isinstance(current, ke.UnsupportedSaslMechanismError):
+            mechanism = cluster.sasl_mechanism if cluster is not None else "?"
+            return AuthenticationFailed(
+                f"{where}authentication failed ({_sasl(cluster)}): the broker does not enable SASL "
+                f"mechanism {mechanism} on this listener (sasl.mechanism)"
+            )
+        if isinstance(current, ke.IllegalSaslStateError | ke.AuthenticationMethodNotSupported):
+            return AuthenticationFailed(
+                f"{where}authentication failed ({_sasl(cluster)}): {_detail(current)}"
+            )
+        if isinstance(current, ssl.SSLCertVerificationError):
+            reason = (
+                getattr(current, "verify_message", None) or getattr(current, "reason", None) or str(current)
+            )
+            hint = (
+                "the certificate does not name this host: fix the broker certificate or disable the check "
+                "with ssl.endpoint.identification.algorithm= (ssl_check_hostname: false)"
+                if "mismatch" in str(reason)
+                else "trust the CA that signed it (ssl.truststore.location / ssl.truststore.certificates / "
+                "ssl_cafile)"
+            )
+            return TlsFailed(f"{where}TLS: the broker's certificate is not trusted ({reason}); {hint}")
+        if isinstance(current, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+            return None  # the connection ended (a broker restarting): unavailable, not a TLS problem
+        if isinstance(current, ssl.SSLError):
+            reason = getattr(current, "reason", None) or str(current)
+            if reason in _CLIENT_CERT_REJECTED:
+                return TlsFailed(
+                    f"{where}TLS: the broker rejected our client certificate ({reason}): it requires one "
+                    "signed by a CA it trusts (ssl.keystore.location / ssl.keystore.key / ssl_certfile)"
+                )
+            if reason == "WRONG_VERSION_NUMBER":
+                return TlsFailed(
+                    f"{where}TLS: the listener does not speak TLS ({reason}); check security.protocol "
+                    f"({protocol}) and the port"
+                )
+            return TlsFailed(f"{where}TLS handshake failed ({reason})")
+        if isinstance(current, asyncio.IncompleteReadError) and current.partial[:1] == bytes(
+            [_TLS_ALERT_RECORD]
+        ):
+            return TlsFailed(
+                f"{where}TLS: the listener speaks TLS but security.protocol is {protocol}; "
+                "use SSL or SASL_SSL for it"
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _sasl(cluster: ClusterSettings | None) -> str:
+    if cluster is None:
+        return "SASL"
+    return f"SASL {cluster.sasl_mechanism} as user '{cluster.sasl_username}'"
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc.args[0]) if exc.args and isinstance(exc.args[0], str) else type(exc).__name__
+    return text or type(exc).__name__
+
+
+async def diagnose(cluster: ClusterSettings, timeout: float = 5.0) -> MirrorError | None:
+    """Connect (and authenticate) once to each bootstrap server, directly, to find out why clients cannot:
+    the authentication or TLS failure, or None when connecting works or fails for another reason."""
+    from aiokafka.conn import create_conn  # noqa: PLC0415
+
+    try:
+        kwargs = client_kwargs(cluster, "admin")
+    except MirrorError as exc:
+        return exc
+    for server in cluster.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host.strip("[]"),
+                    int(port),
+                    client_id="mirror-diagnose",
+                    request_timeout_ms=int(timeout * 1000),
+                    ssl_context=kwargs.get("ssl_context"),
+                    security_protocol=cluster.security_protocol,
+                    sasl_mechanism=kwargs.get("sasl_mechanism"),
+                    sasl_plain_username=kwargs.get("sasl_plain_username"),
+                    sasl_plain_password=kwargs.get("sasl_plain_password"),
+                ),
+                timeout,
+            )
+        except (ke.KafkaError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            failure = security_failure(exc, cluster)
+            if failure is not None:
+                return failure
+            continue
+        conn.close()
+        return None
+    return None
+
+
+def _error_for(
+    code: int,
+    what: str,
+    message: str | None,
+    cluster: ClusterSettings | None = None,
+    denied_as: tuple[str, str] | None = None,
+) -> MirrorError | None:
+    """The error of a per-resource error code; ``denied_as`` = (operation, resource) names an
+    authorization failure."""
     if code == 0:
         return None
     cls = ke.for_code(code)
-    return translate(cls(f"{what}: {message or cls.description}"))
+    if denied_as is not None and issubclass(cls, _AUTH_ERRORS):
+        return denied(cluster, *denied_as, cls())
+    return translate(cls(f"{what}: {message or cls.description}"), cluster)
 
 
 # --- admin -----------------------------------------------------------------------------------------
@@ -186,7 +363,7 @@ class Admin:
 
     async def start(self) -> None:
         if not self._started:
-            async with translated():
+            async with translated(self.cluster):
                 await asyncio.wait_for(self._client.start(), self._timeout_ms / 1000)
             self._started = True
 
@@ -196,13 +373,13 @@ class Admin:
         self._started = False
 
     async def broker_count(self) -> int:
-        async with translated():
+        async with translated(self.cluster):
             meta = await self._client.describe_cluster()
         return len(meta["brokers"])
 
     async def list_topics(self) -> dict[str, int]:
         """Non-internal topics and their partition counts."""
-        async with translated():
+        async with translated(self.cluster):
             topics = await self._client.describe_topics()
         return {
             t["topic"]: len(t["partitions"]) for t in topics if not t["is_internal"] and t["error_code"] == 0
@@ -214,12 +391,18 @@ class Admin:
         if not topics:
             return {}
         resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
-        async with translated():
+        async with translated(self.cluster):
             responses = await self._client.describe_configs(resources)
         result: dict[str, list[ConfigEntry] | MirrorError] = {}
         for response in responses:
             for code, message, _rtype, name, entries in response.resources:
-                err = _error_for(code, f"describe configs of {name}", message)
+                err = _error_for(
+                    code,
+                    f"describe configs of {name}",
+                    message,
+                    self.cluster,
+                    ("DESCRIBE_CONFIGS", f"topic '{name}'"),
+                )
                 result[name] = err or [
                     ConfigEntry(e[0], e[1], bool(e[2]), bool(e[4]), int(e[3])) for e in entries
                 ]
@@ -232,7 +415,7 @@ class Admin:
         new = [
             NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs)) for s in specs
         ]
-        async with translated():
+        async with translated(self.cluster):
             response = await self._client.create_topics(new, timeout_ms=self._timeout_ms)
         result: dict[str, MirrorError | None] = {}
         for item in response.topic_errors:
@@ -241,13 +424,15 @@ class Admin:
             result[name] = (
                 None
                 if code == ke.TopicAlreadyExistsError.errno
-                else _error_for(code, f"create topic {name}", message)
+                else _error_for(
+                    code, f"create topic {name}", message, self.cluster, ("CREATE", f"topic '{name}'")
+                )
             )
         return result
 
     async def create_partitions(self, topic: str, total: int) -> MirrorError | None:
         try:
-            async with translated():
+            async with translated(self.cluster):
                 await self._client.create_partitions({topic: NewPartitions(total)})
         except KafkaRequestFailed as exc:
             if exc.code == ke.InvalidPartitionsError.errno:
@@ -297,6 +482,7 @@ class Reader:
     def __init__(
         self, cluster: ClusterSettings, client_id: str, overrides: Mapping[str, str], isolation_level: str
     ) -> None:
+        self.cluster = cluster
         kwargs = client_kwargs(cluster, "consumer", overrides, client_id=client_id)
         kwargs.setdefault("isolation_level", isolation_level)
         kwargs.setdefault("max_partition_fetch_bytes", 4 * 1024 * 1024)
@@ -307,7 +493,7 @@ class Reader:
         self._consumer = AIOKafkaConsumer(**kwargs)
 
     async def start(self) -> None:
-        async with translated():
+        async with translated(self.cluster):
             await self._consumer.start()
 
     async def close(self) -> None:
@@ -323,13 +509,13 @@ class Reader:
             if pos is not None:
                 self._consumer.seek(tp, pos)
         if earliest:
-            async with translated():
+            async with translated(self.cluster):
                 await self._consumer.seek_to_beginning(*earliest)
 
     async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
-        async with translated():
+        async with translated(self.cluster):
             result = await asyncio.wait_for(
                 self._consumer.beginning_offsets([TopicPartition(t, p) for t, p in partitions]), 30
             )
@@ -338,7 +524,7 @@ class Reader:
     async def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
-        async with translated():
+        async with translated(self.cluster):
             result = await asyncio.wait_for(
                 self._consumer.end_offsets([TopicPartition(t, p) for t, p in partitions]), 30
             )
@@ -349,8 +535,14 @@ class Reader:
         return hw
 
     async def fetch(self, timeout_ms: int) -> list[SourceBatch]:
-        async with translated():
-            data = await self._consumer.getmany(timeout_ms=timeout_ms)
+        try:
+            async with translated(self.cluster):
+                data = await self._consumer.getmany(timeout_ms=timeout_ms)
+        except AuthorizationFailed as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ke.TopicAuthorizationFailedError) and _named(cause) is not None:
+                raise denied(self.cluster, "READ", f"topic {_named(cause)}", cause) from cause
+            raise
         return [SourceBatch(tp.topic, tp.partition, recs) for tp, recs in data.items() if recs]
 
 
@@ -375,6 +567,7 @@ class Writer:
         overrides: Mapping[str, str],
         transactional_id: str | None = None,
     ) -> None:
+        self.cluster = cluster
         kwargs = client_kwargs(cluster, "producer", overrides, client_id=client_id)
         kwargs.setdefault("max_batch_size", 1024 * 1024)
         kwargs.setdefault("max_request_size", 4 * 1024 * 1024)
@@ -386,7 +579,7 @@ class Writer:
         self._producer = AIOKafkaProducer(**kwargs)
 
     async def start(self) -> None:
-        async with translated():
+        async with translated(self.cluster):
             await self._producer.start()
 
     async def close(self) -> None:
@@ -404,7 +597,7 @@ class Writer:
         futures = []
         i, n = 0, len(records)
         await self._known_partition(topic, partition)
-        async with translated():
+        async with translated(self.cluster):
             while i < n:
                 batch = self._producer.create_batch()
                 # The C record builder directly (BatchBuilder.append adds ~1 us/record of Python):
@@ -432,9 +625,13 @@ class Writer:
         known = client.cluster.partitions_for_topic(topic)
         if known is not None and partition in known:
             return
-        async with translated():
+        async with translated(self.cluster):
             await client.force_metadata_update()
         known = client.cluster.partitions_for_topic(topic)
+        if topic in client.cluster.unauthorized_topics:
+            raise denied(
+                self.cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError()
+            )
         if known is None or partition not in known:
             raise KafkaRequestFailed(
                 f"partition {partition} of {topic} is not (yet) in the target's metadata"
@@ -449,24 +646,24 @@ class Writer:
         timestamp_ms: int | None = None,
     ) -> asyncio.Future[Any]:
         """Queue one record (for internal topics, not the data path); returns its delivery future."""
-        async with translated():
+        async with translated(self.cluster):
             fut: asyncio.Future[Any] = await self._producer.send(
                 topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
             )
         return fut
 
     async def flush(self) -> None:
-        async with translated():
+        async with translated(self.cluster):
             await self._producer.flush()
 
     # Transactions (exactly-once mode; needs ``transactional_id``). Starting the producer already
     # fenced every older producer with the same transactional id.
     async def begin_transaction(self) -> None:
-        async with translated():
+        async with translated(self.cluster):
             await self._producer.begin_transaction()
 
     async def commit_transaction(self) -> None:
-        async with translated():
+        async with translated(self.cluster):
             await self._producer.commit_transaction()
 
     async def abort_transaction(self) -> None:
@@ -476,8 +673,14 @@ class Writer:
 
 async def ack_of(future: asyncio.Future[Any]) -> Ack:
     """Wait for a batch future from `Writer.send_records`; errors are translated."""
-    async with translated():
+    try:
         meta = await future
+    except ke.TopicAuthorizationFailedError as exc:
+        if _named(exc) is None:
+            raise translate(exc) from exc
+        raise denied(None, "WRITE to", f"topic {_named(exc)}", exc) from exc
+    except (ke.KafkaError, OSError, TimeoutError) as exc:
+        raise translate(exc) from exc
     return Ack(int(meta.offset), 0)
 
 
@@ -493,7 +696,7 @@ async def read_compacted(
         isolation_level="read_committed",
     )
     state: dict[bytes, bytes | None] = {}
-    async with translated():
+    async with translated(cluster):
         await consumer.start()
         try:
             parts = consumer.partitions_for_topic(topic)

@@ -6,10 +6,18 @@ default ``~/.cache/mirror``). ``MIRROR_KAFKA_VERSION`` selects a version; by def
 release that resolves is used. 3.9.x works too (static quorum, no share-coordinator settings).
 
 Everything here is synchronous (subprocesses and sockets); async callers wrap it in ``asyncio.to_thread``.
+
+Security (``LocalKafka.add(name, security=Security...)``): the client listener can be SSL (optionally with
+client certificates required), SASL_SSL or SASL_PLAINTEXT (PLAIN or SCRAM users), optionally with the
+StandardAuthorizer. Certificates come from one test CA per harness (`mirror.local.certs`), generated once.
+The controller and inter-broker listeners stay PLAINTEXT on loopback; the inter-broker one is also
+advertised (``internal_bootstrap_servers``) so that tests have an all-powerful oracle (its principal,
+``User:ANONYMOUS``, is a super user when an authorizer runs, as the controller link needs).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -19,9 +27,15 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mirror.local.certs import CertificateAuthority
 
 #: Newest first; the first that resolves is the default.
 KAFKA_VERSIONS = ("4.4.0", "4.3.1", "4.2.0", "4.1.1", "4.0.0")
@@ -30,6 +44,12 @@ MIRRORMAKER_VERSIONS = ("4.4.0", "4.3.1", "4.2.0", "4.1.1", "4.0.0")
 
 _HERE = Path(__file__).resolve().parent
 _READY_LINE = "Kafka Server started"
+_STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
 
 
 class HarnessError(RuntimeError):
@@ -129,6 +149,95 @@ def free_port() -> int:
         return port
 
 
+Mechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_UNSAFE = ',]"\\ '
+
+
+@dataclass(frozen=True)
+class Security:
+    """How the client listener of a local cluster is secured.
+
+    ``users`` (name -> password) are SASL users: SCRAM credentials are created when the storage is
+    formatted, PLAIN users are listed in the listener's JAAS config (neither may contain ``,]"\\`` or
+    blanks). With ``client_auth`` an SSL/SASL_SSL listener requires client certificates
+    from the harness CA; their principal is ``User:<common name>``. ``authorizer`` runs Kafka's
+    StandardAuthorizer with ``super_users`` (principals such as ``User:admin``; ``User:ANONYMOUS``, the
+    PLAINTEXT controller and internal listeners, is always added). ``allow_everyone_if_no_acl_found``
+    is Kafka's setting of that name.
+    """
+
+    protocol: Literal["SSL", "SASL_SSL", "SASL_PLAINTEXT"]
+    mechanism: Mechanism | None = None
+    users: Mapping[str, str] = field(default_factory=dict)
+    client_auth: bool = False
+    authorizer: bool = False
+    super_users: tuple[str, ...] = ()
+    allow_everyone_if_no_acl_found: bool = False
+
+    def __post_init__(self) -> None:
+        if self.protocol.startswith("SASL_") != (self.mechanism is not None):
+            raise HarnessError(f"{self.protocol}: a SASL mechanism is needed exactly for SASL_* protocols")
+        for name, password in self.users.items():
+            if not name or any(c in _UNSAFE for c in name + password) or "=" in name:
+                raise HarnessError(
+                    f"SASL user {name!r}: names and passwords must not contain {_UNSAFE} (or = in names)"
+                )
+
+    @classmethod
+    def sasl_ssl(
+        cls,
+        users: Mapping[str, str],
+        mechanism: Mechanism = "SCRAM-SHA-512",
+        *,
+        client_auth: bool = False,
+        authorizer: bool = False,
+        super_users: Sequence[str] = (),
+        allow_everyone_if_no_acl_found: bool = False,
+    ) -> Security:
+        """SASL over TLS (SCRAM-SHA-512 users by default)."""
+        return cls(
+            "SASL_SSL",
+            mechanism,
+            dict(users),
+            client_auth,
+            authorizer,
+            tuple(super_users),
+            allow_everyone_if_no_acl_found,
+        )
+
+    @classmethod
+    def mtls(
+        cls,
+        *,
+        authorizer: bool = False,
+        super_users: Sequence[str] = (),
+        allow_everyone_if_no_acl_found: bool = False,
+    ) -> Security:
+        """TLS with client certificates required (principal ``User:<common name>``)."""
+        return cls("SSL", None, {}, True, authorizer, tuple(super_users), allow_everyone_if_no_acl_found)
+
+    @classmethod
+    def sasl_plaintext(
+        cls,
+        users: Mapping[str, str],
+        mechanism: Mechanism = "PLAIN",
+        *,
+        authorizer: bool = False,
+        super_users: Sequence[str] = (),
+        allow_everyone_if_no_acl_found: bool = False,
+    ) -> Security:
+        """SASL without TLS (PLAIN users by default), e.g. ``authorizer=True, super_users=["User:admin"]``."""
+        return cls(
+            "SASL_PLAINTEXT",
+            mechanism,
+            dict(users),
+            False,
+            authorizer,
+            tuple(super_users),
+            allow_everyone_if_no_acl_found,
+        )
+
+
 @dataclass
 class LocalKafkaCluster:
     """One single-node KRaft cluster (combined broker + controller) on loopback."""
@@ -140,13 +249,53 @@ class LocalKafkaCluster:
     heap: str = "768m"
     port: int = field(default_factory=free_port)
     controller_port: int = field(default_factory=free_port)
+    security: Security | None = None
+    tls: CertificateAuthority | None = None  # needed by SSL and SASL_SSL listeners
+    internal_port: int = field(default_factory=free_port)  # PLAINTEXT inter-broker listener (secured only)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _formatted: bool = field(default=False, init=False, repr=False)
     started_in: float = field(default=0.0, init=False)
 
     @property
     def bootstrap_servers(self) -> str:
+        """The client listener (secured as ``security`` says)."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def internal_bootstrap_servers(self) -> str:
+        """A PLAINTEXT listener without authentication (a super user under an authorizer): the tests'
+        oracle. The same as ``bootstrap_servers`` for an unsecured cluster."""
+        return self.bootstrap_servers if self.security is None else f"127.0.0.1:{self.internal_port}"
+
+    def client_properties(self, user: str | None = None, *, certificate: str | None = None) -> dict[str, str]:
+        """Java client keys (as in mm2.properties, without the ``<alias>.`` prefix) to reach the client
+        listener: the SASL ``user`` (one of ``security.users``) and, for client authentication, a client
+        certificate issued by the harness CA for the common name ``certificate``. PEM files only."""
+        security = self.security
+        if security is None:
+            return {"bootstrap.servers": self.bootstrap_servers}
+        props = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": security.protocol}
+        if security.protocol in ("SSL", "SASL_SSL"):
+            tls = self._tls()
+            props["ssl.truststore.type"] = "PEM"
+            props["ssl.truststore.location"] = str(tls.ca_file)
+            if certificate is not None:
+                props["ssl.keystore.type"] = "PEM"
+                props["ssl.keystore.location"] = str(tls.issue(certificate).bundle)
+        if security.mechanism is not None and user is not None:
+            if user not in security.users:
+                raise HarnessError(f"cluster {self.name} has no SASL user {user!r}")
+            props["sasl.mechanism"] = security.mechanism
+            props["sasl.jaas.config"] = (
+                f'{_LOGIN_MODULES[security.mechanism]} required username="{user}" '
+                f'password="{security.users[user]}";'
+            )
+        return props
+
+    def _tls(self) -> CertificateAuthority:
+        if self.tls is None:
+            raise HarnessError(f"cluster {self.name}: a TLS listener needs the harness CA (tls=...)")
+        return self.tls
 
     @property
     def log_path(self) -> Path:
@@ -182,7 +331,58 @@ class LocalKafkaCluster:
         if self.dist.major >= 4:
             props["share.coordinator.state.topic.replication.factor"] = "1"
             props["share.coordinator.state.topic.min.isr"] = "1"
+        if self.security is not None:
+            props.update(self._security_properties(self.security))
         props.update(self.extra_config)
+        return props
+
+    def _security_properties(self, security: Security) -> dict[str, str]:
+        """A secured CLIENT listener, a PLAINTEXT INTERNAL one (inter-broker, tests' oracle)."""
+        internal = f"INTERNAL://127.0.0.1:{self.internal_port}"
+        props = {
+            "listeners": f"CLIENT://127.0.0.1:{self.port},{internal},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{self.port},{internal}",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": (
+                f"CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT,CLIENT:{security.protocol}"
+            ),
+        }
+        prefix = "listener.name.client."
+        if security.protocol in ("SSL", "SASL_SSL"):
+            tls = self._tls()
+            from mirror.local.certs import STORE_PASSWORD  # noqa: PLC0415 (cryptography only when needed)
+
+            server = tls.issue("broker", server=True)
+            props |= {
+                f"{prefix}ssl.keystore.type": "PKCS12",
+                f"{prefix}ssl.keystore.location": str(server.pkcs12),
+                f"{prefix}ssl.keystore.password": STORE_PASSWORD,
+                f"{prefix}ssl.key.password": STORE_PASSWORD,
+                f"{prefix}ssl.truststore.type": "PEM",
+                f"{prefix}ssl.truststore.location": str(tls.ca_file),
+                f"{prefix}ssl.client.auth": "required" if security.client_auth else "none",
+                # client certificates carry only a common name: the principal is User:<that name>
+                "ssl.principal.mapping.rules": "RULE:^CN=([^,]*)$/$1/,DEFAULT",
+            }
+        if security.mechanism is not None:
+            mechanism = security.mechanism
+            module = _LOGIN_MODULES[mechanism]
+            users = (
+                "".join(f' user_{name}="{password}"' for name, password in security.users.items())
+                if mechanism == "PLAIN"
+                else ""
+            )
+            props |= {
+                f"{prefix}sasl.enabled.mechanisms": mechanism,
+                f"{prefix}{mechanism.lower()}.sasl.jaas.config": f"{module} required{users};",
+            }
+        if security.authorizer:
+            supers = dict.fromkeys(["User:ANONYMOUS", *security.super_users])
+            props |= {
+                "authorizer.class.name": _STANDARD_AUTHORIZER,
+                "super.users": ";".join(supers),
+                "allow.everyone.if.no.acl.found": str(security.allow_everyone_if_no_acl_found).lower(),
+            }
         return props
 
     def _java(self, *args: str) -> list[str]:
@@ -190,15 +390,24 @@ class LocalKafkaCluster:
 
     def _format(self, props_file: Path) -> None:
         cp = self.dist.classpath
-        uuid = subprocess.run(
-            self._java("-cp", cp, "kafka.tools.StorageTool", "random-uuid"),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        ).stdout.strip()
+        cluster_id = _cluster_id()  # what `StorageTool random-uuid` prints, without starting a JVM for it
+        scram: list[str] = []
+        security = self.security
+        if security is not None and security.mechanism is not None and security.mechanism.startswith("SCRAM"):
+            for name, password in security.users.items():
+                scram += ["--add-scram", f"{security.mechanism}=[name={name},password={password}]"]
         proc = subprocess.run(
-            self._java("-cp", cp, "kafka.tools.StorageTool", "format", "-t", uuid, "-c", str(props_file)),
+            self._java(
+                "-cp",
+                cp,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props_file),
+                *scram,
+            ),
             capture_output=True,
             text=True,
             timeout=120,
@@ -285,6 +494,14 @@ class LocalKafkaCluster:
             return "(no log)"
 
 
+def _cluster_id() -> str:
+    """A random Kafka ``Uuid`` in its base64 form (never starting with '-', as Kafka's ``randomUuid``)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
 def _port_open(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -303,19 +520,53 @@ class LocalKafka:
         self.base_dir = base_dir or Path(tempfile.mkdtemp(prefix="mirror-kafka-"))
         self.clusters: dict[str, LocalKafkaCluster] = {}
         self._lock = threading.Lock()
+        self._tls: CertificateAuthority | None = None
 
-    def add(self, *names: str, extra_config: Mapping[str, str] | None = None) -> list[LocalKafkaCluster]:
-        """Start clusters (in parallel) and wait until all are ready."""
+    @property
+    def tls(self) -> CertificateAuthority:
+        """The harness's test CA (created on first use, in ``base_dir/tls``): it signs every broker
+        certificate; ``tls.issue(name)`` gives client certificates with the common name ``name``."""
+        with self._lock:
+            if self._tls is None:
+                from mirror.local.certs import CertificateAuthority  # noqa: PLC0415
+
+                self._tls = CertificateAuthority(self.base_dir / "tls")
+            return self._tls
+
+    def add(
+        self,
+        *names: str,
+        extra_config: Mapping[str, str] | None = None,
+        security: Security | Mapping[str, Security | None] | None = None,
+    ) -> list[LocalKafkaCluster]:
+        """Start clusters (in parallel) and wait until all are ready.
+
+        ``security`` secures every new cluster's client listener alike, or, as a mapping, each named one
+        its own way (clusters not in the mapping are unsecured).
+        """
+        per_name = security if isinstance(security, Mapping) else dict.fromkeys(names, security)
+        tls = (
+            self.tls
+            if any(s is not None and s.protocol != "SASL_PLAINTEXT" for s in per_name.values())
+            else None
+        )
         new = []
         with self._lock:
             for name in names:
                 if name in self.clusters:
                     raise HarnessError(f"cluster {name} already exists")
-                cluster = LocalKafkaCluster(name, self.dist, self.base_dir / name, dict(extra_config or {}))
+                cluster = LocalKafkaCluster(
+                    name,
+                    self.dist,
+                    self.base_dir / name,
+                    dict(extra_config or {}),
+                    security=per_name.get(name),
+                    tls=tls,
+                )
                 self.clusters[name] = cluster
                 new.append(cluster)
-        for cluster in new:
-            cluster.launch()
+        with ThreadPoolExecutor(max(1, len(new))) as pool:  # storage formats run in parallel too
+            list(pool.map(LocalKafkaCluster.launch, new))
         for cluster in new:
             cluster.wait_ready()
         return new

@@ -540,9 +540,9 @@ BAD_PROPERTIES = [
         "A.sasl.mechanism: invalid value 'GSSAPI' (allowed: one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)",
     ),
     (
-        "A.ssl.keystore.location = /client.p12\nA.ssl.keystore.type = PKCS12",
-        "A.ssl.keystore.location: invalid value '/client.p12' "
-        "(allowed: a PEM file together with ssl.keystore.type=PEM",
+        "A.ssl.keystore.location = /client.jceks\nA.ssl.keystore.type = JCEKS",
+        "A.ssl.keystore.type: invalid value 'JCEKS' (allowed: JKS, PKCS12 or PEM; JCEKS stores cannot be "
+        "read here: convert it to PKCS12 with keytool -importkeystore -srckeystore /client.jceks",
     ),
     ("offset.lag.max = -5", "offset.lag.max: invalid value '-5' (allowed: an integer >= 0)"),
     (

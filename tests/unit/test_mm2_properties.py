@@ -409,17 +409,26 @@ def test_pem_stores_map_to_files() -> None:
     }
 
 
-@pytest.mark.parametrize("store_type", [None, "JKS", "PKCS12"])
-def test_non_pem_stores_are_problems(store_type: str | None) -> None:
-    """Python's ssl module reads PEM only; JKS/PKCS12 stores are reported with how to fix them."""
-    props = {"clusters": "A", "A.ssl.truststore.location": "/ca.jks"}
+@pytest.mark.parametrize("store_type", [None, "JKS", "PKCS12", "pkcs12"])
+def test_jks_and_pkcs12_stores_are_store_locations(store_type: str | None) -> None:
+    """JKS (Java's default type) and PKCS12 stores are read by mirror.tls; PEM ones stay PEM files."""
+    props = {"clusters": "A", "A.ssl.truststore.location": "/ca.jks", "A.ssl.keystore.location": "/c.jks"}
     if store_type:
         props["A.ssl.truststore.type"] = store_type
+        props["A.ssl.keystore.type"] = store_type
+    layer = translate(props)
+    assert layer.problems == []
+    assert layer.data["clusters"]["A"] == {
+        "ssl_truststore_location": "/ca.jks",
+        "ssl_keystore_location": "/c.jks",
+    }
+
+
+def test_other_store_types_are_problems_with_the_conversion() -> None:
+    props = {"clusters": "A", "A.ssl.truststore.location": "/ca.jceks", "A.ssl.truststore.type": "JCEKS"}
     [problem] = translate(props).problems
-    assert str(problem) == (
-        "A.ssl.truststore.location: invalid value '/ca.jks' (allowed: a PEM file together with "
-        "ssl.truststore.type=PEM (convert JKS/PKCS12 stores to PEM))"
-    )
+    assert problem.key == "A.ssl.truststore.type"
+    assert "keytool -importkeystore -srckeystore /ca.jceks -srcstoretype JCEKS" in str(problem)
 
 
 # --- Tables and naming ------------------------------------------------------------------------------------
