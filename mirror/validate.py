@@ -32,7 +32,8 @@ async def print_plan(settings: Settings) -> int:
                 admins[alias] = admin
             except MirrorError as exc:
                 failed = True
-                console.print(f"[red]unreachable[/] cluster {alias}: {exc}")
+                reason = str(exc).removeprefix(f"cluster {alias}: ")  # errors may already name the cluster
+                console.print(f"[red]unreachable[/] cluster {alias}: {reason}")
                 await admin.close()
         for flow in settings.replicating_flows():
             if flow.source not in admins or flow.target not in admins:
