@@ -36,7 +36,7 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,  # tests (structlog.testing.capture_logs) reconfigure it
     )
     # Client libraries log through the standard library: keep their warnings, drop their chatter.
     logging.basicConfig(

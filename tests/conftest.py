@@ -13,12 +13,19 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from mirror.local.kafka import HarnessError, LocalKafka, LocalKafkaCluster
 
 LOG_DIR = Path(__file__).resolve().parents[1] / "test-logs"
 
 FAILED_KEY = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> None:
+    """Each test starts with structlog's defaults: tests that run the CLI configure it (level, output)."""
+    structlog.reset_defaults()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import structlog
 from aiokafka.protocol.admin import DescribeGroupsResponse_v3
 
 from mirror import metrics
@@ -39,12 +38,6 @@ from mirror.translate import OffsetSyncStore
 
 POLICY = DefaultReplicationPolicy()
 ALL_TOPICS = TopicFilter()
-
-
-@pytest.fixture(autouse=True)
-def _plain_logging() -> None:
-    """Other tests configure structlog to print to their (since closed) captured stderr."""
-    structlog.reset_defaults()
 
 
 def store_with(*syncs: OffsetSync, read: bool = True) -> OffsetSyncStore:

@@ -53,12 +53,6 @@ ALLOW, DENY = AclPermission.ALLOW, AclPermission.DENY
 READ, WRITE, ALL, DESCRIBE = AclOperation.READ, AclOperation.WRITE, AclOperation.ALL, AclOperation.DESCRIBE
 
 
-@pytest.fixture(autouse=True)
-def _plain_logging() -> None:
-    """Other tests configure structlog to print to their (since closed) captured stderr."""
-    structlog.reset_defaults()
-
-
 def entry(
     name: str, value: str | None, source: int = 1, read_only: bool = False, sensitive: bool = False
 ) -> Any:
