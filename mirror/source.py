@@ -207,6 +207,13 @@ class SourceTask:
         try:
             await reader.start()
             await writer.start()
+            if self.exactly_once:
+                # The writer's start fenced every older producer of this task and let the transaction
+                # coordinator finish what they had begun; only now is the stored progress final. It,
+                # not what this process believes, says what was committed (a commit that timed out may
+                # still have succeeded).
+                await self.progress.load()
+                self._acked.clear()
             if syncs is not None:
                 await syncs.start()
             self.status.state = "running"

@@ -503,6 +503,12 @@ class Reader:
     async def assign(self, positions: Mapping[tuple[str, int], int | None]) -> None:
         """Assign exactly these partitions; seek each to its position (None: the earliest offset)."""
         tps = {TopicPartition(t, p): pos for (t, p), pos in positions.items()}
+        cluster = self._consumer._client.cluster
+        if any(tp.partition not in (cluster.partitions_for_topic(tp.topic) or ()) for tp in tps):
+            # new topics or partitions: without this the consumer may not fetch them before its next
+            # periodic metadata refresh (5 minutes by default)
+            async with translated(self.cluster):
+                await self._consumer._client.force_metadata_update()
         self._consumer.assign(list(tps))
         earliest = [tp for tp, pos in tps.items() if pos is None]
         for tp, pos in tps.items():
