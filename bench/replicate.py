@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,13 @@ async def main() -> None:
     args = parser.parse_args()
     records = args.records - args.records % args.partitions
     workdir = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
+    try:
+        await run(args, records, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def run(args: argparse.Namespace, records: int, workdir: Path) -> None:
     with LocalKafka(workdir / "kafka") as kafka:
         kafka.add("A", "B")
         a, b = kafka["A"].bootstrap_servers, kafka["B"].bootstrap_servers

@@ -1,0 +1,5 @@
+"""``python -m bench [--quick|--full]``: see `bench.suite`."""
+
+from bench.suite import main
+
+main()
