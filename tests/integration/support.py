@@ -203,6 +203,14 @@ async def consume(
         await consumer.stop()
 
 
+async def consume_all(
+    bootstrap: str, topic: str, expected: Mapping[int, Sequence[Rec]], timeout: float = 120, **kwargs: Any
+) -> dict[int, list[Rec]]:
+    """`consume` until every partition holds (at least) its expected records, the last one included."""
+    counts = {p: len(r) for p, r in expected.items()}
+    return await consume(bootstrap, topic, counts, timeout, {p: r[-1] for p, r in expected.items()}, **kwargs)
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
     await consumer._client.force_metadata_update()
     parts: Any = consumer.partitions_for_topic(topic)

@@ -18,6 +18,7 @@ from .support import (
     add_partitions,
     admin,
     consume,
+    consume_all,
     create_topic,
     list_topics,
     mm2_properties,
@@ -188,13 +189,7 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing(
     mirror.kill()
     mirror.start()
     try:
-        got = await consume(
-            b,
-            f"A.{topic}",
-            {p: len(r) for p, r in records.items()},
-            180,
-            {p: r[-1] for p, r in records.items()},
-        )
+        got = await consume_all(b, f"A.{topic}", records, 180)
     finally:
         code, took = mirror.terminate()
     assert code == 0, (tmp_path / "mirror.log").read_text()[-3000:]
@@ -248,20 +243,12 @@ async def test_clean_stop_stores_progress_and_restart_copies_nothing_twice(
     await produce(a, topic, first)
     settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic})
     async with running(settings):
-        await consume(
-            b, f"A.{topic}", {p: len(r) for p, r in first.items()}, 60, {p: r[-1] for p, r in first.items()}
-        )
+        await consume_all(b, f"A.{topic}", first, 60)
     second = spread(make_records(300, seed=22), 3)
     await produce(a, topic, second)
     async with running(settings):
         expected = {p: first[p] + second[p] for p in first}
-        got = await consume(
-            b,
-            f"A.{topic}",
-            {p: len(r) for p, r in expected.items()},
-            60,
-            {p: r[-1] for p, r in expected.items()},
-        )
+        got = await consume_all(b, f"A.{topic}", expected, 60)
     assert got == expected  # exactly once across a clean restart: progress was stored on SIGTERM
 
 
@@ -280,12 +267,6 @@ async def test_broker_restarts_mid_stream_lose_nothing(
         second = spread(make_records(20_000, seed=12), 2)
         await produce(a, topic, second)
         expected = {p: first[p] + second[p] for p in (0, 1)}
-        got = await consume(
-            b,
-            f"A.{topic}",
-            {p: len(r) for p, r in expected.items()},
-            180,
-            {p: r[-1] for p, r in expected.items()},
-        )
+        got = await consume_all(b, f"A.{topic}", expected, 180)
     for p in (0, 1):
         assert _dedupe_resent_tail(got[p], expected[p]) == expected[p], f"partition {p} lost records"
