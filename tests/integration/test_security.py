@@ -268,10 +268,9 @@ async def test_replication_sasl_scram_to_mtls_with_java_stores_and_no_leaks(
     group = f"app-{uuid.uuid4().hex[:6]}"
     configs = {"retention.ms": "123456789", "max.message.bytes": "2000000"}
     await create_topic(a.internal_bootstrap_servers, topic, 2, configs)
+    now = int(time.time() * 1000)  # recent: retention.ms above would delete older records any moment
     records: dict[int, list[Rec]] = {
-        p: [
-            (b"k%d" % i, b"secured-%d-%d" % (p, i), (("h", b"v"),), 1_700_000_000_000 + i) for i in range(200)
-        ]
+        p: [(b"k%d" % i, b"secured-%d-%d" % (p, i), (("h", b"v"),), now + i) for i in range(200)]
         for p in (0, 1)
     }
     await produce(a.internal_bootstrap_servers, topic, records)
