@@ -273,8 +273,7 @@ class CheckpointJob:
                 if self.flow.sync_group_offsets_enabled:
                     tg.create_task(self._sync_loop(store))
         finally:
-            await tail.close()
-            await writer.close()
+            await asyncio.gather(tail.close(), writer.close())
 
     async def _load_checkpoints(self, store: CheckpointStore) -> bool:
         """Java `CheckpointStore.start`: a failed load is not fatal; the offset syncs are then read keeping

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -165,6 +166,21 @@ def _configure(loaded: LoadedSettings) -> None:
         log.warning("config", message=warning)
 
 
+def _log_task_stacks() -> None:
+    """SIGUSR1: log where every asyncio task waits (for a worker that seems stuck)."""
+    stacks = {}
+    for task in asyncio.all_tasks():
+        where: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None and len(where) < 12:  # follow the chain of awaited coroutines
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                where.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        stacks[task.get_name()] = " > ".join(where)
+    log.info("asyncio task stacks", tasks=len(stacks), stacks=stacks)
+
+
 async def _run(settings: Settings) -> int:
     from mirror.http import HttpServer  # noqa: PLC0415  (keeps `mirror --help` fast)
     from mirror.worker import Worker  # noqa: PLC0415
@@ -175,13 +191,14 @@ async def _run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
     try:
         if http is not None:
             await http.start()
             log.info("http listening", url=f"http://{service.http_host}:{http.port}/status")
         await worker.run()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
         if http is not None:
             await http.close()

@@ -58,4 +58,4 @@ class HeartbeatJob:
                         log.warning("heartbeat not written, retrying", flow=self.flow.name, error=str(exc))
                     self.last_error = str(exc)
         finally:
-            await writer.close()
+            await writer.close(timeout=1.0)  # a heartbeat not sent by now is worthless

@@ -38,9 +38,10 @@ TaskState = Literal["starting", "running", "retrying", "stopped", "fenced"]
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 10.0
-#: On stop, how long in-flight batches may take to be acknowledged before they are given up (their
-#: records are then copied again by the task's next run: at-least-once, never lost).
-DRAIN_TIMEOUT = 15.0
+#: On stop, how long in-flight batches may take to be acknowledged and the progress to be stored,
+#: together, before they are given up (their records are then copied again by the task's next run:
+#: at-least-once, never lost).
+DRAIN_TIMEOUT = 5.0  # as Java Connect's task.shutdown.graceful.timeout.ms
 
 
 def task_for_partition(topic: str, partition: int, tasks: int) -> int:
@@ -231,6 +232,7 @@ class SourceTask:
                 syncer = tg.create_task(self._sync_loop(syncs)) if syncs is not None else None
                 await fetcher
                 # stopping: let the acker drain what is in flight, then store the final progress
+                deadline = time.monotonic() + DRAIN_TIMEOUT
                 async with self._inflight_changed:
                     self._inflight.append(None)
                     self._inflight_changed.notify_all()
@@ -247,15 +249,12 @@ class SourceTask:
                 flusher.cancel()
                 if syncer is not None:
                     syncer.cancel()
-            await asyncio.wait_for(self._store_progress(), DRAIN_TIMEOUT)
+            await asyncio.wait_for(self._store_progress(), max(1.0, deadline - time.monotonic()))
             if syncs is not None:
                 self._syncs.promote_delayed()
                 await self._send_syncs(syncs)
         finally:
-            await writer.close()
-            await reader.close()
-            if syncs is not None:
-                await syncs.close()
+            await asyncio.gather(writer.close(), reader.close(), *([syncs.close()] if syncs else []))
 
     def _syncs_writer(self, client: str) -> Writer | None:
         if self.syncs_cluster is None:

@@ -21,7 +21,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -34,12 +34,16 @@ from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
 from mirror.policy import ReplicationPolicy, policy_from_config
 from mirror.progress import ProgressStore
-from mirror.source import TP, SourceTask, assign_partitions, offset_syncs_location
+from mirror.source import DRAIN_TIMEOUT, TP, SourceTask, assign_partitions, offset_syncs_location
 from mirror.topics import TopicSync
 
 log = structlog.get_logger(__name__)
 
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 10.0
+#: How long a stopping task may take (in-flight acks, final progress) before it is cancelled.
+TASK_STOP_TIMEOUT = DRAIN_TIMEOUT + 5.0
+#: The same for a flow job (heartbeats, checkpoints, config sync): they hold nothing to flush.
+SINGLETON_STOP_TIMEOUT = 3.0
 
 
 class FatalError(MirrorError):
@@ -246,9 +250,7 @@ class FlowRunner:
                 await self.stop_all_tasks()
         finally:
             self._tg = None
-            await self.progress.close()
-            await self.source_admin.close()
-            await self.target_admin.close()
+            await asyncio.gather(self.progress.close(), self.source_admin.close(), self.target_admin.close())
 
     def _prepare_failed(self, exc: MirrorError) -> None:
         """Starting the flow failed: say why in /status and /readyz, count it by kind."""
@@ -301,7 +303,11 @@ class FlowRunner:
             self._start_singletons(tg)
         if not self.flow.enabled:
             return
-        await self.progress.load()  # another worker may have advanced it since we last looked
+        if self.flow.exactly_once_support == "disabled":
+            # another worker may have advanced it since we last looked (exactly-once tasks load it
+            # themselves, once they fenced the task's previous owner: a read now would wait for that
+            # zombie's open transaction)
+            await self.progress.load()
         task = SourceTask(
             self.flow,
             index,
@@ -321,15 +327,18 @@ class FlowRunner:
         self._log.info("task started", task=index)
 
     async def stop_task(self, index: int) -> None:
-        """Stop task ``index`` here: flush in-flight batches and store progress before returning."""
-        if index == 0:
-            await self._stop_singletons()
+        """Stop task ``index`` here: flush in-flight batches and store progress before returning.
+
+        Bounded: a task that cannot finish (say, the target is unreachable) is cancelled after
+        `TASK_STOP_TIMEOUT`; what it had not stored is copied again by its next owner."""
+        singletons = self._stop_singletons() if index == 0 else asyncio.sleep(0)
         task, run = self.tasks.pop(index, None), self._runs.pop(index, None)
         if task is not None and run is not None:
             task.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
+            await asyncio.gather(singletons, _stopped(run, TASK_STOP_TIMEOUT, f"task {index}", self._log))
             self._log.info("task stopped", task=index)
+        else:
+            await singletons
 
     async def stop_all_tasks(self) -> None:
         indices = set(self._runs) | ({0} if self.singletons else set())
@@ -355,10 +364,25 @@ class FlowRunner:
     async def _stop_singletons(self) -> None:
         for job in self.singletons:
             job.stop()
-        for run in self._singleton_runs:
-            with contextlib.suppress(asyncio.CancelledError):
-                await run
+        runs = self._singleton_runs
         self.singletons, self._singleton_runs, self.heartbeat = [], [], None
+        await asyncio.gather(*(_stopped(run, SINGLETON_STOP_TIMEOUT, "flow job", self._log) for run in runs))
+
+
+async def _stopped(run: asyncio.Task[None], timeout: float, what: str, logger: Any) -> None:
+    """Wait for a stopping task; cancel it when it does not finish within ``timeout`` seconds."""
+    try:
+        await asyncio.wait_for(asyncio.shield(run), timeout)
+        return
+    except TimeoutError:
+        logger.warning(f"{what} did not stop in time; cancelled", timeout_s=timeout)
+    except asyncio.CancelledError:
+        if not run.done():  # we are cancelled ourselves: take the task along
+            run.cancel()
+        raise
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
 
 
 class Worker:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -179,6 +179,24 @@ _CLIENT_CERT_REJECTED = (
     "SSLV3_ALERT_HANDSHAKE_FAILURE",
 )
 _TLS_ALERT_RECORD = 0x15  # first byte of a TLS alert record: a TLS listener answering a non-TLS client
+
+
+async def closed(closing: Awaitable[Any], timeout: float = 3.0) -> None:
+    """Close an aiokafka client: bounded by ``timeout``, errors ignored, and never a stray cancellation.
+
+    aiokafka's ``stop()`` cancels its background requests and awaits them; when one was waiting (say, in
+    a retry backoff while a broker is down) their CancelledError escapes ``stop()``. Leaking it would end
+    the caller as if it had been cancelled (a task session that then never restarts). Only a genuine
+    cancellation of the caller propagates (the close still runs to its end, or its timeout)."""
+    task = asyncio.ensure_future(asyncio.wait_for(closing, timeout))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # the close itself goes on in the background, bounded by its timeout
+    except Exception:  # noqa: BLE001  (timed out or failed: the client is abandoned either way)
+        return
 
 
 def _where(cluster: ClusterSettings | None) -> str:
@@ -369,8 +387,7 @@ class Admin:
             self._started = True
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._client.close()
+        await closed(self._client.close())
         self._started = False
 
     async def broker_count(self) -> int:
@@ -522,8 +539,7 @@ class Reader:
             await self._consumer.start()
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._consumer.stop()
+        await closed(self._consumer.stop())
 
     async def assign(self, positions: Mapping[tuple[str, int], int | None]) -> None:
         """Assign exactly these partitions; seek each to its position (None: the earliest offset)."""
@@ -610,9 +626,9 @@ class Writer:
         async with translated(self.cluster):
             await self._producer.start()
 
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._producer.stop(), 10)
+    async def close(self, timeout: float = 3.0) -> None:
+        """Stop, delivering what is queued for at most ``timeout`` seconds (then it is dropped)."""
+        await closed(self._producer.stop(), timeout)
 
     async def send_records(
         self, topic: str, partition: int, records: Sequence[Any]
@@ -714,18 +730,23 @@ async def ack_of(future: asyncio.Future[Any]) -> Ack:
 async def read_compacted(
     cluster: ClusterSettings, topic: str, client_id: str, timeout: float = 60.0
 ) -> dict[bytes, bytes | None]:
-    """Read a whole (compacted) topic from the beginning to its current end: the last value per key."""
+    """Read a whole (compacted) topic from the beginning to its current end: the last value per key.
+
+    Committed records only, up to the high watermark, not merely to the last stable offset: a
+    transaction still open (another task's, or a zombie's not fenced yet) holds the LSO back, and
+    committed records behind it (say, this task's own last progress) would be missed. So this waits
+    until every transaction open when it started has ended."""
+    kwargs = client_kwargs(cluster, "consumer", client_id=client_id)
+    common: dict[str, Any] = {"group_id": None, "enable_auto_commit": False}
     consumer = AIOKafkaConsumer(
-        **client_kwargs(cluster, "consumer", client_id=client_id),
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
+        **kwargs, **common, auto_offset_reset="earliest", isolation_level="read_committed"
     )
+    ends = AIOKafkaConsumer(**kwargs, **common, isolation_level="read_uncommitted")
     state: dict[bytes, bytes | None] = {}
     async with translated(cluster):
-        await consumer.start()
         try:
+            await consumer.start()
+            await ends.start()
             parts = consumer.partitions_for_topic(topic)
             if parts is None:
                 await consumer._client.force_metadata_update()
@@ -735,13 +756,15 @@ async def read_compacted(
                 return state
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            end = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
+            end = await asyncio.wait_for(ends.end_offsets(tps), timeout)  # high watermarks
             pending = {tp for tp in tps if end[tp] > 0}
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             while pending:
                 if loop.time() > deadline:
-                    raise KafkaUnavailable(f"timed out reading {topic} to its end")
+                    raise KafkaUnavailable(
+                        f"timed out reading {topic} to its end (a transaction on it stays open?)"
+                    )
                 data = await consumer.getmany(timeout_ms=500)
                 for recs in data.values():
                     for r in recs:
@@ -751,5 +774,6 @@ async def read_compacted(
                     if await consumer.position(tp) >= end[tp]:
                         pending.discard(tp)
         finally:
-            await consumer.stop()
+            await closed(ends.stop())
+            await closed(consumer.stop())
     return state

@@ -16,7 +16,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from mirror.config import ClusterSettings
-from mirror.kafka import client_kwargs, translated
+from mirror.kafka import client_kwargs, closed, translated
 
 log = structlog.get_logger(__name__)
 
@@ -83,11 +83,13 @@ class GroupMembership:
                 await self._consumer._client.force_metadata_update()
             self._consumer.subscribe(topics=self._topics, listener=self._listener)
             while not stopping.is_set():
+                # getmany's own timeout does not hold while a rebalance waits for a coordinator that
+                # cannot be reached: bound it here, or a stop would wait for the cluster to come back
                 async with translated():
-                    await self._consumer.getmany(timeout_ms=500)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._consumer.getmany(timeout_ms=500), 1.0)
                 coordinator = self._consumer._coordinator
                 self.member_id = getattr(coordinator, "member_id", None)
             await before_leaving()
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._consumer.stop(), 30)
+            await closed(self._consumer.stop(), 5)

@@ -14,7 +14,6 @@ Broker error codes are turned into `mirror.errors` types here; nothing above see
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
-from mirror.kafka import Admin, client_kwargs, translate, translated
+from mirror.kafka import Admin, client_kwargs, closed, translate, translated
 
 __all__ = [
     "CONSUMER_PROTOCOL_TYPES",
@@ -410,8 +409,7 @@ class PartitionTail:
 
     async def close(self) -> None:
         if self._started:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._consumer.stop(), 10)
+            await closed(self._consumer.stop(), 10)
             self._started = False
 
     async def __aenter__(self) -> PartitionTail:

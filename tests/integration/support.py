@@ -168,7 +168,10 @@ async def consume(
     a count alone can be reached before every record arrived.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     out: dict[int, list[Rec]] = {p: [] for p in expected}

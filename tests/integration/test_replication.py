@@ -7,10 +7,11 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from mirror.local.kafka import LocalKafkaCluster
+from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 
 from .support import (
     MirrorProcess,
@@ -268,3 +269,30 @@ async def test_broker_restarts_mid_stream_lose_nothing(
         got = await consume_all(b, f"A.{topic}", expected, 180)
     for p in (0, 1):
         assert _dedupe_resent_tail(got[p], expected[p]) == expected[p], f"partition {p} lost records"
+
+
+@pytest.mark.parametrize("mode", ["disabled", "required"])
+async def test_sigterm_stops_promptly_even_when_the_clusters_are_gone(mode: str, tmp_path: Path) -> None:
+    """Nothing to flush to, yet every task stops, in bounded time, exit 0, without a traceback."""
+    with LocalKafka() as harness:  # its own cluster, as source and target: this test kills it
+        harness.add("D")
+        d = harness["D"].bootstrap_servers
+        await create_topic(d, "t", 2)
+        recs = make_records(200, seed=9)
+        await produce(d, "t", {0: recs, 1: recs})
+        config = tmp_path / "mm2.properties"
+        flow = {"A->B.topics": "t", "tasks.max": "2", "A->B.exactly.once.support": mode}
+        config.write_text(mm2_properties({"A": d, "B": d}, ["A->B"], **flow))
+        mirror = MirrorProcess(config, tmp_path / "mirror.log")
+        mirror.start()
+        try:
+            await consume(d, "A.t", {0: 200, 1: 200}, 60)
+            harness["D"].kill()
+            await asyncio.sleep(3)
+        finally:
+            code, took = mirror.terminate()
+    log = (tmp_path / "mirror.log").read_text()
+    assert code == 0, log[-3000:]
+    assert took < 20, f"stopping took {took:.1f}s"
+    assert log.count('"event": "task stopped"') == 2, log[-3000:]
+    assert "Traceback" not in log and "Unclosed" not in log, log[-3000:]
