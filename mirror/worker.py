@@ -377,9 +377,11 @@ async def _stopped(run: asyncio.Task[None], timeout: float, what: str, logger: A
     except TimeoutError:
         logger.warning(f"{what} did not stop in time; cancelled", timeout_s=timeout)
     except asyncio.CancelledError:
-        if not run.done():  # we are cancelled ourselves: take the task along
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():  # we are cancelled: take the task along
             run.cancel()
-        raise
+            raise
+        return  # the task itself ended cancelled: it is stopped all the same
     run.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await run
