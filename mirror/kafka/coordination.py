@@ -76,10 +76,9 @@ class GroupMembership:
 
     async def run(self, stopping: asyncio.Event, before_leaving: Callable[[], Awaitable[None]]) -> None:
         """Stay in the group until ``stopping`` is set, then leave it (the others rebalance at once)."""
-        async with translated():
-            await self._consumer.start()
         try:
             async with translated():
+                await self._consumer.start()
                 await self._consumer._client.force_metadata_update()
             self._consumer.subscribe(topics=self._topics, listener=self._listener)
             while not stopping.is_set():

@@ -400,20 +400,20 @@ class PartitionTail:
         self._tp = TopicPartition(topic, partition)
         self._consumer = AIOKafkaConsumer(**kwargs)
         self._assigned = False
-        self._started = False
 
     async def start(self) -> None:
         async with translated():
             await self._consumer.start()
-        self._started = True
 
     async def close(self) -> None:
-        if self._started:
-            await closed(self._consumer.stop(), 10)
-            self._started = False
+        await closed(self._consumer.stop(), 10)  # also after a failed or cancelled start
 
     async def __aenter__(self) -> PartitionTail:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
