@@ -120,6 +120,9 @@ class SourceTask:
     group: str = "mirror"  # the workers' group: part of exactly-once transactional ids
     max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     status: TaskStatus = field(default_factory=TaskStatus)
+    #: Source partitions created while the flow ran (shared with the flow): they began at offset 0, so a
+    #: later log start offset, before anything was copied, means records deleted before we saw them.
+    created_while_running: set[TP] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._partitions: set[TP] = set()
@@ -288,10 +291,14 @@ class SourceTask:
                 positions[tp] = self._acked[tp] + 1
             else:
                 positions[tp] = self.progress.next_offset(*tp)
-        # A stored position below the log start offset means the source deleted records we never copied.
-        starts = await reader.beginning_offsets([tp for tp, pos in positions.items() if pos is not None])
+        # A stored position below the log start offset means the source deleted records we never copied;
+        # so does a log start offset above 0 in a partition created while we ran, not copied from yet.
+        checked = [tp for tp, pos in positions.items() if pos is not None or tp in self.created_while_running]
+        starts = await reader.beginning_offsets(checked)
         for tp, start in starts.items():
             pos = positions[tp]
+            if pos is None and start > 0:
+                pos = 0
             if pos is not None and pos < start:
                 missing = start - pos
                 metrics.truncated_records_total.labels(*self._labels, *map(str, tp)).inc(missing)

@@ -141,6 +141,8 @@ class FlowRunner:
         self._runs: dict[int, asyncio.Task[None]] = {}
         self._singleton_runs: list[asyncio.Task[None]] = []
         self._shares: list[set[TP]] | None = None
+        self._seen: set[TP] | None = None  # source partitions this flow has known since it started
+        self._created: set[TP] = set()  # those that appeared while it ran: they started at offset 0
         self._stopping = asyncio.Event()
         self._refresh_now = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -283,6 +285,10 @@ class FlowRunner:
 
     async def _refresh(self) -> None:
         plan = await self.topics.plan()
+        found = {(t, p) for t, n in plan.source_partitions.items() for p in range(n)}
+        if self._seen is not None:
+            self._created |= found - self._seen
+        self._seen = found | (self._seen or set())
         # Only the owner of task 0 creates and grows remote topics; the others follow what exists.
         ready = await self.topics.apply(plan) if self.owns_singletons else plan.ready
         partitions = {(t, p) for t, n in ready.items() for p in range(n)}
@@ -317,6 +323,7 @@ class FlowRunner:
             self.progress,
             self._syncs_cluster,
             group=self.group,
+            created_while_running=self._created,
         )
         if self._shares is not None and index < len(self._shares):
             task.set_partitions(self._shares[index])
