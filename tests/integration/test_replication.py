@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -151,14 +152,17 @@ async def test_partitions_added_while_running_follow(
     recs = make_records(50, seed=4)
     await produce(a, topic, {0: recs})
     settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic, "tasks.max": "3"})
-    async with running(settings):
-        assert (await consume(b, f"A.{topic}", {0: 50}))[0] == recs
-        await add_partitions(a, topic, 3)
-        await produce(a, topic, {2: recs})
-        got = await consume(b, f"A.{topic}", {0: 50, 1: 0, 2: 50}, timeout=60)
-        if got[2] != recs:
-            ends = await _ends(b, f"A.{topic}", 3), await _ends(a, topic, 3)
-            raise AssertionError(f"partition 2: {len(got[2])} of 50 copied; end offsets target/source {ends}")
+    with structlog.testing.capture_logs() as logs:
+        async with running(settings):
+            assert (await consume(b, f"A.{topic}", {0: 50}))[0] == recs
+            await add_partitions(a, topic, 3)
+            await produce(a, topic, {2: recs})
+            got = await consume(b, f"A.{topic}", {0: 50, 1: 0, 2: 50}, timeout=60)
+    if got[2] != recs:
+        ends = await _ends(b, f"A.{topic}", 3), await _ends(a, topic, 3)
+        raise AssertionError(f"partition 2: {len(got[2])} of 50 copied; end offsets target/source {ends}")
+    assert any(e["event"] == "added partitions to remote topic" for e in logs)
+    assert not [e for e in logs if e["log_level"] == "error"]  # new partitions start at 0: nothing lost
 
 
 async def _ends(bootstrap: str, name: str, partitions: int) -> dict[int, int]:
