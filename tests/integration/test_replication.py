@@ -255,14 +255,16 @@ async def test_clean_stop_stores_progress_and_restart_copies_nothing_twice(
     assert got == expected  # exactly once across a clean restart: progress was stored on SIGTERM
 
 
+@pytest.mark.parametrize("mode", ["disabled", "required"])
 async def test_broker_restarts_mid_stream_lose_nothing(
-    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     await create_topic(a, topic, 2)
     first = spread(make_records(20_000, seed=11), 2)
     await produce(a, topic, first)
-    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic})
+    flow = {"A->B.topics": topic, "A->B.exactly.once.support": mode}
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **flow)
     async with running(settings):
         await wait_for(lambda: _count(b, f"A.{topic}", 1_000), timeout=60)
         await asyncio.to_thread(cluster_b.restart)  # target down and back
@@ -270,9 +272,11 @@ async def test_broker_restarts_mid_stream_lose_nothing(
         second = spread(make_records(20_000, seed=12), 2)
         await produce(a, topic, second)
         expected = {p: first[p] + second[p] for p in (0, 1)}
-        got = await consume_all(b, f"A.{topic}", expected, 180)
+        got = await consume_all(b, f"A.{topic}", expected, 180, isolation_level="read_committed")
     for p in (0, 1):
         assert _dedupe_resent_tail(got[p], expected[p]) == expected[p], f"partition {p} lost records"
+    if mode == "required":  # exactly once, through both restarts
+        assert got == expected
 
 
 @pytest.mark.parametrize("mode", ["disabled", "required"])
