@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mirror import __version__, metrics
 from mirror.errors import MirrorError
 from mirror.kafka import Admin
+from mirror.kafka.groups import Groups
 from mirror.worker import FlowRunner, Worker
 
 log = structlog.get_logger(__name__)
@@ -170,6 +171,44 @@ def status_of(worker: Worker, probe: ClusterProbe | None = None) -> dict[str, An
     }
 
 
+async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, Any]:
+    """Per target cluster, as Kafka's group coordinator has it: every worker of the coordination group
+    and the tasks it runs (``mm2-tasks.<source>.internal/<task>``), not only this worker's."""
+    admins: dict[str, Admin] = {}
+    for runner in worker.flows:
+        if runner.prepared.is_set():  # its admin clients are started
+            admins.setdefault(runner.flow.target, runner.target_admin)
+    group = worker.settings.service.group
+    view: dict[str, Any] = {}
+    for target, admin in sorted(admins.items()):
+        try:
+            described = await asyncio.wait_for(Groups(admin).describe(group), timeout)
+        except (MirrorError, TimeoutError) as exc:
+            view[target] = {"group": group, "error": str(exc) or "timed out"}
+            continue
+        own = worker.memberships[target].member_id if target in worker.memberships else None
+        view[target] = {
+            "group": group,
+            "state": described.state,
+            "workers": [
+                {
+                    "worker": _worker_of(member.client_id),
+                    "host": member.client_host,
+                    "this": member.member_id == own,
+                    "tasks": [f"{topic}/{task}" for topic, task in member.assignment],
+                }
+                for member in sorted(described.members, key=lambda m: m.client_id)
+            ],
+        }
+    return view
+
+
+def _worker_of(client_id: str) -> str:
+    """Workers join as ``mirror-worker|<host>:<pid>|<target>`` (`mirror.worker`)."""
+    parts = client_id.split("|")
+    return parts[1] if len(parts) == 3 and parts[0] == "mirror-worker" else client_id
+
+
 def not_ready_reasons(worker: Worker, probe: ClusterProbe | None = None) -> list[str]:
     reasons = []
     for runner in worker.flows:
@@ -249,4 +288,6 @@ class HttpServer:
         return web.json_response({"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200)
 
     async def _status(self, _request: web.Request) -> web.Response:
-        return web.json_response(status_of(self.worker, self.probe), dumps=lambda o: json.dumps(o, indent=2))
+        status = status_of(self.worker, self.probe)
+        status["groups"] = await group_view(self.worker)
+        return web.json_response(status, dumps=lambda o: json.dumps(o, indent=2))

@@ -142,6 +142,18 @@ def render(status: Mapping[str, Any]) -> RenderableType:
     if tasks_table.row_count:
         parts.append(tasks_table)
 
+    workers = Table(title="workers (the whole group, from Kafka)", title_justify="left")
+    for column in ("target", "worker", "host", "tasks"):
+        workers.add_column(column, overflow="fold" if column == "tasks" else "ellipsis")
+    for target, group in status.get("groups", {}).items():
+        if "error" in group:
+            workers.add_row(target, "?", "", Text(group["error"], style="red"))
+        for member in group.get("workers", []):
+            name = member.get("worker", "?") + (" (this)" if member.get("this") else "")
+            workers.add_row(target, name, member.get("host", ""), ", ".join(member.get("tasks", [])) or "-")
+    if workers.row_count:
+        parts.append(workers)
+
     errors = _errors(flows)
     if errors:
         err_table = Table(title="last errors", title_justify="left")

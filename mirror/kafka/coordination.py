@@ -72,7 +72,12 @@ class GroupMembership:
         )
         self._topics = list(topics)
         self._listener = _Listener(on_assigned, on_revoked)
-        self.member_id: str | None = None
+
+    @property
+    def member_id(self) -> str | None:
+        """This worker's id in the group, as the coordinator last assigned it (None before joining)."""
+        member: str | None = getattr(self._consumer._coordinator, "member_id", None)
+        return member or None
 
     async def run(self, stopping: asyncio.Event, before_leaving: Callable[[], Awaitable[None]]) -> None:
         """Stay in the group until ``stopping`` is set, then leave it (the others rebalance at once)."""
@@ -87,8 +92,6 @@ class GroupMembership:
                 async with translated():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._consumer.getmany(timeout_ms=500), 1.0)
-                coordinator = self._consumer._coordinator
-                self.member_id = getattr(coordinator, "member_id", None)
             await before_leaving()
         finally:
             await closed(self._consumer.stop(), 5)

@@ -22,6 +22,7 @@ from typing import Any, Final, TypeVar
 import aiokafka.errors as ke
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v0,
     DescribeGroupsRequest_v1,
@@ -132,6 +133,7 @@ class GroupMember:
     member_id: str
     client_id: str
     client_host: str
+    assignment: tuple[TP, ...] = ()  # the partitions assigned to it (consumer protocol groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +270,10 @@ class Groups:
                 if code:
                     return _error(code, f"describe group {group}")
                 return GroupDescription(
-                    group, state, protocol_type, tuple(GroupMember(m[0], m[1], m[2]) for m in members)
+                    group,
+                    state,
+                    protocol_type,
+                    tuple(GroupMember(m[0], m[1], m[2], _assigned(protocol_type, m[4])) for m in members),
                 )
             return GroupDescription(group, "Dead", "")
 
@@ -353,6 +358,17 @@ class Groups:
             else:
                 result.committed[tp] = offsets[tp][0]
         return result
+
+
+def _assigned(protocol_type: str, raw: bytes | None) -> tuple[TP, ...]:
+    """The partitions in a member's assignment; () for other protocols or bytes that do not parse."""
+    if protocol_type != "consumer" or not raw:
+        return ()
+    try:
+        assignment = ConsumerProtocolMemberAssignment.decode(raw)
+    except Exception:  # noqa: BLE001  (another client's format: nothing we can show)
+        return ()
+    return tuple(sorted((topic, p) for topic, partitions in assignment.assignment for p in partitions))
 
 
 def _code(exc: MirrorError) -> int | None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -255,3 +256,38 @@ async def _load(bootstrap: str, topic: str) -> None:
     while True:
         await produce(bootstrap, topic, {0: records(500, 50, 0), 1: records(500, 50, 1)})
         await asyncio.sleep(0.2)
+
+
+async def test_status_shows_every_worker_of_the_group_and_its_tasks(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Each worker's /status (and `mirror status`) lists the whole group as Kafka assigned it."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    await create_topic(a, topic, 2)
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic, "tasks.max": "2"})
+    env = {**os.environ, "COLUMNS": "200"}
+    async with running(settings) as one, running(settings), serving(one) as server:
+        url = f"http://127.0.0.1:{server.port}"
+
+        async def two_workers_one_task_each() -> dict[str, Any] | None:
+            async with aiohttp.ClientSession() as session, session.get(f"{url}/status") as response:
+                doc: dict[str, Any] = await response.json()
+            workers = doc["groups"].get("B", {}).get("workers", [])
+            if [len(w["tasks"]) for w in workers] == [1, 1]:
+                return doc
+            return None
+
+        doc = await wait_for(two_workers_one_task_each, timeout=60, interval=0.5)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mirror", "status", "--url", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    group = doc["groups"]["B"]
+    assert group["group"] == settings.service.group and group["state"] == "Stable"
+    tasks = sorted(t for w in group["workers"] for t in w["tasks"])
+    assert tasks == ["mm2-tasks.A.internal/0", "mm2-tasks.A.internal/1"]
+    assert [w["this"] for w in group["workers"]].count(True) == 1
+    assert all(w["worker"] == one.id for w in group["workers"])  # both run in this test's process
+    assert proc.returncode == 0, err.decode()
+    assert "workers (the whole group" in out.decode() and "mm2-tasks.A.internal/1" in out.decode()
