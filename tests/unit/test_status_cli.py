@@ -66,6 +66,33 @@ def test_render_shows_flows_lag_per_topic_tasks_and_errors() -> None:
         assert error in text
 
 
+def test_render_shows_the_whole_group_and_why_a_cluster_could_not_say() -> None:
+    status = {
+        "ready": True,
+        "flows": [],
+        "groups": {
+            "A": {"group": "mirror", "error": "cluster A: group coordinator not available"},
+            "B": {
+                "group": "mirror",
+                "state": "Stable",
+                "workers": [
+                    {
+                        "worker": "h1:10",
+                        "host": "/10.0.0.1",
+                        "this": True,
+                        "tasks": ["mm2-tasks.A.internal/0"],
+                    },
+                    {"worker": "h2:20", "host": "/10.0.0.2", "this": False, "tasks": []},
+                ],
+            },
+        },
+    }
+    rows = [[c.strip() for c in line.split("│") if c.strip()] for line in rendered(status).splitlines()]
+    assert ["B", "h1:10 (this)", "/10.0.0.1", "mm2-tasks.A.internal/0"] in rows
+    assert ["B", "h2:20", "/10.0.0.2", "-"] in rows
+    assert ["A", "?", "cluster A: group coordinator not available"] in rows
+
+
 def test_render_tolerates_an_empty_document() -> None:
     """A worker with no flows (or an older server) renders without errors."""
     assert "ready" in rendered({"ready": True, "flows": []})
