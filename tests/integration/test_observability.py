@@ -273,7 +273,8 @@ async def test_status_shows_every_worker_of_the_group_and_its_tasks(
             async with aiohttp.ClientSession() as session, session.get(f"{url}/status") as response:
                 doc: dict[str, Any] = await response.json()
             workers = doc["groups"].get("B", {}).get("workers", [])
-            if [len(w["tasks"]) for w in workers] == [1, 1]:
+            # both hold tasks (the tasks topic may have more partitions than 2, from earlier tests)
+            if len(workers) == 2 and all(w["tasks"] for w in workers):
                 return doc
             return None
 
@@ -286,7 +287,8 @@ async def test_status_shows_every_worker_of_the_group_and_its_tasks(
     group = doc["groups"]["B"]
     assert group["group"] == settings.service.group and group["state"] == "Stable"
     tasks = sorted(t for w in group["workers"] for t in w["tasks"])
-    assert tasks == ["mm2-tasks.A.internal/0", "mm2-tasks.A.internal/1"]
+    task_count = next(f["task_count"] for f in doc["flows"] if f["flow"] == "A->B")
+    assert task_count >= 2 and tasks == sorted(f"mm2-tasks.A.internal/{i}" for i in range(task_count))
     assert [w["this"] for w in group["workers"]].count(True) == 1
     assert all(w["worker"] == one.id for w in group["workers"])  # both run in this test's process
     assert proc.returncode == 0, err.decode()
