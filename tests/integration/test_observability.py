@@ -4,6 +4,7 @@ comes back, and `mirror status` while a load runs."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -12,7 +13,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +27,7 @@ from tests.unit.test_deploy import (
     sampled_names,
 )
 
-from .support import Rec, consume, create_topic, produce, running, settings_for, wait_for
+from .support import Rec, consume, create_topic, http_get, produce, running, settings_for, wait_for
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -49,14 +49,6 @@ async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
         yield server
     finally:
         await server.close()
-
-
-async def get(server: HttpServer, path: str) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{server.port}{path}", timeout=aiohttp.ClientTimeout(total=10)) as r,
-    ):
-        return r.status, await r.text()
 
 
 def samples(exposition: str) -> Samples:
@@ -118,7 +110,7 @@ async def test_metrics_during_replication(
         produced = partitions * per_partition
 
         async def caught_up() -> Samples | None:
-            status, body = await get(server, "/metrics")
+            status, body = await http_get(server.port, "/metrics")
             assert status == 200
             scraped = samples(body)
             lags = series(scraped, "mirror_replication_lag_records", topic=remote)
@@ -133,7 +125,7 @@ async def test_metrics_during_replication(
             return scraped if done else None
 
         scraped = await wait_for(caught_up, timeout=45)
-        _, body = await get(server, "/metrics")
+        _, body = await http_get(server.port, "/metrics")
 
     assert total(scraped, "mirror_records_total", topic=remote) == produced
     for p in range(partitions):
@@ -167,26 +159,26 @@ async def test_readyz_follows_a_lost_cluster(
     async with running(settings) as worker, serving(worker) as server:
 
         async def ready() -> bool:
-            return (await get(server, "/readyz"))[0] == 200
+            return (await http_get(server.port, "/readyz"))[0] == 200
 
         await wait_for(ready, timeout=30)
         try:
             await asyncio.to_thread(cluster_b.stop)
 
             async def not_ready() -> str | None:
-                status, body = await get(server, "/readyz")
+                status, body = await http_get(server.port, "/readyz")
                 return body if status == 503 and "cluster B unreachable" in body else None
 
             body = await wait_for(not_ready, timeout=20)
             assert "flow A->B" in body
-            _, text = await get(server, "/status")
+            _, text = await http_get(server.port, "/status")
             assert '"reachable": false' in text
         finally:
             await asyncio.to_thread(cluster_b.start)
         try:
             await wait_for(ready, timeout=45)
         except AssertionError as exc:
-            body = (await get(server, "/readyz"))[1]
+            body = (await http_get(server.port, "/readyz"))[1]
             raise AssertionError(f"still not ready 45 s after B returned: {body}") from exc
         # and it replicates again
         await produce(a, topic, {0: records(10, 10, 0)})
@@ -270,8 +262,7 @@ async def test_status_shows_every_worker_of_the_group_and_its_tasks(
         url = f"http://127.0.0.1:{server.port}"
 
         async def two_workers_one_task_each() -> dict[str, Any] | None:
-            async with aiohttp.ClientSession() as session, session.get(f"{url}/status") as response:
-                doc: dict[str, Any] = await response.json()
+            doc: dict[str, Any] = json.loads((await http_get(server.port, "/status"))[1])
             workers = doc["groups"].get("B", {}).get("workers", [])
             # both hold tasks (the tasks topic may have more partitions than 2, from earlier tests)
             if len(workers) == 2 and all(w["tasks"] for w in workers):

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -45,6 +44,7 @@ from .support import (
     Rec,
     consume,
     create_topic,
+    http_get,
     mm2_properties,
     produce,
     running,
@@ -240,14 +240,6 @@ async def commit_offsets(bootstrap: str, group: str, offsets: Mapping[TopicParti
         await consumer.commit(dict(offsets))
     finally:
         await consumer.stop()
-
-
-async def http_get(port: int, path: str) -> tuple[int, str]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=10)) as r,
-    ):
-        return r.status, await r.text()
 
 
 async def topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
