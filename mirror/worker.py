@@ -384,14 +384,22 @@ async def _stopped(run: asyncio.Task[None], timeout: float, what: str, logger: A
     except TimeoutError:
         logger.warning(f"{what} did not stop in time; cancelled", timeout_s=timeout)
     except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():  # we are cancelled: take the task along
+        if _cancelling():  # we are cancelled: take the task along
             run.cancel()
             raise
         return  # the task itself ended cancelled: it is stopped all the same
     run.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await run
+    except asyncio.CancelledError:
+        if _cancelling():
+            raise
+
+
+def _cancelling() -> bool:
+    """Whether the current task is being cancelled (rather than awaiting a task that was)."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 class Worker:
