@@ -92,7 +92,12 @@ class MirrorProcess:
         assert self.proc is not None
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()  # fail the test, but leave no stray process behind
+            self.proc.wait()
+            raise
         return code, time.monotonic() - t0
 
 
