@@ -91,6 +91,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime (children of a JVM are threads)
 
 
+#: mm2.properties lines both benchmarks share: single-broker clusters, progress flushed every 5 s.
+SINGLE_BROKER = """replication.factor = 1
+offset-syncs.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+status.storage.replication.factor = 1
+config.storage.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+checkpoints.topic.replication.factor = 1
+B.offset.flush.interval.ms = 5000
+"""
+
+
 def properties(a: str, b: str) -> str:
     return f"""clusters = A, B
 A.bootstrap.servers = {a}
@@ -101,15 +113,7 @@ B->A.enabled = false
 emit.heartbeats.enabled = false
 emit.checkpoints.enabled = false
 sync.topic.acls.enabled = false
-replication.factor = 1
-offset-syncs.topic.replication.factor = 1
-offset.storage.replication.factor = 1
-status.storage.replication.factor = 1
-config.storage.replication.factor = 1
-heartbeats.topic.replication.factor = 1
-checkpoints.topic.replication.factor = 1
-B.offset.flush.interval.ms = 5000
-service.http.port = 0
+{SINGLE_BROKER}service.http.port = 0
 """
 
 

@@ -40,6 +40,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench import procs, report
 from bench.ceiling import producer_performance, resolve_tools
+from bench.replicate import SINGLE_BROKER
 from mirror.local.kafka import LocalKafka, LocalKafkaCluster, resolve_mirrormaker
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -150,15 +151,7 @@ sync.group.offsets.enabled = false
 sync.topic.acls.enabled = false
 sync.topic.configs.enabled = false
 refresh.topics.interval.seconds = 5
-replication.factor = 1
-offset-syncs.topic.replication.factor = 1
-offset.storage.replication.factor = 1
-status.storage.replication.factor = 1
-config.storage.replication.factor = 1
-heartbeats.topic.replication.factor = 1
-checkpoints.topic.replication.factor = 1
-B.offset.flush.interval.ms = 5000
-A.consumer.max.partition.fetch.bytes = 4194304
+{SINGLE_BROKER}A.consumer.max.partition.fetch.bytes = 4194304
 A.consumer.fetch.max.bytes = 67108864
 A.consumer.max.poll.records = 100000
 {producer_lines(w)}
