@@ -211,12 +211,14 @@ class SourceTask:
         try:
             await reader.start()
             await writer.start()
+            # Progress as stored now (another worker may have advanced it since we last looked), read
+            # here, in the task's own retried session, not in the rebalance callback that started it.
+            # Exactly-once: the writer's start fenced every older producer of this task and let the
+            # transaction coordinator finish what they had begun, so the stored progress is final. It,
+            # not what this process believes, says what was committed (a commit that timed out may still
+            # have succeeded).
+            await self.progress.load()
             if self.exactly_once:
-                # The writer's start fenced every older producer of this task and let the transaction
-                # coordinator finish what they had begun; only now is the stored progress final. It,
-                # not what this process believes, says what was committed (a commit that timed out may
-                # still have succeeded).
-                await self.progress.load()
                 self._acked.clear()
             if syncs is not None:
                 await syncs.start()

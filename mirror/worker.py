@@ -309,11 +309,6 @@ class FlowRunner:
             self._start_singletons(tg)
         if not self.flow.enabled:
             return
-        if self.flow.exactly_once_support == "disabled":
-            # another worker may have advanced it since we last looked (exactly-once tasks load it
-            # themselves, once they fenced the task's previous owner: a read now would wait for that
-            # zombie's open transaction)
-            await self.progress.load()
         task = SourceTask(
             self.flow,
             index,

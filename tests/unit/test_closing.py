@@ -39,16 +39,19 @@ async def test_errors_while_closing_are_ignored() -> None:
 
 
 async def test_cancelling_the_caller_still_cancels_it() -> None:
-    started = asyncio.Event()
+    started, ended = asyncio.Event(), asyncio.Event()
 
     async def slow_close() -> None:
         started.set()
-        await asyncio.sleep(60)
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.set()
 
     caller = asyncio.create_task(closed(slow_close(), timeout=0.5))
     await started.wait()
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
-    await asyncio.sleep(0.7)  # the close itself went on in the background, up to its timeout
-    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert not ended.is_set()  # the close itself goes on in the background, up to its timeout
+    await asyncio.wait_for(ended.wait(), 2)
