@@ -55,6 +55,50 @@ class TlsFailed(MirrorError):
 
 
 class ProducerFenced(MirrorError):
-    """Another instance of this task took over (exactly-once mode): stop the task here."""
+    """Exactly-once mode: a newer producer with this task's transactional id exists, or the transaction
+    coordinator aborted our transaction because it outlived ``transaction.timeout.ms``. Either way this
+    producer can write no more; the task re-initialises (which fences the other instance, if any) unless
+    the group moved the task away meanwhile."""
 
     kind = "fenced"
+
+
+class RecordRejected(MirrorError):
+    """The target refused a batch of records for good (a timestamp outside the remote topic's
+    ``message.timestamp.*.max.ms``, a record over its ``max.message.bytes``, a policy violation...).
+
+    Sending it again cannot succeed, and skipping it would lose data: the partition halts at the first
+    refused record (``offset``), named with the reason, while the other partitions go on. ``topic``,
+    ``partition``, ``offset`` and ``count`` (records in the refused batch) are set once the source task
+    knows which records the batch held."""
+
+    kind = "record_rejected"
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        count: int = 0,
+    ) -> None:
+        where = f"{topic}-{partition} at offset {offset}: " if topic is not None else ""
+        super().__init__(f"{where}the target refused the record(s): {reason}")
+        self.reason = reason
+        self.topic, self.partition, self.offset, self.count = topic, partition, offset, count
+
+
+class SourceOutOfRange(MirrorError):
+    """The source no longer holds the position a task reads from: records were deleted ahead of it
+    (retention, DeleteRecords) or the partition's log end moved below it. ``positions`` maps each such
+    (topic, partition) to the offset that could not be read. The task reports what was lost, then reads
+    on from the log start (or end)."""
+
+    retriable = True
+    kind = "source_out_of_range"
+
+    def __init__(self, positions: dict[tuple[str, int], int]) -> None:
+        names = ", ".join(f"{t}-{p}@{o}" for (t, p), o in sorted(positions.items()))
+        super().__init__(f"source offsets out of range: {names}")
+        self.positions = positions

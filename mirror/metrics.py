@@ -78,6 +78,13 @@ truncated_records_total = Counter(
     ("source", "target", "topic", "partition"),
     registry=REGISTRY,
 )
+partition_halted = Gauge(
+    "mirror_partition_halted",
+    "1 while a source partition is halted because the target refused one of its records for good (the "
+    "offset and reason are in the log and /status); records after it wait, in order",
+    _PART,
+    registry=REGISTRY,
+)
 offset_syncs_total = Counter(
     "mirror_offset_syncs", "Offset-sync records written", ("source", "target"), registry=REGISTRY
 )

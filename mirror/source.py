@@ -5,7 +5,14 @@ batches for the same partition of the remote topic; acks are awaited in order; p
 updated per batch. In-flight bytes are bounded per task, so a slow target slows the reads instead of
 growing memory. Guarantee (at-least-once): a source offset is stored as progress only after the target
 acknowledged it and everything before it in that partition, so a crash re-copies at most the tail since
-the last stored progress and never skips a record.
+the last stored progress and never skips a record. Exactly-once: a transaction commits only after the
+target acknowledged every batch in it; otherwise it is aborted and nothing of it counts.
+
+A batch the target refuses for good (`RecordRejected`) halts its own partition, never the task: the
+refused batch is sent again one record per batch to find the first refused record; the records before
+it are copied, it and those after it wait (order is kept) and the halt is named in the log, /status
+and ``mirror_partition_halted``. Records deleted on the source before they were copied are reported as
+lost (log and ``mirror_source_truncated_records_total``), at assignment and while running.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import structlog
 
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
-from mirror.errors import MirrorError, ProducerFenced
+from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange
 from mirror.kafka import Reader, SourceBatch, Writer, ack_of, translate
 from mirror.policy import ReplicationPolicy
 from mirror.progress import ProgressStore
@@ -38,6 +45,9 @@ TaskState = Literal["starting", "running", "retrying", "stopped", "fenced"]
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 10.0
+#: A fenced exactly-once task waits at least this long before re-initialising its producer: when the
+#: task really moved to another worker, the group revokes it here meanwhile and it stops instead.
+_FENCED_BACKOFF = 3.0
 #: On stop, how long in-flight batches may take to be acknowledged and the progress to be stored,
 #: together, before they are given up (their records are then copied again by the task's next run:
 #: at-least-once, never lost).
@@ -76,7 +86,14 @@ async def _unwrapped(session: Awaitable[None]) -> None:
         leaves = list(_leaves(group))
         if not all(isinstance(e, (MirrorError, OSError)) for e in leaves):
             raise
-        raise next((e for e in leaves if isinstance(e, ProducerFenced)), leaves[0]) from None
+        fenced = [e for e in leaves if isinstance(e, ProducerFenced)]
+        located = [e for e in leaves if isinstance(e, RecordRejected) and e.topic is not None]
+        raise (fenced + located + leaves)[0] from None
+
+
+def _cancelling() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
@@ -97,6 +114,14 @@ class _InFlight:
     futures: list[tuple[asyncio.Future[Any], int, int]]
 
 
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """A partition stopped at ``offset``, the first record the target refused (``reason``)."""
+
+    offset: int
+    reason: str
+
+
 @dataclass
 class TaskStatus:
     state: TaskState = "starting"
@@ -104,6 +129,7 @@ class TaskStatus:
     restarts: int = 0
     records: int = 0
     partitions: int = 0
+    halted: dict[TP, Halt] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,6 +168,10 @@ class SourceTask:
         self._syncs = OffsetSyncWriter(self.flow.offset_lag_max)
         self._syncs_topic = offset_syncs_location(self.flow, self.policy)[1]
         self._syncs_ready = asyncio.Event()
+        # A refused multi-record batch: its partition is sent one record per batch up to this offset,
+        # so that the refused record itself is found.
+        self._probing: dict[TP, int] = {}
+        self._lost_reported: dict[TP, int] = {}  # log start offset up to which a loss was reported
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -163,16 +193,24 @@ class SourceTask:
             try:
                 await _unwrapped(self._session())
                 backoff = _BACKOFF_MIN
+                continue
+            except RecordRejected as exc:
+                if exc.topic is not None and exc.partition is not None and exc.offset is not None:
+                    self._rejected(exc)
+                    metrics.errors_total.labels(*self._labels, exc.kind).inc()
+                    continue  # a new session at once: the other partitions go on, this one is contained
+                err: MirrorError = exc
             except ProducerFenced as exc:
-                self.status.state = "fenced"
-                self.status.last_error = str(exc)
-                logger.warning("task fenced by another worker, stopping it here", error=str(exc))
-                self._remove_series(list(self._children))
-                return
+                # A newer producer took our transactional id (the task moved: the group revokes it here
+                # soon, and it stops), or the coordinator aborted a transaction that outlived
+                # transaction.timeout.ms. A new session re-initialises and reloads committed progress.
+                err = exc
+                backoff = max(backoff, _FENCED_BACKOFF)
             except Exception as exc:  # a task must survive anything: report it and start a new session
                 err = translate(exc)
                 if not isinstance(exc, (MirrorError, OSError)):
                     logger.exception("unexpected error in task session", error=str(exc))
+            if not self._stopping.is_set():
                 self.status.state = "retrying"
                 self.status.last_error = str(err)
                 self.status.restarts += 1
@@ -186,6 +224,32 @@ class SourceTask:
                 backoff = min(backoff * 2, _BACKOFF_MAX)
         self.status.state = "stopped"
         self._remove_series(list(self._children))  # stopped here: the partitions move to another worker
+
+    def _rejected(self, exc: RecordRejected) -> None:
+        """The target refused a batch for good: find the refused record, then halt its partition there."""
+        assert exc.topic is not None and exc.partition is not None and exc.offset is not None
+        tp = (exc.topic, exc.partition)
+        fields = {"flow": self.flow.name, "task": self.index, "topic": tp[0], "partition": tp[1]}
+        if exc.count > 1:
+            self._probing[tp] = exc.offset + exc.count - 1
+            log.warning(
+                "target refused a batch; sending its records one by one to find the refused record",
+                **fields,
+                first_offset=exc.offset,
+                records=exc.count,
+                reason=exc.reason,
+            )
+            return
+        self._probing.pop(tp, None)
+        self.status.halted[tp] = Halt(exc.offset, exc.reason)
+        metrics.partition_halted.labels(*self._labels, self._remote_topic(tp[0]), str(tp[1])).set(1)
+        log.error(
+            "target refused a record; partition halted",
+            **fields,
+            offset=exc.offset,
+            reason=exc.reason,
+            hint="fix the remote topic (or the record) and restart: copying resumes at this offset",
+        )
 
     # --- one session: a reader, a writer and three loops -------------------------------------------
 
@@ -208,6 +272,7 @@ class SourceTask:
         self._inflight: deque[_InFlight | None] = deque()  # None: end marker, the fetcher stopped
         self._inflight_bytes = 0
         self._inflight_changed = asyncio.Condition()
+        stored = False
         try:
             await reader.start()
             await writer.start()
@@ -255,10 +320,16 @@ class SourceTask:
                 if syncer is not None:
                     syncer.cancel()
             await asyncio.wait_for(self._store_progress(), max(1.0, deadline - time.monotonic()))
+            stored = True
             if syncs is not None:
                 self._syncs.promote_delayed()
                 await self._send_syncs(syncs)
         finally:
+            if not stored and self._dirty and not _cancelling():
+                # the session failed (say, one batch was refused): what the target did acknowledge is
+                # still stored, so the next session does not copy it again
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._store_progress(), 3.0)
             await asyncio.gather(writer.close(), reader.close(), *([syncs.close()] if syncs else []))
 
     def _syncs_writer(self, client: str) -> Writer | None:
@@ -302,23 +373,68 @@ class SourceTask:
             if pos is None and start > 0:
                 pos = 0
             if pos is not None and pos < start:
-                missing = start - pos
-                metrics.truncated_records_total.labels(*self._labels, *map(str, tp)).inc(missing)
-                log.error(
-                    "source truncated records before they were replicated: they are lost",
-                    flow=self.flow.name,
-                    topic=tp[0],
-                    partition=tp[1],
-                    first_missing=pos,
-                    log_start_offset=start,
-                    records=missing,
-                )
+                self._report_lost(tp, pos, start)
                 positions[tp] = start
         gone = [tp for tp in self._children if tp not in positions]
         self._remove_series(gone)
         self._syncs.remove_partitions(gone)
+        for tp in [tp for tp in self.status.halted if tp not in positions]:
+            self._unhalt(tp)
         await reader.assign(positions)
+        reader.pause([tp for tp, h in self.status.halted.items() if (positions[tp] or 0) >= h.offset])
         log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
+
+    def _report_lost(self, tp: TP, first_missing: int, log_start: int) -> None:
+        """Records [first_missing, log_start) were deleted on the source before we copied them: say so,
+        once per record (a later session finding the same gap does not count it again)."""
+        first_missing = max(first_missing, self._lost_reported.get(tp, first_missing))
+        if first_missing >= log_start:
+            return
+        missing = log_start - first_missing
+        self._lost_reported[tp] = log_start
+        metrics.truncated_records_total.labels(*self._labels, *map(str, tp)).inc(missing)
+        log.error(
+            "source truncated records before they were replicated: they are lost",
+            flow=self.flow.name,
+            topic=tp[0],
+            partition=tp[1],
+            first_missing=first_missing,
+            log_start_offset=log_start,
+            records=missing,
+        )
+
+    async def _out_of_range(self, reader: Reader, positions: dict[TP, int]) -> None:
+        """The source no longer holds these positions: report the loss, read on from the log start."""
+        positions = {tp: pos for tp, pos in positions.items() if tp in self._partitions}
+        starts = await reader.beginning_offsets(list(positions))
+        ends = await reader.end_offsets(list(positions))
+        for tp, pos in positions.items():
+            start, end = starts[tp], ends[tp]
+            if pos < start:
+                self._report_lost(tp, pos, start)
+            elif pos > end:
+                # the log now ends below what we read: an unclean leader election cut it, or the topic
+                # was deleted and created again. Read it again from its start (Java's
+                # auto.offset.reset=earliest): duplicates rather than skipping the new records.
+                log.error(
+                    "source partition ends below the replication position; copying it again from its start",
+                    flow=self.flow.name,
+                    topic=tp[0],
+                    partition=tp[1],
+                    position=pos,
+                    log_start_offset=start,
+                    log_end_offset=end,
+                )
+                metrics.errors_total.labels(*self._labels, SourceOutOfRange.kind).inc()
+            else:
+                continue  # back in range by now (say, a leader change): read on as we were
+            self._position[tp] = start
+            reader.seek({tp: start})
+
+    def _unhalt(self, tp: TP) -> None:
+        if self.status.halted.pop(tp, None) is not None:
+            with contextlib.suppress(KeyError):
+                metrics.partition_halted.remove(*self._labels, self._remote_topic(tp[0]), str(tp[1]))
 
     def _remove_series(self, partitions: Iterable[TP]) -> None:
         """Drop the per-partition series of partitions this task no longer copies (moved away)."""
@@ -351,14 +467,41 @@ class SourceTask:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
             return []
-        batches = await reader.fetch(self.flow.consumer_poll_timeout_ms)
+        try:
+            batches = await reader.fetch(self.flow.consumer_poll_timeout_ms)
+        except SourceOutOfRange as exc:
+            await self._out_of_range(reader, exc.positions)
+            return []
         if self._partitions_changed.is_set():
             return []  # the assignment changes: drop this fetch, positions are re-derived
+        if self.status.halted:
+            batches = self._cut_halted(reader, batches)
         for b in batches:
             hw = reader.highwater(b.topic, b.partition)
             if hw is not None:
                 self._hw[(b.topic, b.partition)] = hw
         return batches
+
+    def _cut_halted(self, reader: Reader, batches: list[SourceBatch]) -> list[SourceBatch]:
+        """Drop the records of halted partitions from their halt offset on; stop fetching those."""
+        out = []
+        for b in batches:
+            halt = self.status.halted.get((b.topic, b.partition))
+            if halt is not None and b.last_offset >= halt.offset:
+                reader.pause([(b.topic, b.partition)])
+                kept = [r for r in b.records if r.offset < halt.offset]
+                if kept:
+                    out.append(SourceBatch(b.topic, b.partition, kept))
+            else:
+                out.append(b)
+        return out
+
+    async def _send_all(self, writer: Writer, batches: list[SourceBatch]) -> list[_InFlight]:
+        """Queue every fetched batch on the writer. When one fails, the others are cancelled and awaited
+        before this returns: nothing of this fetch may go on sending into the next session."""
+        async with asyncio.TaskGroup() as tg:
+            sends = [tg.create_task(self._send(writer, b)) for b in batches]
+        return [s.result() for s in sends]
 
     def _observe_age(self, entries: list[_InFlight]) -> None:
         newest = max(e.newest_timestamp for e in entries)
@@ -371,7 +514,7 @@ class SourceTask:
             batches = await self._fetch(reader)
             if not batches:
                 continue
-            entries = await asyncio.gather(*(self._send(writer, b) for b in batches))
+            entries = await self._send_all(writer, batches)
             async with self._inflight_changed:
                 for entry in entries:
                     self._inflight.append(entry)
@@ -383,7 +526,9 @@ class SourceTask:
         """Exactly-once: each fetch becomes one transaction holding its records and their progress.
 
         A crash or a fenced zombie leaves an aborted transaction, which ``read_committed`` consumers of
-        the target never see; the task's next owner resumes from the progress of the last commit.
+        the target never see; the task's next owner resumes from the progress of the last commit. The
+        commit is sent only once the target acknowledged every batch of the transaction: aiokafka fails
+        a refused batch's future alone and would commit the rest, progress included, without it.
         """
         while not self._stopping.is_set():
             batches = await self._fetch(reader)
@@ -392,8 +537,12 @@ class SourceTask:
             progress = {(b.topic, b.partition): b.last_offset for b in batches}
             await writer.begin_transaction()
             try:
-                entries = await asyncio.gather(*(self._send(writer, b) for b in batches))
-                await self.progress.send_with(writer, progress)
+                entries = await self._send_all(writer, batches)
+                stored = await self.progress.send_with(writer, progress)
+                for entry in entries:
+                    await self._acks_of(entry)
+                for fut in stored:
+                    await ack_of(fut)
                 await writer.commit_transaction()
             except BaseException:
                 await writer.abort_transaction()
@@ -406,7 +555,14 @@ class SourceTask:
     async def _send(self, writer: Writer, batch: SourceBatch) -> _InFlight:
         tp = (batch.topic, batch.partition)
         remote = self._remote_topic(batch.topic)
-        futures = await writer.send_records(remote, batch.partition, batch.records)
+        per_batch = 0
+        probe_end = self._probing.get(tp)
+        if probe_end is not None:
+            if batch.first_offset <= probe_end:
+                per_batch = 1  # find the record the target refuses
+            else:
+                del self._probing[tp]  # past the refused batch, and nothing of it was refused this time
+        futures = await writer.send_records(remote, batch.partition, batch.records, per_batch)
         self._position[tp] = batch.last_offset + 1
         return _InFlight(
             tp,
@@ -431,17 +587,42 @@ class SourceTask:
                 self._inflight_bytes -= entry.value_bytes
                 self._inflight_changed.notify_all()
 
+    async def _acks_of(self, entry: _InFlight) -> list[int]:
+        """The target's base offset of each batch of ``entry``; a refused batch raises `RecordRejected`
+        naming its partition and first record."""
+        bases = []
+        for fut, start, n in entry.futures:
+            try:
+                bases.append((await ack_of(fut)).base_offset)
+            except RecordRejected as exc:
+                raise RecordRejected(
+                    exc.reason,
+                    topic=entry.tp[0],
+                    partition=entry.tp[1],
+                    offset=entry.records[start].offset,
+                    count=n,
+                ) from exc
+        return bases
+
     async def _complete(self, entry: _InFlight) -> None:
         """The target acknowledged (or the transaction committed) ``entry``: account for it, per batch."""
         src, tgt = self._labels
         count = 0
         recs = entry.records
-        for fut, start, n in entry.futures:
-            ack = await ack_of(fut)
-            count += n
-            first_up, last_up = recs[start].offset, recs[start + n - 1].offset
-            gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
-            self._syncs.on_ack_batch(entry.tp, first_up, ack.base_offset, n, gaps)
+        try:
+            for base, (_fut, start, n) in zip(await self._acks_of(entry), entry.futures, strict=True):
+                count += n
+                first_up, last_up = recs[start].offset, recs[start + n - 1].offset
+                gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
+                self._syncs.on_ack_batch(entry.tp, first_up, base, n, gaps)
+        except RecordRejected:
+            # the batches of this entry before the refused one were acknowledged: they count
+            for fut, start, n in entry.futures:
+                if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                    break
+                self._acked[entry.tp] = recs[start + n - 1].offset
+                self._dirty.add(entry.tp)
+            raise
         if self._syncs.has_pending():
             self._syncs_ready.set()
         self._acked[entry.tp] = recs[-1].offset

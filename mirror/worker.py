@@ -9,8 +9,9 @@ cleanly leaves the group and its tasks move at once; one that dies loses them af
 
 Each flow's singletons (remote topic creation, heartbeats, checkpoints) run on the worker owning task 0.
 Every worker computes which source partitions belong to which task with the same pure function
-(`mirror.source.assign_partitions`), so two workers never copy the same partition at once (modulo a
-zombie's tail, which at-least-once tolerates).
+(`mirror.source.assign_partitions`) over the same task count — the one the group's leader assigned with,
+carried in the assignment — so two workers never copy the same partition at once (modulo a zombie's
+tail, which at-least-once tolerates and exactly-once fences), also while ``tasks.max`` grows.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class FlowRunner:
         self._runs: dict[int, asyncio.Task[None]] = {}
         self._singleton_runs: list[asyncio.Task[None]] = []
         self._shares: list[set[TP]] | None = None
+        self._ready: set[TP] | None = None  # source partitions whose remote partitions exist
         self._seen: set[TP] | None = None  # source partitions this flow has known since it started
         self._created: set[TP] = set()  # those that appeared while it ran: they started at offset 0
         self._stopping = asyncio.Event()
@@ -292,13 +294,34 @@ class FlowRunner:
         # Only the owner of task 0 creates and grows remote topics; the others follow what exists.
         ready = await self.topics.apply(plan) if self.owns_singletons else plan.ready
         partitions = {(t, p) for t, n in ready.items() for p in range(n)}
-        task_count = (await self.target_admin.list_topics()).get(self.tasks_topic, self.status.task_count)
-        self.status.task_count = task_count
-        self._shares = assign_partitions(partitions, task_count)
-        for index, task in self.tasks.items():
-            task.set_partitions(self._shares[index] if index < task_count else set())
+        self._ready = partitions
+        self._share_out()
         self.status.topics, self.status.partitions = len(ready), len(partitions)
         self.status.topic_errors = dict(self.topics.errors)
+
+    def _share_out(self) -> None:
+        """Split the ready partitions over the generation's task count; give each local task its share."""
+        if self._ready is None:
+            return
+        task_count = self.status.task_count
+        self._shares = assign_partitions(self._ready, task_count)
+        for index, task in self.tasks.items():
+            task.set_partitions(self._shares[index] if index < task_count else set())
+
+    async def set_task_count(self, count: int | None) -> None:
+        """A new generation of the group: the task count its leader assigned with (None: it did not say,
+        read the tasks topic). Called before the generation's tasks start, after the last ones stopped:
+        the partition -> task mapping only ever changes between generations."""
+        if count is None:  # a group led by an older worker: the tasks topic as this worker sees it
+            try:
+                count = (await self.target_admin.list_topics()).get(self.tasks_topic, self.status.task_count)
+            except MirrorError as exc:
+                count = self.status.task_count
+                self._log.warning("task count unknown, keeping the last one", tasks=count, error=str(exc))
+        if count != self.status.task_count:
+            self._log.info("task count", tasks=count, was=self.status.task_count)
+        self.status.task_count = count
+        self._share_out()
 
     async def start_task(self, index: int) -> None:
         """Kafka assigned task ``index`` of this flow to this worker."""
@@ -443,8 +466,10 @@ class Worker:
                 return
             by_topic = {r.tasks_topic: r for r in runners}
 
-            async def assigned(tasks: set[TaskRef]) -> None:
+            async def assigned(tasks: set[TaskRef], task_counts: dict[str, int]) -> None:
                 log.info("tasks assigned", worker=self.id, tasks=sorted(f"{t}/{i}" for t, i in tasks))
+                for topic, runner in by_topic.items():
+                    await runner.set_task_count(task_counts.get(topic))
                 for topic, index in sorted(tasks):
                     await by_topic[topic].start_task(index)
 

@@ -29,6 +29,8 @@ from mirror.errors import (
     KafkaUnavailable,
     MirrorError,
     ProducerFenced,
+    RecordRejected,
+    SourceOutOfRange,
     TlsFailed,
 )
 
@@ -529,7 +531,11 @@ class Reader:
         kwargs.setdefault("max_partition_fetch_bytes", 4 * 1024 * 1024)
         kwargs.setdefault("fetch_max_bytes", 64 * 1024 * 1024)
         kwargs["enable_auto_commit"] = False
-        kwargs["auto_offset_reset"] = "earliest"
+        #: Where a partition without stored progress starts (``auto.offset.reset``, as Java's consumer).
+        self.start_at: str = kwargs.pop("auto_offset_reset", "earliest")
+        # Never let aiokafka jump by itself when a position is out of range: records deleted ahead of
+        # us would be skipped silently. `fetch` raises SourceOutOfRange; the task reports and re-seeks.
+        kwargs["auto_offset_reset"] = "none"
         kwargs["group_id"] = None
         kwargs["key_deserializer"] = _raw_records  # records as the C DefaultRecord (_RawPartitionRecords)
         self._consumer = AIOKafkaConsumer(**kwargs)
@@ -542,7 +548,8 @@ class Reader:
         await closed(self._consumer.stop())
 
     async def assign(self, positions: Mapping[tuple[str, int], int | None]) -> None:
-        """Assign exactly these partitions; seek each to its position (None: the earliest offset)."""
+        """Assign exactly these partitions; seek each to its position (None: where ``start_at`` says,
+        the earliest offset by default)."""
         tps = {TopicPartition(t, p): pos for (t, p), pos in positions.items()}
         cluster = self._consumer._client.cluster
         if any(tp.partition not in (cluster.partitions_for_topic(tp.topic) or ()) for tp in tps):
@@ -551,13 +558,25 @@ class Reader:
             async with translated(self.cluster):
                 await self._consumer._client.force_metadata_update()
         self._consumer.assign(list(tps))
-        earliest = [tp for tp, pos in tps.items() if pos is None]
+        unknown = [tp for tp, pos in tps.items() if pos is None]
         for tp, pos in tps.items():
             if pos is not None:
                 self._consumer.seek(tp, pos)
-        if earliest:
+        if unknown:
             async with translated(self.cluster):
-                await self._consumer.seek_to_beginning(*earliest)
+                if self.start_at == "latest":
+                    await self._consumer.seek_to_end(*unknown)
+                else:
+                    await self._consumer.seek_to_beginning(*unknown)
+
+    def seek(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Move assigned partitions to these offsets (the next fetch reads from there)."""
+        for (topic, partition), offset in positions.items():
+            self._consumer.seek(TopicPartition(topic, partition), offset)
+
+    def pause(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Stop fetching these assigned partitions (until the next `assign`)."""
+        self._consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
 
     async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
@@ -585,8 +604,14 @@ class Reader:
         try:
             async with translated(self.cluster):
                 data = await self._consumer.getmany(timeout_ms=timeout_ms)
-        except AuthorizationFailed as exc:
+        except KafkaRequestFailed as exc:
             cause = exc.__cause__
+            if isinstance(cause, ke.OffsetOutOfRangeError) and cause.args and isinstance(cause.args[0], dict):
+                positions = {(tp.topic, tp.partition): int(off) for tp, off in cause.args[0].items()}
+                raise SourceOutOfRange(positions) from cause
+            if not isinstance(exc, AuthorizationFailed):
+                raise
+
             if isinstance(cause, ke.TopicAuthorizationFailedError) and _named(cause) is not None:
                 raise denied(self.cluster, "READ", f"topic {_named(cause)}", cause) from cause
             raise
@@ -627,13 +652,26 @@ class Writer:
             await self._producer.start()
 
     async def close(self, timeout: float = 3.0) -> None:
-        """Stop, delivering what is queued for at most ``timeout`` seconds (then it is dropped)."""
+        """Stop, delivering what is queued for at most ``timeout`` seconds (then it is dropped).
+
+        aiokafka's ``stop()`` cut short by the timeout leaves its sender running: it would go on
+        retrying and deliver stale batches later, behind the back of the task's next session. So the
+        sender and the connections are ended here, whatever happened to ``stop()``."""
         await closed(self._producer.stop(), timeout)
+        sender = getattr(self._producer, "_sender", None)
+        task = getattr(sender, "sender_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            log.warning("producer did not close in time; its unsent batches are dropped", timeout_s=timeout)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 1.0)
+            await closed(self._producer.client.close(), 1.0)
 
     async def send_records(
-        self, topic: str, partition: int, records: Sequence[Any]
+        self, topic: str, partition: int, records: Sequence[Any], per_batch: int = 0
     ) -> list[tuple[asyncio.Future[Any], int, int]]:
-        """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order.
+        """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order;
+        with ``per_batch`` > 0, at most that many records per batch.
 
         Returns one (delivery future, index of its first record, record count) per target batch;
         await the futures with `ack_of`.
@@ -648,7 +686,8 @@ class Writer:
                 # it wants headers as a list and relative offsets from 0.
                 raw_append = batch._builder.append
                 start = i
-                while i < n:
+                end = min(n, start + per_batch) if per_batch > 0 else n
+                while i < end:
                     r = records[i]
                     h = r.headers
                     if h.__class__ is not list:  # fetched records have lists already
@@ -714,10 +753,28 @@ class Writer:
             await asyncio.wait_for(self._producer.abort_transaction(), 10)
 
 
+#: Produce errors that mean the target will never accept this batch as it is: retrying is useless and
+#: skipping it would lose records (`RecordRejected`).
+_REFUSED = (
+    ke.InvalidTimestampError,
+    ke.MessageSizeTooLargeError,
+    ke.RecordListTooLargeError,
+    ke.RecordTooLargeError,
+    ke.CorruptRecordException,
+    ke.PolicyViolationError,
+    ke.UnsupportedForMessageFormatError,
+    ke.InvalidTopicError,
+)
+
+
 async def ack_of(future: asyncio.Future[Any]) -> Ack:
-    """Wait for a batch future from `Writer.send_records`; errors are translated."""
+    """Wait for a batch future from `Writer.send_records`; errors are translated (a batch the target
+    refuses for good is a `RecordRejected`)."""
     try:
         meta = await future
+    except _REFUSED as exc:
+        reason = f"{type(exc).__name__}: {getattr(exc, 'description', '') or exc}"
+        raise RecordRejected(reason) from exc
     except ke.TopicAuthorizationFailedError as exc:
         if _named(exc) is None:
             raise translate(exc) from exc
@@ -737,11 +794,10 @@ async def read_compacted(
     committed records behind it (say, this task's own last progress) would be missed. So this waits
     until every transaction open when it started has ended."""
     kwargs = client_kwargs(cluster, "consumer", client_id=client_id)
-    common: dict[str, Any] = {"group_id": None, "enable_auto_commit": False}
-    consumer = AIOKafkaConsumer(
-        **kwargs, **common, auto_offset_reset="earliest", isolation_level="read_committed"
-    )
-    ends = AIOKafkaConsumer(**kwargs, **common, isolation_level="read_uncommitted")
+    # the cluster's consumer overrides must not change what this reader is (from the start, committed)
+    kwargs.update(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**{**kwargs, "isolation_level": "read_committed"})
+    ends = AIOKafkaConsumer(**{**kwargs, "isolation_level": "read_uncommitted"})
     state: dict[bytes, bytes | None] = {}
     async with translated(cluster):
         try:

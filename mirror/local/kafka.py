@@ -487,6 +487,21 @@ class LocalKafkaCluster:
         self.stop()
         self.start(timeout)
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP to its process group): connections stay open, nothing answers,
+        as in a network partition. Callers must `resume` it (in a ``finally``): a paused broker cannot
+        even stop cleanly, and clusters are shared by a whole test session."""
+        if not self.running:
+            raise HarnessError(f"cluster {self.name} is not running: cannot pause it")
+        assert self._proc is not None
+        os.killpg(self._proc.pid, signal.SIGSTOP)  # its own process group: started with a new session
+
+    def resume(self) -> None:
+        """Let a paused broker run again (SIGCONT); harmless when it is not paused."""
+        if self.running:
+            assert self._proc is not None
+            os.killpg(self._proc.pid, signal.SIGCONT)
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,277 @@
+"""Exactly-once under fencing: a growing task count and a transaction timed out by the coordinator.
+
+Both tests write sequence-numbered records to the source while the workers copy, then read the target
+with ``read_committed``: every record sent must be there, in order per partition, exactly once.
+
+Each test uses its own source cluster alias (cluster A under another name): the flow's tasks topic
+``mm2-tasks.<source>.internal`` only ever grows, so one shared by earlier tests of the session would
+decide the task count instead of ``tasks.max``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mirror.local.kafka import LocalKafkaCluster
+from mirror.source import TaskState
+
+from .support import MirrorProcess, Rec, create_topic, mm2_properties, running, settings_for
+
+
+def _alias() -> str:
+    return f"S{uuid.uuid4().hex[:6]}"
+
+
+async def steady_load(
+    bootstrap: str, topic: str, partitions: int, stop: asyncio.Event, sent: dict[int, list[Rec]]
+) -> None:
+    """About 2000 records/s round-robin over the partitions until stopped; remembers what was sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        seq = 0
+        while not stop.is_set():
+            futures = []
+            for _ in range(100):
+                p = seq % partitions
+                rec: Rec = (
+                    b"k%d" % seq,
+                    b"v%d" % seq,
+                    (("seq", str(seq).encode()),),
+                    1_700_000_000_000 + seq,
+                )
+                futures.append((p, rec, await producer.send(topic, rec[1], rec[0], p, rec[3], list(rec[2]))))
+                seq += 1
+            for p, rec, fut in futures:
+                await fut
+                sent[p].append(rec)
+            await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def all_partitions_advance(bootstrap: str, topic: str, partitions: int, timeout: float) -> None:
+    """Until every partition of the (remote) topic grew: each is copied by some running task."""
+    deadline = time.monotonic() + timeout
+    start: dict[int, int] | None = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # the remote topic may not exist yet
+            now = await end_offsets(bootstrap, topic, partitions)
+            if start is None:
+                start = now
+            elif all(now[p] > start[p] for p in range(partitions)):
+                return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"not every partition of {topic} advanced within {timeout}s")
+
+
+async def read_committed(
+    bootstrap: str, topic: str, sent: dict[int, list[Rec]], timeout: float, quiet: float = 3.0
+) -> tuple[dict[int, list[Rec]], float]:
+    """Read every partition from its start, read_committed, until each ends with its last sent record and
+    nothing more arrived for ``quiet`` seconds (late duplicates count too), or ``timeout`` ran out.
+
+    Returns the records and the seconds until the target had caught up (inf: never)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    got: dict[int, list[Rec]] = {p: [] for p in sent}
+    t0 = time.monotonic()
+    caught_up = float("inf")
+    try:
+        tps = [TopicPartition(topic, p) for p in sent]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        last_new = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            data = await consumer.getmany(timeout_ms=500)
+            for tp, recs in data.items():
+                got[tp.partition].extend((r.key, r.value, tuple(r.headers), r.timestamp) for r in recs)
+                last_new = time.monotonic()
+            if caught_up == float("inf") and all(
+                not recs or (got[p] and got[p][-1] == recs[-1]) for p, recs in sent.items()
+            ):
+                caught_up = time.monotonic() - t0
+            if caught_up != float("inf") and time.monotonic() - last_new >= quiet:
+                break
+        return got, caught_up
+    finally:
+        await consumer.stop()
+
+
+def differences(sent: dict[int, list[Rec]], got: dict[int, list[Rec]]) -> tuple[dict[int, str], int, int]:
+    """Per partition where the target differs from what was sent; and the totals repeated and missing."""
+    out: dict[int, str] = {}
+    repeated_total = missing_total = 0
+    for p, recs in sent.items():
+        firsts = list(dict.fromkeys(got[p]))  # each record's first copy, in target order
+        copied, expected = set(firsts), set(recs)
+        lost = [r for r in recs if r not in copied]
+        repeated, missing = len(got[p]) - len(firsts), len(lost)
+        repeated_total += repeated
+        missing_total += missing
+        if firsts != recs:
+            in_order = [r for r in firsts if r in expected] == [r for r in recs if r in copied]
+            out[p] = (
+                f"{repeated} repeated, {missing} missing"
+                + (f" (first: seq {_seq(lost[0])})" if lost else "")
+                + f", {len(copied - expected)} never sent, {'in order' if in_order else 'REORDERED'}"
+            )
+        elif repeated:
+            out[p] = f"{repeated} repeated of {len(recs)}"
+    return out, repeated_total, missing_total
+
+
+def _seq(rec: Rec) -> str:
+    return rec[2][0][1].decode()
+
+
+# --- correctness item 2: raising tasks.max in exactly-once mode ------------------------------------------
+
+TOPIC_PARTITIONS = 24
+
+
+async def test_raising_tasks_max_never_copies_a_partition_twice(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Three workers copy with tasks.max=3; one restarts with tasks.max=4 (the tasks topic grows to four
+    partitions) while the other two keep their configuration and a slow topic refresh.
+
+    Why three: the worker that owns task 0 re-reads the task count when it gets task 0, and Kafka's
+    round-robin assignor gives task 0 to the member with the lowest member id (the client id carries the
+    process id, so the oldest process in practice). With two workers that is always the one not
+    restarted; with three, one stale worker always runs task 1 or 2 without task 0."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    src = _alias()
+    flow, remote = f"{src}->B", f"{src}.{topic}"
+    await create_topic(a, topic, TOPIC_PARTITIONS)
+    group = f"mirror-test-{uuid.uuid4().hex[:8]}"
+
+    def config(name: str, tasks_max: int) -> Path:
+        path = tmp_path / f"{name}.properties"
+        extra = {
+            f"{flow}.topics": topic,
+            f"{flow}.exactly.once.support": "required",
+            "tasks.max": str(tasks_max),
+            "refresh.topics.interval.seconds": "600",  # the bug hides behind a fast refresh
+            "service.group": group,
+        }
+        path.write_text(mm2_properties({src: a, "B": b}, [flow], **extra))
+        return path
+
+    workers = [MirrorProcess(config(f"w{i}", 3), tmp_path / f"worker-{i}.log") for i in range(3)]
+    sent: dict[int, list[Rec]] = {p: [] for p in range(TOPIC_PARTITIONS)}
+    stop = asyncio.Event()
+    load = asyncio.create_task(steady_load(a, topic, TOPIC_PARTITIONS, stop, sent))
+    t0 = time.monotonic()
+    try:
+        try:
+            workers[0].start()  # alone first: it creates the remote topic the others then find at start-up
+            await all_partitions_advance(b, remote, TOPIC_PARTITIONS, 90)
+            workers[1].start()
+            workers[2].start()
+            await asyncio.sleep(8)
+            await all_partitions_advance(b, remote, TOPIC_PARTITIONS, 30)
+            code, _ = workers[2].terminate()
+            assert code == 0
+            config("w2", 4)
+            workers[2].start()  # grows the tasks topic to 4 partitions
+            await asyncio.sleep(25)
+        finally:
+            stop.set()
+            await load
+        got, caught_up = await read_committed(b, remote, sent, timeout=120)
+    finally:
+        for w in workers:
+            with contextlib.suppress(Exception):
+                w.terminate()
+    diffs, repeated, missing = differences(sent, got)
+    total = sum(len(r) for r in sent.values())
+    print(
+        f"\ntasks.max 3 -> 4: {total} records, {repeated} repeated, {missing} missing, "
+        f"{len(diffs)} partitions differ; caught up in {caught_up:.1f}s; "
+        f"test took {time.monotonic() - t0:.0f}s"
+    )
+    assert not diffs, (
+        f"{repeated} repeated and {missing} missing records in {len(diffs)} of {TOPIC_PARTITIONS} "
+        "partitions: " + "; ".join(f"[{p}] {d}" for p, d in sorted(diffs.items()))
+    )
+
+
+# --- correctness item 3: a transaction that outlives transaction.timeout.ms ------------------------------
+
+FENCING_PARTITIONS = 8
+PAUSE_S = 15.0
+
+
+async def test_task_whose_transaction_timed_out_recovers(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """The target freezes mid-transaction for longer than transaction.timeout.ms: its coordinator aborts
+    the transaction and bumps the producer epoch, so the task's producer is fenced. No other worker took
+    the task: it must start again by itself and copy everything, exactly once."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    src = _alias()
+    flow, remote = f"{src}->B", f"{src}.{topic}"
+    await create_topic(a, topic, FENCING_PARTITIONS)
+    extra = {
+        f"{flow}.topics": topic,
+        f"{flow}.exactly.once.support": "required",
+        f"{flow}.producer.transaction.timeout.ms": "5000",
+        "tasks.max": "4",
+    }
+    settings = settings_for(tmp_path, {src: a, "B": b}, [flow], **extra)
+    sent: dict[int, list[Rec]] = {p: [] for p in range(FENCING_PARTITIONS)}
+    stop = asyncio.Event()
+    states: set[TaskState] = set()
+    t0 = time.monotonic()
+    async with running(settings) as worker:
+        load = asyncio.create_task(steady_load(a, topic, FENCING_PARTITIONS, stop, sent))
+        try:
+            await all_partitions_advance(b, remote, FENCING_PARTITIONS, 60)
+            cluster_b.pause()
+            try:
+                await asyncio.sleep(PAUSE_S)
+            finally:
+                cluster_b.resume()
+            for _ in range(40):  # watch the tasks for a while under load
+                states |= {t.status.state for r in worker.flows for t in r.tasks.values()}
+                await asyncio.sleep(0.25)
+        finally:
+            stop.set()
+            await load
+        got, caught_up = await read_committed(b, remote, sent, timeout=90)
+        task_states = {i: t.status.state for r in worker.flows for i, t in r.tasks.items()}
+    diffs, repeated, missing = differences(sent, got)
+    total = sum(len(r) for r in sent.values())
+    print(
+        f"\ntransaction timed out: {total} records, {repeated} repeated, {missing} missing; "
+        f"caught up in {caught_up:.1f}s; task states seen {sorted(states)}, at the end {task_states}; "
+        f"test took {time.monotonic() - t0:.0f}s"
+    )
+    assert not diffs, (
+        f"{repeated} repeated and {missing} missing records in {len(diffs)} of {FENCING_PARTITIONS} "
+        f"partitions (tasks at the end: {task_states}): "
+        + "; ".join(f"[{p}] {d}" for p, d in sorted(diffs.items()))
+    )
+    assert "fenced" not in task_states.values(), task_states

@@ -1,0 +1,283 @@
+"""Records the target refuses for good (a timestamp older than the remote topic allows, a record larger than
+its max.message.bytes) halt their own partition, by name, and are never skipped silently.
+
+The oracles are independent of `mirror`: plain aiokafka clients read the target, and the stored progress
+(``mm2-offsets.A.internal`` on B, Connect's JSON) is decoded here with ``json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from mirror.config import Settings
+from mirror.http import HttpServer
+from mirror.local.kafka import LocalKafkaCluster
+from mirror.worker import Worker
+
+from .support import Rec, consume_all, create_topic, http_get, produce, running, settings_for, wait_for
+
+HOUR_MS = 3_600_000
+PROGRESS_TOPIC = "mm2-offsets.A.internal"
+
+
+@asynccontextmanager
+async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
+    server = HttpServer(worker, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def records(partition: int, first: int, n: int, ts: int, old: int | None = None) -> list[Rec]:
+    """``n`` records of ``partition`` numbered from ``first``, each unique; the one numbered ``old`` is
+    stamped two hours before ``ts``."""
+    return [
+        (
+            b"k%d-%d" % (partition, i),
+            b"p%d-record-%d" % (partition, i),
+            (("n", b"%d" % i),),
+            ts - 2 * HOUR_MS if i == old else ts,
+        )
+        for i in range(first, first + n)
+    ]
+
+
+# --- independent oracles ----------------------------------------------------------------------------
+
+
+async def read_to_end(bootstrap: str, topic: str, isolation: str) -> dict[int, list[Any]]:
+    """Every record of every partition of ``topic``, from the beginning to the current end (the last
+    stable offset under read_committed). {} when the topic does not exist."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation,
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        parts: Any = consumer.partitions_for_topic(topic)
+        if not parts:
+            return {}
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: dict[int, list[Any]] = {tp.partition: [] for tp in tps}
+        deadline = time.monotonic() + 60
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end {ends}"
+            for tp, recs in (await consumer.getmany(*tps, timeout_ms=500)).items():
+                out[tp.partition].extend(recs)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def on_target(bootstrap: str, topic: str, isolation: str) -> dict[int, list[Rec]]:
+    got = await read_to_end(bootstrap, topic, isolation)
+    return {p: [(r.key, r.value, tuple(r.headers), r.timestamp) for r in recs] for p, recs in got.items()}
+
+
+async def stored_progress(bootstrap: str, topic: str) -> dict[int, int]:
+    """The last stored source offset per partition of ``topic`` of flow A->B, as committed on B."""
+    progress: dict[int, int] = {}
+    for recs in (await read_to_end(bootstrap, PROGRESS_TOPIC, "read_committed")).values():
+        for r in recs:
+            try:
+                connector, part = json.loads(r.key)
+            except (TypeError, ValueError):
+                continue
+            if connector != "MirrorSourceConnector" or not isinstance(part, dict):
+                continue
+            if part.get("cluster") != "A" or part.get("topic") != topic:
+                continue
+            if r.value is None:  # a tombstone: no progress
+                progress.pop(part["partition"], None)
+            else:
+                progress[part["partition"]] = json.loads(r.value)["offset"]
+    return progress
+
+
+async def settled_progress(
+    bootstrap: str, topic: str, want: Mapping[int, int], timeout: float = 60
+) -> dict[int, int]:
+    """Stored progress once it is ``want``, or as soon as any partition's passed it (records lost), or
+    whatever it is when time runs out: the caller compares."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = await stored_progress(bootstrap, topic)
+        past = any(p in want and off > want[p] for p, off in seen.items())
+        if seen == want or past or time.monotonic() > deadline:
+            return seen
+        await asyncio.sleep(0.5)
+
+
+def assert_copied(got: Sequence[Rec], want: Sequence[Rec], exactly_once: bool, what: str) -> None:
+    """Exactly once: the target holds ``want``, nothing else. At least once: the same records in the same
+    order, re-sent ones allowed, and nothing else."""
+    ok = (list(got) if exactly_once else list(dict.fromkeys(got))) == list(want)
+    if not ok:
+        numbers = [int(r[2][0][1]) if r[2] else r[1] for r in got]
+        raise AssertionError(f"{what}: {len(got)} records on B, numbered {numbers}; expected {len(want)}")
+
+
+# --- what the worker says ---------------------------------------------------------------------------
+
+
+async def scrape(server: HttpServer, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+    status, body = await http_get(server.port, "/metrics")
+    assert status == 200
+    return [
+        (dict(s.labels), s.value)
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+        if s.name == name and labels.items() <= s.labels.items()
+    ]
+
+
+async def tasks_of(server: HttpServer) -> list[dict[str, Any]]:
+    status, body = await http_get(server.port, "/status")
+    assert status == 200
+    doc = json.loads(body)
+    return [t for f in doc["flows"] if f["flow"] == "A->B" for t in f["tasks"]]
+
+
+async def halted_of(server: HttpServer, topic: str) -> list[dict[str, Any]]:
+    return [h for t in await tasks_of(server) for h in t.get("halted", []) if h.get("topic") == topic]
+
+
+async def assert_halted(server: HttpServer, topic: str, partition: int, offset: int, reason: str) -> None:
+    """The partition is named halted at ``offset`` in /status (reason matching ``reason``) and by the
+    ``mirror_partition_halted`` gauge; no other partition of the topic is."""
+
+    async def named() -> list[dict[str, Any]]:
+        return await halted_of(server, topic)
+
+    try:
+        halted = await wait_for(named, timeout=60, interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"/status names no halted partition of {topic}: {await tasks_of(server)}"
+        ) from exc
+    assert [(h["partition"], h["offset"]) for h in halted] == [(partition, offset)], halted
+    assert re.search(reason, str(halted[0].get("reason"))), halted
+    gauge = await scrape(server, "mirror_partition_halted", source="A", target="B", topic=f"A.{topic}")
+    assert {(lbl["partition"], v) for lbl, v in gauge if v} == {(str(partition), 1.0)}, gauge
+
+
+async def restarts(server: HttpServer) -> int:
+    return sum(int(t["restarts"]) for t in await tasks_of(server))
+
+
+def flow_settings(tmp_path: Path, a: str, b: str, topic: str, mode: str) -> Settings:
+    extra = {
+        "A->B.topics": topic,
+        "A->B.exactly.once.support": mode,
+        "sync.topic.configs.enabled": "false",  # the remote topic keeps the limits this test gave it
+    }
+    return settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **extra)
+
+
+# --- the tests --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_a_record_too_old_for_the_target_halts_its_partition_only(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Partition 0's record 4 is older than B's remote topic accepts: records 0..3 are copied, 4 and later
+    are not (order is kept), progress stays at 3, partition 1 is copied completely and keeps flowing; the
+    partition is named halted, and stays so (nothing copied twice) across a restart."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad = f"A.{topic}", 4
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    await create_topic(a, topic, 2)
+    await create_topic(b, remote, 2, {"message.timestamp.before.max.ms": str(HOUR_MS)})
+    now = now_ms()
+    p0, p1 = records(0, 0, 10, now, old=bad), records(1, 0, 10, now)
+    await produce(a, topic, {0: p0, 1: p1})
+    settings = flow_settings(tmp_path, a, b, topic, mode)
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(settings) as worker, serving(worker) as server:
+            got = await consume_all(b, remote, {0: p0[:bad], 1: p1}, 90, isolation_level=isolation)
+            progress = await settled_progress(b, topic, {0: bad - 1, 1: 9})
+            seen = f"(stored progress {progress})"
+            assert_copied(got[0], p0[:bad], exactly_once, f"partition 0 {seen}")
+            assert_copied(got[1], p1, exactly_once, f"partition 1 {seen}")
+            assert progress == {0: bad - 1, 1: 9}, "stored progress passed the refused record"
+
+            await assert_halted(server, topic, 0, bad, r"(?i)timestamp")
+            # the task is not restarted over and over: partition 1 keeps flowing, partition 0 stays put
+            before = await restarts(server)
+            more0, more1 = records(0, 10, 3, now_ms()), records(1, 10, 5, now_ms())
+            await produce(a, topic, {0: more0, 1: more1})
+            p1 += more1
+            got = await consume_all(b, remote, {0: p0[:bad], 1: p1}, 60, isolation_level=isolation)
+            assert_copied(got[1], p1, exactly_once, "partition 1, while partition 0 is halted")
+            await asyncio.sleep(3)  # several flush intervals
+            assert await restarts(server) == before, "the task restarts over and over"
+            assert {t["state"] for t in await tasks_of(server)} == {"running"}
+            assert_copied((await on_target(b, remote, isolation))[0], p0[:bad], exactly_once, "partition 0")
+        assert await stored_progress(b, topic) == {0: bad - 1, 1: len(p1) - 1}
+
+    errors = [e for e in logs if e["log_level"] == "error" and topic in repr(e)]
+    assert errors, "no error logged for the halted partition"
+
+    # a restart: the partition halts again at the same record, nothing is copied twice (exactly once)
+    async with running(settings) as worker, serving(worker) as server:
+        await assert_halted(server, topic, 0, bad, r"(?i)timestamp")
+        await asyncio.sleep(3)
+        after = await on_target(b, remote, isolation)
+    assert_copied(after[0], p0[:bad], exactly_once, "partition 0 after a restart")
+    assert_copied(after[1], p1, exactly_once, "partition 1 after a restart")
+    assert await stored_progress(b, topic) == {0: bad - 1, 1: len(p1) - 1}
+
+
+async def test_a_record_too_large_for_the_target_halts_its_partition(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """A 10 KB record at offset 2 and a remote topic taking at most 2000 bytes: records 0 and 1 are
+    copied exactly once, progress stays at 1, the partition is named halted at 2 for its size."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad = f"A.{topic}", 2
+    await create_topic(a, topic, 1)
+    await create_topic(b, remote, 1, {"max.message.bytes": "2000"})
+    recs = records(0, 0, 5, now_ms())
+    key, _, headers, ts = recs[bad]
+    recs[bad] = (key, os.urandom(10_000), headers, ts)  # random: no codec shrinks it below the limit
+    await produce(a, topic, {0: recs})
+    settings = flow_settings(tmp_path, a, b, topic, "required")
+
+    async with running(settings) as worker, serving(worker) as server:
+        got = await consume_all(b, remote, {0: recs[:bad]}, 90, isolation_level="read_committed")
+        progress = await settled_progress(b, topic, {0: bad - 1})
+        assert_copied(got[0], recs[:bad], True, f"partition 0 (stored progress {progress})")
+        assert progress == {0: bad - 1}, "stored progress passed the refused record"
+        await assert_halted(server, topic, 0, bad, r"(?i)too.?large|MessageSize|RecordTooLarge")
+        await asyncio.sleep(2)
+        after = await on_target(b, remote, "read_committed")
+    assert_copied(after[0], recs[:bad], True, "partition 0")
+    assert await stored_progress(b, topic) == {0: bad - 1}
