@@ -133,6 +133,10 @@ def status_of(worker: Worker, probe: ClusterProbe | None = None) -> dict[str, An
                 "restarts": task.status.restarts,
                 "lag_records": sum(task.lag().values()),
                 "last_error": task.status.last_error,
+                "halted": [
+                    {"topic": topic, "partition": partition, "offset": halt.offset, "reason": halt.reason}
+                    for (topic, partition), halt in sorted(task.status.halted.items())
+                ],
             }
             for index, task in sorted(runner.tasks.items())
         ]

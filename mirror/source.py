@@ -381,7 +381,8 @@ class SourceTask:
         for tp in [tp for tp in self.status.halted if tp not in positions]:
             self._unhalt(tp)
         await reader.assign(positions)
-        reader.pause([tp for tp, h in self.status.halted.items() if (positions[tp] or 0) >= h.offset])
+        if self.status.halted:
+            reader.pause([tp for tp, h in self.status.halted.items() if (positions[tp] or 0) >= h.offset])
         log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
 
     def _report_lost(self, tp: TP, first_missing: int, log_start: int) -> None:

@@ -188,6 +188,15 @@ def _errors(flows: list[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
             for t in flow.get("tasks", [])
             if t.get("last_error")
         )
+        rows.extend(
+            (
+                name,
+                f"partition {h.get('topic')}-{h.get('partition')}",
+                f"halted at offset {h.get('offset')}: {h.get('reason')}",
+            )
+            for t in flow.get("tasks", [])
+            for h in t.get("halted", [])
+        )
     return rows
 
 

@@ -29,7 +29,12 @@ class FakeAdmin:
 class FakeTask:
     def __init__(self, state: str, lag: dict[tuple[str, int], int], error: str | None = None) -> None:
         self.status = SimpleNamespace(
-            state=state, partitions=len(lag), records=5, restarts=0 if error is None else 2, last_error=error
+            state=state,
+            partitions=len(lag),
+            records=5,
+            restarts=0 if error is None else 2,
+            last_error=error,
+            halted={},
         )
         self._lag = lag
 

@@ -21,6 +21,7 @@ class FakeReader:
         self.starts = starts
         self.asked: list[TP] = []
         self.positions: dict[TP, int | None] = {}
+        self.ends: dict[TP, int] = {}
 
     async def beginning_offsets(self, partitions: list[TP]) -> dict[TP, int]:
         self.asked += partitions
@@ -28,6 +29,12 @@ class FakeReader:
 
     async def assign(self, positions: dict[TP, int | None]) -> None:
         self.positions = dict(positions)
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return {tp: self.ends.get(tp, 1000) for tp in partitions}
+
+    def seek(self, positions: dict[TP, int]) -> None:
+        self.positions.update(positions)
 
 
 def _task(tmp_path: Path, stored: dict[TP, int], created: set[TP]) -> SourceTask:
@@ -80,3 +87,30 @@ async def test_a_new_partition_from_its_first_offset_is_no_loss(tmp_path: Path) 
         await task._assign(reader)  # type: ignore[arg-type]
     assert not [e for e in logs if e["log_level"] == "error"]
     assert reader.positions[("new", 0)] is None  # from the earliest offset
+
+
+async def test_records_deleted_ahead_of_a_running_task_are_reported_once(tmp_path: Path) -> None:
+    # the reader hit "out of range" at 120 of "kept": the source now starts at 300 -> 180 lost, and the
+    # task reads on from 300. A later session finding the same gap (progress still at 119) counts nothing.
+    task = _task(tmp_path, {("kept", 0): 119}, created=set())
+    reader = FakeReader({("old", 0): 0, ("new", 0): 0, ("kept", 0): 300})
+    before = _lost("kept")
+    with structlog.testing.capture_logs() as logs:
+        await task._out_of_range(reader, {("kept", 0): 120})  # type: ignore[arg-type]
+        await task._assign(reader)  # type: ignore[arg-type]
+    assert reader.positions[("kept", 0)] == 300
+    assert [e["records"] for e in logs if e["log_level"] == "error"] == [180]
+    assert _lost("kept") - before == 180
+
+
+async def test_a_source_log_cut_below_the_position_is_read_again_from_its_start(tmp_path: Path) -> None:
+    task = _task(tmp_path, {}, created=set())
+    reader = FakeReader({("kept", 0): 5})
+    reader.ends[("kept", 0)] = 50  # we were at 80: the log was cut (unclean election) or re-created
+    before = _lost("kept")
+    with structlog.testing.capture_logs() as logs:
+        await task._out_of_range(reader, {("kept", 0): 80})  # type: ignore[arg-type]
+    assert reader.positions[("kept", 0)] == 5
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1 and errors[0]["log_end_offset"] == 50 and errors[0]["position"] == 80
+    assert _lost("kept") == before  # nothing the source still had was skipped
