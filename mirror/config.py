@@ -460,6 +460,30 @@ class Settings(BaseSettings):
                 raise _field_error("service.clusters_served", known, f"unknown cluster {alias!r}")
         return self
 
+    @model_validator(mode="after")
+    def _guarantees_hold(self) -> Self:
+        """Refuse client overrides under which the delivery guarantees cannot hold, or that cannot apply.
+
+        The replication producer of a flow takes the target cluster's ``producer.*`` then the flow's own;
+        the replication consumer the source cluster's ``consumer.*`` then the flow's own."""
+        for name, flow in self.flows.items():
+            if not flow.enabled:
+                continue
+            for role, cluster, checks in (
+                ("producer", flow.target, _PRODUCER_GUARANTEES),
+                ("consumer", flow.source, _CONSUMER_SETTINGS),
+            ):
+                for key, (allowed, why) in checks.items():
+                    where, value = f"flows.{name}.{role}.{key}", getattr(flow, role).get(key)
+                    if value is None:
+                        where, value = (
+                            f"clusters.{cluster}.{role}.{key}",
+                            getattr(self.clusters[cluster], role).get(key),
+                        )
+                    if value is not None and str(value).strip().lower() not in allowed:
+                        raise _field_error(where, " or ".join(allowed), f"invalid value {value!r}: {why}")
+        return self
+
     def active_flows(self) -> list[FlowSettings]:
         """Flows this node runs: enabled ones plus those emitting heartbeats (Java runs a herder for both),
         whose target is in ``service.clusters_served`` (all targets when unset)."""
@@ -479,6 +503,31 @@ class Settings(BaseSettings):
         if alias not in self.clusters:
             raise KeyError(f"unknown cluster {alias!r} (known: {', '.join(self.clusters)})")
         return self.clusters[alias]
+
+
+#: Producer settings of the replication producer without which records could be lost or reordered:
+#: key -> (accepted values, why).
+_PRODUCER_GUARANTEES: dict[str, tuple[tuple[str, ...], str]] = {
+    "acks": (
+        ("all", "-1"),
+        "mirror stores progress once the target acknowledged a record; with fewer acknowledgements a "
+        "leader change can lose records already counted as copied",
+    ),
+    "enable.idempotence": (
+        ("true",),
+        "without idempotence a retried batch can be written twice or after the batches behind it, and a "
+        "refused batch would not stop the ones behind it",
+    ),
+}
+#: Replication consumer settings with a fixed set of meanings here.
+_CONSUMER_SETTINGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "auto.offset.reset": (
+        ("earliest", "latest"),
+        "where a partition without stored progress starts; mirror reports records deleted ahead of its "
+        "position itself",
+    ),
+    "isolation.level": (("read_committed", "read_uncommitted"), "how transactional source records are read"),
+}
 
 
 def _field_error(field: str, allowed: str, problem: str) -> PydanticCustomError:
@@ -865,7 +914,7 @@ def _problem(error: ErrorDetails, namer: Callable[[Sequence[str]], str]) -> Conf
     loc = [str(part) for part in error["loc"]]
     ctx = error.get("ctx") or {}
     if "field" in ctx:
-        loc += str(ctx["field"]).split(".")
+        loc += str(ctx["field"]).split(".", 3)  # section, name, role, then a client key (dots kept)
     info = _field_info(loc)
     if error["type"] == "missing":
         return ConfigProblem.of(namer(loc), None, _allowed(info, error), "missing value")

@@ -1,0 +1,315 @@
+"""Guarantees that hold without a broker: a failed fetch leaves no sends behind, a timed-out close ends
+the producer's sender, a refused batch is located and then halts its partition, a membership can be
+run again after it failed, and client overrides that would void the guarantees are refused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import structlog
+
+from mirror import metrics
+from mirror.config import ConfigError, load_settings
+from mirror.errors import KafkaUnavailable, RecordRejected
+from mirror.kafka import SourceBatch, Writer
+from mirror.progress import ProgressStore
+from mirror.source import TP, SourceTask, _InFlight
+from mirror.worker import make_policy
+
+BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
+
+
+def _task(tmp_path: Path, extra: str = "") -> SourceTask:
+    config = tmp_path / "mm2.properties"
+    config.write_text(BASE + extra)
+    settings = load_settings(config, env={}).settings
+    flow = settings.flows["A->B"]
+    task = SourceTask(
+        flow,
+        0,
+        settings.cluster("A"),
+        settings.cluster("B"),
+        make_policy(flow),
+        ProgressStore(flow, settings.cluster("B")),
+    )
+    task.set_partitions({("t", 0), ("t", 1)})
+    return task
+
+
+def _records(first: int, count: int) -> list[Any]:
+    return [
+        SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o, key=None, value=b"v", headers=[])
+        for o in range(first, first + count)
+    ]
+
+
+# --- item 6: a failed send of a fetch cancels its siblings -------------------------------------------------
+
+
+class FakeWriter:
+    """send_records of partition 0 fails at once; partition 1's waits for buffer space (forever)."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.cancelled = False
+        self.per_batch: list[int] = []
+
+    async def send_records(self, topic: str, partition: int, records: Any, per_batch: int = 0) -> Any:
+        self.per_batch.append(per_batch)
+        if partition == 0:
+            await self.waiting.wait()
+            raise KafkaUnavailable("target gone")
+        try:
+            self.waiting.set()
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return []
+
+
+async def test_a_failed_send_cancels_its_siblings_before_the_session_ends(tmp_path: Path) -> None:
+    """An orphaned send still waiting for buffer space would later overwrite the next session's read
+    position: when one send of a fetch fails, the others are cancelled and awaited first."""
+    task = _task(tmp_path)
+    task._position = {}
+    writer = FakeWriter()
+    batches = [SourceBatch("t", 0, _records(0, 3)), SourceBatch("t", 1, _records(10, 3))]
+    with pytest.raises(ExceptionGroup) as info:
+        await task._send_all(writer, batches)  # type: ignore[arg-type]
+    assert info.group_contains(KafkaUnavailable)
+    assert writer.cancelled  # the sibling is gone, not left running
+    await asyncio.sleep(0.05)
+    assert task._position == {}  # and it never recorded a position
+
+
+# --- item 1: a refused batch is located, narrowed to one record, then halts its partition --------------
+
+
+def _refused_entry(tp: TP, records: list[Any], sizes: list[int], refused_at: int) -> _InFlight:
+    loop = asyncio.get_running_loop()
+    futures = []
+    start = 0
+    for i, n in enumerate(sizes):
+        fut: asyncio.Future[Any] = loop.create_future()
+        if i < refused_at:
+            fut.set_result(SimpleNamespace(offset=100 + start))
+        else:
+            from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
+
+            fut.set_exception(InvalidTimestampError())
+        futures.append((fut, start, n))
+        start += n
+    return _InFlight(tp, "A.t", records, records[-1].timestamp, 10, futures)
+
+
+async def test_a_refused_batch_is_narrowed_to_its_first_refused_record(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    # at-least-once: batches of 4 and 6 records (offsets 20..29); the second is refused
+    entry = _refused_entry(("t", 0), _records(20, 10), [4, 6], refused_at=1)
+    with pytest.raises(RecordRejected) as info:
+        await task._complete(entry)
+    exc = info.value
+    assert (exc.topic, exc.partition, exc.offset, exc.count) == ("t", 0, 24, 6)
+    assert "InvalidTimestampError" in exc.reason
+    assert task._acked[("t", 0)] == 23 and ("t", 0) in task._dirty  # the first batch counts
+    with structlog.testing.capture_logs() as logs:
+        task._rejected(exc)
+    assert task._probing == {("t", 0): 29} and not task.status.halted  # next: one record per batch
+    assert logs[0]["log_level"] == "warning"
+
+    # the next session sends the range one record per batch
+    writer = FakeWriter()
+    writer.waiting.set()
+    task._position = {}
+    with pytest.raises(ExceptionGroup):
+        await task._send_all(writer, [SourceBatch("t", 0, _records(24, 6))])  # type: ignore[arg-type]
+    assert writer.per_batch == [1]
+
+    # ... and the single refused record halts the partition, named
+    single = _refused_entry(("t", 0), _records(26, 1), [1], refused_at=0)
+    with pytest.raises(RecordRejected) as info:
+        await task._acks_of(single)
+    with structlog.testing.capture_logs() as logs:
+        task._rejected(info.value)
+    assert task.status.halted[("t", 0)].offset == 26
+    assert "InvalidTimestampError" in task.status.halted[("t", 0)].reason
+    assert [e["offset"] for e in logs if e["log_level"] == "error"] == [26]
+    gauge = metrics.REGISTRY.get_sample_value(
+        "mirror_partition_halted", {"source": "A", "target": "B", "topic": "A.t", "partition": "0"}
+    )
+    assert gauge == 1
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.paused: list[TP] = []
+
+    def pause(self, partitions: list[TP]) -> None:
+        self.paused += partitions
+
+
+def test_records_from_the_halt_offset_on_are_never_sent(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    task._rejected(RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=5, count=1))
+    reader = FakeReader()
+    kept = task._cut_halted(
+        reader,  # type: ignore[arg-type]
+        [
+            SourceBatch("t", 0, _records(2, 6)),
+            SourceBatch("t", 1, _records(0, 9)),
+            SourceBatch("t", 0, _records(8, 2)),
+        ],
+    )
+    assert [(b.partition, [r.offset for r in b.records]) for b in kept] == [
+        (0, [2, 3, 4]),
+        (1, list(range(9))),
+    ]
+    assert reader.paused == [("t", 0), ("t", 0)]
+
+
+# --- item 7: a close that times out still ends the producer's sender ---------------------------------------
+
+
+async def test_a_close_that_times_out_ends_the_sender_and_the_connections() -> None:
+    """aiokafka's stop() cut short leaves its sender retrying: it would deliver stale batches later."""
+    sender_task = asyncio.ensure_future(asyncio.sleep(3600))
+    closed_client = asyncio.Event()
+
+    async def hanging_stop() -> None:
+        await asyncio.sleep(3600)
+
+    async def client_close() -> None:
+        closed_client.set()
+
+    writer = Writer.__new__(Writer)
+    writer._producer = SimpleNamespace(  # type: ignore[assignment]
+        stop=hanging_stop,
+        _sender=SimpleNamespace(sender_task=sender_task),
+        client=SimpleNamespace(close=client_close),
+    )
+    await writer.close(timeout=0.2)
+    await asyncio.sleep(0)
+    assert sender_task.cancelled()
+    assert closed_client.is_set()
+
+
+# --- item 5: a membership can run again after it failed ----------------------------------------------------
+
+
+async def test_a_failed_membership_runs_again_with_a_new_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirror.kafka import coordination  # noqa: PLC0415
+
+    made: list[Any] = []
+
+    class FakeConsumer:
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs, self.started, self.stopped = kwargs, 0, False
+            made.append(self)
+
+        async def start(self) -> None:
+            if self.stopped:
+                raise AssertionError("an aiokafka consumer cannot start again once stopped")
+            self.started += 1
+            from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
+
+            raise KafkaConnectionError("coordinator gone")
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(coordination, "AIOKafkaConsumer", FakeConsumer)
+    settings = load_settings_text(
+        BASE + "B.consumer.session.timeout.ms = 12000\nB.consumer.isolation.level = read_uncommitted\n"
+    )
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    membership = coordination.GroupMembership(
+        settings.cluster("B"),
+        "g",
+        ["mm2-tasks.A.internal"],
+        on_assigned=nothing,
+        on_revoked=nothing,
+        client_id="w",
+    )
+    for _ in range(2):
+        with pytest.raises(KafkaUnavailable):
+            await membership.run(asyncio.Event(), nothing)
+    assert len(made) == 2 and all(c.started == 1 and c.stopped for c in made)
+    assert made[0].kwargs["session_timeout_ms"] == 12000  # the cluster's override is honoured, once
+
+
+def load_settings_text(text: str) -> Any:
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mm2.properties"
+        path.write_text(text)
+        return load_settings(path, env={}).settings
+
+
+def test_the_leaders_task_counts_travel_in_the_assignment() -> None:
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata  # noqa: PLC0415
+
+    from mirror.kafka.coordination import TaskAssignor, decode_task_counts  # noqa: PLC0415
+
+    cluster = SimpleNamespace(
+        partitions_for_topic=lambda t: {0, 1, 2, 3} if t == "mm2-tasks.A.internal" else {0}
+    )
+    members = {
+        "m1": ConsumerProtocolMemberMetadata(0, ["mm2-tasks.A.internal", "mm2-tasks.C.internal"], b""),
+        "m2": ConsumerProtocolMemberMetadata(0, ["mm2-tasks.A.internal", "mm2-tasks.C.internal"], b""),
+    }
+    out = TaskAssignor().assign(cluster, members)
+    member = TaskAssignor()
+    member.on_assignment(out["m2"])
+    assert member.task_counts == {"mm2-tasks.A.internal": 4, "mm2-tasks.C.internal": 1}
+    assert sorted(p for a in out.values() for _t, ps in a.assignment for p in ps) == [0, 0, 1, 2, 3]
+    assert decode_task_counts(b"") == {} and decode_task_counts(b"not json") == {}
+
+
+# --- item 8: overrides that void the guarantees are refused -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "value"),
+    [
+        ("B.producer.acks = 1", "B.producer.acks", "'1'"),
+        ("A->B.producer.acks = 0", "A->B.producer.acks", "'0'"),
+        ("A->B.producer.enable.idempotence = false", "A->B.producer.enable.idempotence", "'false'"),
+        ("B.producer.enable.idempotence = false", "B.producer.enable.idempotence", "'false'"),
+        ("A.consumer.auto.offset.reset = none", "A.consumer.auto.offset.reset", "'none'"),
+    ],
+)
+def test_overrides_that_void_the_guarantees_are_refused(
+    tmp_path: Path, line: str, key: str, value: str
+) -> None:
+    config = tmp_path / "mm2.properties"
+    config.write_text(BASE + line + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, env={})
+    assert info.value.key == key
+    assert f"invalid value {value}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "B.producer.acks = all",
+        "A->B.producer.acks = -1",
+        "A->B.producer.enable.idempotence = true",
+        "A.consumer.auto.offset.reset = latest",
+        "B.consumer.auto.offset.reset = none",  # B's consumers do not read for A->B
+        "B->A.producer.acks = 1\nB->A.enabled = false",  # a flow that does not replicate
+    ],
+)
+def test_overrides_that_keep_the_guarantees_are_accepted(tmp_path: Path, line: str) -> None:
+    config = tmp_path / "mm2.properties"
+    config.write_text(BASE + line + "\n")
+    load_settings(config, env={})
