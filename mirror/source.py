@@ -91,6 +91,12 @@ async def _unwrapped(session: Awaitable[None]) -> None:
         raise (fenced + located + leaves)[0] from None
 
 
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a failed delivery future's error as seen (asyncio would log it as never retrieved)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
 def _cancelling() -> bool:
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0
@@ -163,6 +169,7 @@ class SourceTask:
         self._hw: dict[TP, int] = {}
         self._acked_ts: dict[TP, int] = {}  # timestamp (ms) of the last acked record
         self._position: dict[TP, int] = {}
+        self._confirmed: set[TP] = set()  # partitions this session's producer wrote to already
         self.name = f"{self.flow.name}|source-{self.index}"
         # Offset syncs (mm2.md §5.3): decided per acknowledged batch, sent by their own loop.
         self._syncs = OffsetSyncWriter(self.flow.offset_lag_max)
@@ -290,6 +297,7 @@ class SourceTask:
             self.status.state = "running"
             self.status.last_error = None
             self._position = {}
+            self._confirmed = set()
             self._partitions_changed.set()  # (re)assign from the acknowledged positions
             async with asyncio.TaskGroup() as tg:
                 if self.exactly_once:
@@ -563,7 +571,27 @@ class SourceTask:
                 per_batch = 1  # find the record the target refuses
             else:
                 del self._probing[tp]  # past the refused batch, and nothing of it was refused this time
-        futures = await writer.send_records(remote, batch.partition, batch.records, per_batch)
+        records = batch.records
+        if self.exactly_once or tp in self._confirmed:
+            futures = await writer.send_records(remote, batch.partition, records, per_batch)
+        else:
+            # At-least-once, the first batch of a partition in this session (its producer is new): the
+            # broker keeps no sequence state for a new producer, so were that batch refused, the ones
+            # queued behind it would be accepted — written past a record that is not there. It goes
+            # alone, and the rest follows once it is in (after that, a refused batch makes the broker
+            # refuse those behind it as out of sequence).
+            futures = await writer.send_records(remote, batch.partition, records, per_batch, max_batches=1)
+            fut, _start, n = futures[0]
+            try:
+                await ack_of(asyncio.shield(fut))
+            except RecordRejected as exc:
+                raise RecordRejected(
+                    exc.reason, topic=tp[0], partition=tp[1], offset=records[0].offset, count=n
+                ) from exc
+            self._confirmed.add(tp)
+            if n < len(records):
+                rest = await writer.send_records(remote, batch.partition, records[n:], per_batch)
+                futures += [(f, start + n, count) for f, start, count in rest]
         self._position[tp] = batch.last_offset + 1
         return _InFlight(
             tp,
@@ -596,6 +624,8 @@ class SourceTask:
             try:
                 bases.append((await ack_of(fut)).base_offset)
             except RecordRejected as exc:
+                for later, _, _ in entry.futures:  # refused too, or out of sequence: nothing to report
+                    later.add_done_callback(_retrieve)
                 raise RecordRejected(
                     exc.reason,
                     topic=entry.tp[0],

@@ -668,19 +668,25 @@ class Writer:
             await closed(self._producer.client.close(), 1.0)
 
     async def send_records(
-        self, topic: str, partition: int, records: Sequence[Any], per_batch: int = 0
+        self,
+        topic: str,
+        partition: int,
+        records: Sequence[Any],
+        per_batch: int = 0,
+        max_batches: int = 0,
     ) -> list[tuple[asyncio.Future[Any], int, int]]:
         """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order;
-        with ``per_batch`` > 0, at most that many records per batch.
+        with ``per_batch`` > 0, at most that many records per batch; with ``max_batches`` > 0, only the
+        records that fit in that many batches (the caller sends the rest later).
 
         Returns one (delivery future, index of its first record, record count) per target batch;
         await the futures with `ack_of`.
         """
-        futures = []
+        futures: list[tuple[asyncio.Future[Any], int, int]] = []
         i, n = 0, len(records)
         await self._known_partition(topic, partition)
         async with translated(self.cluster):
-            while i < n:
+            while i < n and (max_batches <= 0 or len(futures) < max_batches):
                 batch = self._producer.create_batch()
                 # The C record builder directly (BatchBuilder.append adds ~1 us/record of Python):
                 # it wants headers as a list and relative offsets from 0.

@@ -143,7 +143,7 @@ async def test_records_deleted_ahead_of_a_lagging_task_are_counted_as_lost(
     print(f"\nproduced in {produced:.1f}s; {seen} on B at the truncation; the tail took {tail:.1f}s")
     copied = without_resent([int(value or b"-1") for _, value, _, _ in got])
     k = sum(1 for i in copied if i < deleted_before)
-    assert 100 <= k < slow, f"{k} records copied before the truncation: the task was not lagging"
+    assert 0 < k < slow, f"{k} records copied before the truncation: the task was not lagging"
     # a prefix, then every record from the new log start, in order: nothing missing besides what was deleted
     assert copied == list(range(k)) + list(range(deleted_before, total)), "records missing on the target"
     assert all(rec == source[int(rec[1] or b"-1")] for rec in got), "a copy differs from its source"

@@ -58,7 +58,9 @@ class FakeWriter:
         self.cancelled = False
         self.per_batch: list[int] = []
 
-    async def send_records(self, topic: str, partition: int, records: Any, per_batch: int = 0) -> Any:
+    async def send_records(
+        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    ) -> Any:
         self.per_batch.append(per_batch)
         if partition == 0:
             await self.waiting.wait()
@@ -170,6 +172,57 @@ def test_records_from_the_halt_offset_on_are_never_sent(tmp_path: Path) -> None:
         (1, list(range(9))),
     ]
     assert reader.paused == [("t", 0), ("t", 0)]
+
+
+class QueueingWriter:
+    """Queues target batches of ``size`` records; the batch starting at ``refused`` is refused."""
+
+    def __init__(self, size: int, refused: int) -> None:
+        self.size, self.refused = size, refused
+        self.sent: list[list[int]] = []
+
+    async def send_records(
+        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    ) -> Any:
+        from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
+
+        size = per_batch or self.size
+        out = []
+        for start in range(0, len(records), size):
+            if max_batches and len(out) == max_batches:
+                break
+            chunk = records[start : start + size]
+            self.sent.append([r.offset for r in chunk])
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            if chunk[0].offset == self.refused:
+                fut.set_exception(InvalidTimestampError())
+            else:
+                fut.set_result(SimpleNamespace(offset=0))
+            out.append((fut, start, len(chunk)))
+        return out
+
+
+async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_until_it_is_in(
+    tmp_path: Path,
+) -> None:
+    """A broker keeps no sequence state for a new producer: batches queued behind a refused first batch
+    would be accepted, past the missing records. So the first batch goes alone."""
+    task = _task(tmp_path)
+    writer = QueueingWriter(size=4, refused=30)
+    with pytest.raises(ExceptionGroup) as info:
+        await task._send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
+    refused = info.value.exceptions[0]
+    assert isinstance(refused, RecordRejected)
+    assert (refused.offset, refused.count) == (30, 4)
+    assert writer.sent == [[30, 31, 32, 33]]  # nothing behind it was queued
+
+    # once the partition's first batch is in, the rest is pipelined as usual
+    writer = QueueingWriter(size=4, refused=-1)
+    [entry] = await task._send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
+    assert writer.sent == [[30, 31, 32, 33], [34, 35, 36, 37], [38, 39]]
+    assert [(start, n) for _f, start, n in entry.futures] == [(0, 4), (4, 4), (8, 2)]
+    await task._send_all(writer, [SourceBatch("t", 0, _records(40, 10))])  # type: ignore[arg-type]
+    assert writer.sent[3:] == [[40, 41, 42, 43], [44, 45, 46, 47], [48, 49]]
 
 
 # --- item 7: a close that times out still ends the producer's sender ---------------------------------------
