@@ -132,7 +132,7 @@ group_offsets_synced_total = Counter(
 # State is not an event stream: a snapshot per scrape has no stale series when a task moves to another
 # worker, and the hot path never touches it.
 
-TASK_STATES = ("starting", "running", "retrying", "stopped", "fenced")
+TASK_STATES = ("starting", "running", "retrying", "stopped")
 FLOW_STATES = ("starting", "retrying", "running")
 
 

@@ -40,7 +40,7 @@ from mirror.translate import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 log = structlog.get_logger(__name__)
 
 TP = tuple[str, int]
-TaskState = Literal["starting", "running", "retrying", "stopped", "fenced"]
+TaskState = Literal["starting", "running", "retrying", "stopped"]
 
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
 
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.source import TaskState
@@ -221,23 +222,62 @@ async def test_raising_tasks_max_never_copies_a_partition_twice(
 # --- correctness item 3: a transaction that outlives transaction.timeout.ms ------------------------------
 
 FENCING_PARTITIONS = 8
-PAUSE_S = 15.0
+#: The broker's transaction.abort.timed.out.transaction.cleanup.interval.ms (Kafka's default: the harness
+#: leaves it): the coordinator aborts timed-out transactions only at these sweeps, at a fixed rate.
+SWEEP_S = 10.0
+#: Longer than the transaction timeout below, shorter than the workers' group session (10 s) and the
+#: broker's own session with its controller (9 s), both counted from the last heartbeat (2 s apart): a
+#: longer freeze makes B fence itself and the group rebalance, and that rebalance restarts every task,
+#: which hides the bug.
+PAUSE_S = 6.0
+TRANSACTION_TIMEOUT_MS = 3000
+PAUSES = 3
+
+
+async def next_sweep(bootstrap: str, topic: str) -> float:
+    """When (time.monotonic()) the transaction coordinator of ``bootstrap`` sweeps timed-out transactions,
+    within about 0.2 s: a transaction of our own left open is aborted, and its next send fenced, there."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=f"sweep-probe-{uuid.uuid4().hex[:8]}",
+        transaction_timeout_ms=1000,
+    )
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await (await producer.send(topic, b"probe"))
+        deadline = time.monotonic() + 2 * SWEEP_S + 5
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            try:
+                await (await producer.send(topic, b"probe"))
+            except ProducerFenced:
+                return time.monotonic()
+        raise AssertionError(f"no timed-out transaction sweep on {bootstrap} within {2 * SWEEP_S + 5}s")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 5)
 
 
 async def test_task_whose_transaction_timed_out_recovers(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
-    """The target freezes mid-transaction for longer than transaction.timeout.ms: its coordinator aborts
-    the transaction and bumps the producer epoch, so the task's producer is fenced. No other worker took
-    the task: it must start again by itself and copy everything, exactly once."""
+    """The target freezes mid-transaction, longer than transaction.timeout.ms, across the coordinator's
+    sweep of timed-out transactions: when it resumes, the sweep aborts the open transactions and bumps
+    their producers' epochs, so the tasks' producers are fenced. No other worker took those tasks: each
+    must re-initialise by itself and copy everything, exactly once.
+
+    The freeze is placed around a sweep (found with a probe transaction): at a random moment, a freeze
+    shorter than the sweep interval often contains no sweep, and the transactions simply commit after."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     src = _alias()
     flow, remote = f"{src}->B", f"{src}.{topic}"
     await create_topic(a, topic, FENCING_PARTITIONS)
+    await create_topic(b, f"{topic}-probe", 1)
     extra = {
         f"{flow}.topics": topic,
         f"{flow}.exactly.once.support": "required",
-        f"{flow}.producer.transaction.timeout.ms": "5000",
+        f"{flow}.producer.transaction.timeout.ms": str(TRANSACTION_TIMEOUT_MS),
         "tasks.max": "4",
     }
     settings = settings_for(tmp_path, {src: a, "B": b}, [flow], **extra)
@@ -246,21 +286,35 @@ async def test_task_whose_transaction_timed_out_recovers(
     states: set[TaskState] = set()
     t0 = time.monotonic()
     async with running(settings) as worker:
+
+        def observe() -> None:
+            states.update(t.status.state for r in worker.flows for t in r.tasks.values())
+
         load = asyncio.create_task(steady_load(a, topic, FENCING_PARTITIONS, stop, sent))
         try:
             await all_partitions_advance(b, remote, FENCING_PARTITIONS, 60)
-            cluster_b.pause()
-            try:
-                await asyncio.sleep(PAUSE_S)
-            finally:
-                cluster_b.resume()
-            for _ in range(40):  # watch the tasks for a while under load
-                states |= {t.status.state for r in worker.flows for t in r.tasks.values()}
-                await asyncio.sleep(0.25)
+            sweep = await next_sweep(b, f"{topic}-probe")
+            for _ in range(PAUSES):
+                while sweep - PAUSE_S / 2 < time.monotonic() + 0.5:
+                    sweep += SWEEP_S
+                await asyncio.sleep(sweep - PAUSE_S / 2 - time.monotonic())
+                cluster_b.pause()
+                try:
+                    await asyncio.sleep(PAUSE_S)
+                finally:
+                    cluster_b.resume()
+                for _ in range(12):
+                    observe()
+                    await asyncio.sleep(0.25)
+                try:
+                    await all_partitions_advance(b, remote, FENCING_PARTITIONS, 30)
+                except AssertionError:
+                    break  # partitions no longer copied: the check below says which and how many records
         finally:
             stop.set()
             await load
         got, caught_up = await read_committed(b, remote, sent, timeout=90)
+        observe()
         task_states = {i: t.status.state for r in worker.flows for i, t in r.tasks.items()}
     diffs, repeated, missing = differences(sent, got)
     total = sum(len(r) for r in sent.values())
