@@ -82,11 +82,16 @@ class RecordRejected(MirrorError):
         partition: int | None = None,
         offset: int | None = None,
         count: int = 0,
+        last_offset: int | None = None,
+        too_large: bool = False,
     ) -> None:
         where = f"{topic}-{partition} at offset {offset}: " if topic is not None else ""
         super().__init__(f"{where}the target refused the record(s): {reason}")
         self.reason = reason
         self.topic, self.partition, self.offset, self.count = topic, partition, offset, count
+        self.last_offset = last_offset
+        #: refused for the batch's size (smaller batches of the same records may pass)
+        self.too_large = too_large
 
 
 class SourceOutOfRange(MirrorError):

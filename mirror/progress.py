@@ -44,7 +44,9 @@ class ProgressStore:
         # An existing topic (e.g. created by Java MirrorMaker 2) keeps its own partition count.
         self._partitions = (await admin.list_topics()).get(self.topic, self._partitions)
 
-    async def load(self) -> None:
+    async def load(self) -> dict[tuple[str, int], int]:
+        """Read the flow's stored progress: the last copied offset per source partition (a fresh dict,
+        the caller's own: tasks of one flow load at different times)."""
         state = await read_compacted(self.target, self.topic, client_id=f"{self.flow.name}|progress-reader")
         stored: dict[tuple[str, int], int] = {}
         for key, value in state.items():
@@ -55,8 +57,9 @@ class ProgressStore:
             offset = records.decode_source_offset(value)
             if cluster == self.flow.source and offset is not None and offset >= 0:
                 stored[(topic, partition)] = offset
-        self._stored = stored
+        self._stored = dict(stored)
         log.info("progress loaded", flow=self.flow.name, topic=self.topic, partitions=len(stored))
+        return stored
 
     def next_offset(self, topic: str, partition: int) -> int | None:
         """Where to resume: the stored offset + 1, or None when nothing was stored (start at earliest)."""

@@ -45,6 +45,10 @@ TaskState = Literal["starting", "running", "retrying", "stopped"]
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
 _BACKOFF_MIN, _BACKOFF_MAX = 0.5, 10.0
+#: A partition whose last acknowledgement is older than this counts as new to the producer again: the
+#: broker may have dropped the producer's state for it (idle producer ids expire, retention may delete
+#: all of its batches), and then would accept batches queued behind a refused one.
+_CONFIRMED_FOR = 30.0
 #: A fenced exactly-once task waits at least this long before re-initialising its producer: when the
 #: task really moved to another worker, the group revokes it here meanwhile and it stops instead.
 _FENCED_BACKOFF = 3.0
@@ -169,15 +173,23 @@ class SourceTask:
         self._hw: dict[TP, int] = {}
         self._acked_ts: dict[TP, int] = {}  # timestamp (ms) of the last acked record
         self._position: dict[TP, int] = {}
-        self._confirmed: set[TP] = set()  # partitions this session's producer wrote to already
+        # partitions this session's producer wrote to, and when the target last acknowledged them
+        self._confirmed: dict[TP, float] = {}
+        self._loaded: dict[TP, int] = {}  # stored progress as this task's session last read it
+        # where partitions without stored progress start with auto.offset.reset=latest (kept across
+        # sessions), and, in exactly-once mode, that start not yet committed as progress
+        self._initial: dict[TP, int] = {}
+        self._initial_unstored: dict[TP, int] = {}
         self.name = f"{self.flow.name}|source-{self.index}"
         # Offset syncs (mm2.md §5.3): decided per acknowledged batch, sent by their own loop.
         self._syncs = OffsetSyncWriter(self.flow.offset_lag_max)
         self._syncs_topic = offset_syncs_location(self.flow, self.policy)[1]
         self._syncs_ready = asyncio.Event()
-        # A refused multi-record batch: its partition is sent one record per batch up to this offset,
-        # so that the refused record itself is found.
-        self._probing: dict[TP, int] = {}
+        # A refused multi-record batch: its records are sent again in batches half as large (up to the
+        # batch's last offset), until the refused record itself is found: (last offset, records/batch).
+        self._probing: dict[TP, tuple[int, int]] = {}
+        # Partitions whose batches the target refused as too large: at most this many records per batch.
+        self._cap: dict[TP, int] = {}
         self._lost_reported: dict[TP, int] = {}  # log start offset up to which a loss was reported
 
     # --- control ---------------------------------------------------------------------------------
@@ -238,12 +250,17 @@ class SourceTask:
         tp = (exc.topic, exc.partition)
         fields = {"flow": self.flow.name, "task": self.index, "topic": tp[0], "partition": tp[1]}
         if exc.count > 1:
-            self._probing[tp] = exc.offset + exc.count - 1
+            per_batch = max(1, exc.count // 2)
+            last = exc.last_offset if exc.last_offset is not None else exc.offset + exc.count - 1
+            self._probing[tp] = (last, per_batch)
+            if exc.too_large:
+                self._cap[tp] = per_batch
             log.warning(
-                "target refused a batch; sending its records one by one to find the refused record",
+                "target refused a batch; sending it again in smaller batches to find the refused record",
                 **fields,
                 first_offset=exc.offset,
                 records=exc.count,
+                records_per_batch=per_batch,
                 reason=exc.reason,
             )
             return
@@ -289,7 +306,7 @@ class SourceTask:
             # transaction coordinator finish what they had begun, so the stored progress is final. It,
             # not what this process believes, says what was committed (a commit that timed out may still
             # have succeeded).
-            await self.progress.load()
+            self._loaded = await self.progress.load()
             if self.exactly_once:
                 self._acked.clear()
             if syncs is not None:
@@ -297,7 +314,7 @@ class SourceTask:
             self.status.state = "running"
             self.status.last_error = None
             self._position = {}
-            self._confirmed = set()
+            self._confirmed = {}
             self._partitions_changed.set()  # (re)assign from the acknowledged positions
             async with asyncio.TaskGroup() as tg:
                 if self.exactly_once:
@@ -371,18 +388,19 @@ class SourceTask:
             elif tp in self._acked:
                 positions[tp] = self._acked[tp] + 1
             else:
-                positions[tp] = self.progress.next_offset(*tp)
+                positions[tp] = self._stored_next(tp)
         # A stored position below the log start offset means the source deleted records we never copied;
         # so does a log start offset above 0 in a partition created while we ran, not copied from yet.
         checked = [tp for tp, pos in positions.items() if pos is not None or tp in self.created_while_running]
         starts = await reader.beginning_offsets(checked)
         for tp, start in starts.items():
             pos = positions[tp]
-            if pos is None and start > 0:
-                pos = 0
-            if pos is not None and pos < start:
+            if pos is None:
+                pos = positions[tp] = 0  # created while we ran: all of it is new, whatever auto.offset.reset
+            if pos < start:
                 self._report_lost(tp, pos, start)
                 positions[tp] = start
+        await self._resolve_latest(reader, positions)
         gone = [tp for tp in self._children if tp not in positions]
         self._remove_series(gone)
         self._syncs.remove_partitions(gone)
@@ -392,6 +410,31 @@ class SourceTask:
         if self.status.halted:
             reader.pause([tp for tp, h in self.status.halted.items() if (positions[tp] or 0) >= h.offset])
         log.info("task assigned", flow=self.flow.name, task=self.index, partitions=len(positions))
+
+    def _stored_next(self, tp: TP) -> int | None:
+        """Where stored progress (as last loaded, or committed since) says to resume; None: nothing stored."""
+        last = self._loaded.get(tp)
+        if last is not None:
+            return last + 1
+        return self._initial.get(tp)
+
+    async def _resolve_latest(self, reader: Reader, positions: dict[TP, int | None]) -> None:
+        """``auto.offset.reset = latest``: partitions without stored progress start at their end *now*,
+        once. The start is kept for later sessions and stored as progress (at-least-once: with the next
+        flush; exactly-once: in the next transaction), so neither a failed session nor a task moving to
+        another worker moves it again and skips what was written meanwhile."""
+        unknown = [tp for tp, pos in positions.items() if pos is None]
+        if not unknown or reader.start_at != "latest":
+            return
+        ends = await reader.end_offsets(unknown)
+        for tp, end in ends.items():
+            positions[tp] = self._initial[tp] = end
+            if end > 0:
+                if self.exactly_once:
+                    self._initial_unstored[tp] = end - 1
+                else:
+                    self._acked[tp] = end - 1
+                    self._dirty.add(tp)
 
     def _report_lost(self, tp: TP, first_missing: int, log_start: int) -> None:
         """Records [first_missing, log_start) were deleted on the source before we copied them: say so,
@@ -543,7 +586,8 @@ class SourceTask:
             batches = await self._fetch(reader)
             if not batches:
                 continue
-            progress = {(b.topic, b.partition): b.last_offset for b in batches}
+            initial = {tp: o for tp, o in self._initial_unstored.items() if tp in self._partitions}
+            progress = {**initial, **{(b.topic, b.partition): b.last_offset for b in batches}}
             await writer.begin_transaction()
             try:
                 entries = await self._send_all(writer, batches)
@@ -557,6 +601,9 @@ class SourceTask:
                 await writer.abort_transaction()
                 raise
             self.progress.committed(progress)
+            self._loaded.update(progress)
+            for tp in initial:
+                self._initial_unstored.pop(tp, None)
             self._observe_age(entries)
             for entry in entries:
                 await self._complete(entry)
@@ -564,15 +611,16 @@ class SourceTask:
     async def _send(self, writer: Writer, batch: SourceBatch) -> _InFlight:
         tp = (batch.topic, batch.partition)
         remote = self._remote_topic(batch.topic)
-        per_batch = 0
-        probe_end = self._probing.get(tp)
-        if probe_end is not None:
-            if batch.first_offset <= probe_end:
-                per_batch = 1  # find the record the target refuses
+        per_batch = self._cap.get(tp, 0)
+        probing = self._probing.get(tp)
+        if probing is not None:
+            if batch.first_offset <= probing[0]:
+                per_batch = probing[1]  # narrowing down on the record the target refuses
             else:
                 del self._probing[tp]  # past the refused batch, and nothing of it was refused this time
         records = batch.records
-        if self.exactly_once or tp in self._confirmed:
+        confirmed = self._confirmed.get(tp)
+        if self.exactly_once or (confirmed is not None and time.monotonic() - confirmed < _CONFIRMED_FOR):
             futures = await writer.send_records(remote, batch.partition, records, per_batch)
         else:
             # At-least-once, the first batch of a partition in this session (its producer is new): the
@@ -586,9 +634,15 @@ class SourceTask:
                 await ack_of(asyncio.shield(fut))
             except RecordRejected as exc:
                 raise RecordRejected(
-                    exc.reason, topic=tp[0], partition=tp[1], offset=records[0].offset, count=n
+                    exc.reason,
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=records[0].offset,
+                    count=n,
+                    last_offset=records[n - 1].offset,
+                    too_large=exc.too_large,
                 ) from exc
-            self._confirmed.add(tp)
+            self._confirmed[tp] = time.monotonic()
             if n < len(records):
                 rest = await writer.send_records(remote, batch.partition, records[n:], per_batch)
                 futures += [(f, start + n, count) for f, start, count in rest]
@@ -632,6 +686,8 @@ class SourceTask:
                     partition=entry.tp[1],
                     offset=entry.records[start].offset,
                     count=n,
+                    last_offset=entry.records[start + n - 1].offset,
+                    too_large=exc.too_large,
                 ) from exc
         return bases
 
@@ -645,7 +701,8 @@ class SourceTask:
                 count += n
                 first_up, last_up = recs[start].offset, recs[start + n - 1].offset
                 gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
-                self._syncs.on_ack_batch(entry.tp, first_up, base, n, gaps)
+                if base >= 0:  # -1: a duplicate the broker had already (no offset known), no sync
+                    self._syncs.on_ack_batch(entry.tp, first_up, base, n, gaps)
         except RecordRejected:
             # the batches of this entry before the refused one were acknowledged: they count
             for fut, start, n in entry.futures:
@@ -658,6 +715,8 @@ class SourceTask:
             self._syncs_ready.set()
         self._acked[entry.tp] = recs[-1].offset
         self._acked_ts[entry.tp] = recs[-1].timestamp
+        if entry.tp in self._confirmed:
+            self._confirmed[entry.tp] = time.monotonic()
         self.status.records += count
         partition = entry.tp[1]
         child = self._children.get(entry.tp)
@@ -697,7 +756,7 @@ class SourceTask:
         if hw is None:
             return None
         acked = self._acked.get(tp)
-        nxt = acked + 1 if acked is not None else self.progress.next_offset(*tp) or 0
+        nxt = acked + 1 if acked is not None else self._stored_next(tp) or 0
         return max(0, hw - nxt)
 
     def _set_lag(self, tp: TP, remote_topic: str) -> None:

@@ -55,8 +55,8 @@ _CLIENT_KEYS: dict[Role, dict[str, tuple[str, type]]] = {
         "fetch.max.wait.ms": ("fetch_max_wait_ms", int),
         "max.partition.fetch.bytes": ("max_partition_fetch_bytes", int),
         "max.poll.records": ("max_poll_records", int),
-        "isolation.level": ("isolation_level", str),
-        "auto.offset.reset": ("auto_offset_reset", str),
+        "isolation.level": ("isolation_level", lambda v: str(v).strip().lower()),  # type: ignore[dict-item]
+        "auto.offset.reset": ("auto_offset_reset", lambda v: str(v).strip().lower()),  # type: ignore[dict-item]
         "check.crcs": ("check_crcs", lambda v: str(v).lower() == "true"),  # type: ignore[dict-item]
         "client.rack": ("client_rack", str),
         "session.timeout.ms": ("session_timeout_ms", int),
@@ -65,7 +65,7 @@ _CLIENT_KEYS: dict[Role, dict[str, tuple[str, type]]] = {
     },
     "producer": {
         **_COMMON,
-        "acks": ("acks", lambda v: v if v == "all" else int(v)),  # type: ignore[dict-item]
+        "acks": ("acks", lambda v: "all" if str(v).strip().lower() == "all" else int(v)),  # type: ignore[dict-item]
         "compression.type": ("compression_type", lambda v: None if v in ("none", "") else v),  # type: ignore[dict-item]
         "batch.size": ("max_batch_size", int),
         "linger.ms": ("linger_ms", int),
@@ -532,7 +532,7 @@ class Reader:
         kwargs.setdefault("fetch_max_bytes", 64 * 1024 * 1024)
         kwargs["enable_auto_commit"] = False
         #: Where a partition without stored progress starts (``auto.offset.reset``, as Java's consumer).
-        self.start_at: str = kwargs.pop("auto_offset_reset", "earliest")
+        self.start_at: str = str(kwargs.pop("auto_offset_reset", "earliest"))
         # Never let aiokafka jump by itself when a position is out of range: records deleted ahead of
         # us would be skipped silently. `fetch` raises SourceOutOfRange; the task reports and re-seeks.
         kwargs["auto_offset_reset"] = "none"
@@ -657,15 +657,15 @@ class Writer:
         aiokafka's ``stop()`` cut short by the timeout leaves its sender running: it would go on
         retrying and deliver stale batches later, behind the back of the task's next session. So the
         sender and the connections are ended here, whatever happened to ``stop()``."""
-        await closed(self._producer.stop(), timeout)
-        sender = getattr(self._producer, "_sender", None)
-        task = getattr(sender, "sender_task", None)
-        if task is not None and not task.done():
-            task.cancel()
-            log.warning("producer did not close in time; its unsent batches are dropped", timeout_s=timeout)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, 1.0)
-            await closed(self._producer.client.close(), 1.0)
+        try:
+            await closed(self._producer.stop(), timeout)
+        finally:  # also when the close itself is cancelled (a bounded task stop)
+            sender = getattr(self._producer, "_sender", None)
+            task = getattr(sender, "sender_task", None)
+            if task is not None and not task.done():
+                task.cancel()
+                log.warning("producer not closed in time; its unsent batches are dropped", timeout_s=timeout)
+                await closed(self._producer.client.close(), 1.0)
 
     async def send_records(
         self,
@@ -759,9 +759,22 @@ class Writer:
             await asyncio.wait_for(self._producer.abort_transaction(), 10)
 
 
+class InvalidRecordError(ke.BrokerResponseError):  # type: ignore[misc]
+    """INVALID_RECORD (87): the broker refused a record of the batch (say, a null key on a compacted
+    topic). aiokafka 0.14 has no class for it and would report a retriable UnknownError."""
+
+    errno = 87
+    message = "INVALID_RECORD"
+    description = "This record has failed the validation on broker and hence will be rejected."
+    retriable = False
+
+
+ke.kafka_errors.setdefault(InvalidRecordError.errno, InvalidRecordError)
+
 #: Produce errors that mean the target will never accept this batch as it is: retrying is useless and
 #: skipping it would lose records (`RecordRejected`).
 _REFUSED = (
+    InvalidRecordError,
     ke.InvalidTimestampError,
     ke.MessageSizeTooLargeError,
     ke.RecordListTooLargeError,
@@ -773,6 +786,10 @@ _REFUSED = (
 )
 
 
+#: Refusals for the batch's size rather than for one of its records: smaller batches may pass.
+_TOO_LARGE = (ke.MessageSizeTooLargeError, ke.RecordListTooLargeError)
+
+
 async def ack_of(future: asyncio.Future[Any]) -> Ack:
     """Wait for a batch future from `Writer.send_records`; errors are translated (a batch the target
     refuses for good is a `RecordRejected`)."""
@@ -780,7 +797,7 @@ async def ack_of(future: asyncio.Future[Any]) -> Ack:
         meta = await future
     except _REFUSED as exc:
         reason = f"{type(exc).__name__}: {getattr(exc, 'description', '') or exc}"
-        raise RecordRejected(reason) from exc
+        raise RecordRejected(reason, too_large=isinstance(exc, _TOO_LARGE)) from exc
     except ke.TopicAuthorizationFailedError as exc:
         if _named(exc) is None:
             raise translate(exc) from exc

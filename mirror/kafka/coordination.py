@@ -77,6 +77,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # a generation ends: its task counts must not outlive it (a next one under plain round-robin,
+        # whose assignor says nothing, would otherwise reuse them)
+        self._assignor.task_counts = {}
         await self._call("revoked", self._on_revoked(_refs(revoked)))
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:

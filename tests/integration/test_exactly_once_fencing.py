@@ -231,7 +231,9 @@ SWEEP_S = 10.0
 #: which hides the bug.
 PAUSE_S = 6.0
 TRANSACTION_TIMEOUT_MS = 3000
-PAUSES = 3
+#: A freeze fences the tasks whose transaction is open at the coordinator then (most freezes catch one of
+#: four); freezes go on, one per sweep, until one did.
+MAX_PAUSES = 5
 
 
 async def next_sweep(bootstrap: str, topic: str) -> float:
@@ -259,16 +261,27 @@ async def next_sweep(bootstrap: str, topic: str) -> float:
             await asyncio.wait_for(producer.stop(), 5)
 
 
+def timed_out_aborts(cluster: LocalKafkaCluster, since: int, transactional_ids: str) -> int:
+    """Transactions the coordinator rolled back for their timeout, as its log says after byte ``since``,
+    of transactional ids starting with ``transactional_ids``."""
+    with cluster.log_path.open(errors="replace") as f:
+        f.seek(since)
+        return sum(
+            1 for line in f if f"transactionalId {transactional_ids}" in line and "due to timeout" in line
+        )
+
+
 async def test_task_whose_transaction_timed_out_recovers(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     """The target freezes mid-transaction, longer than transaction.timeout.ms, across the coordinator's
     sweep of timed-out transactions: when it resumes, the sweep aborts the open transactions and bumps
-    their producers' epochs, so the tasks' producers are fenced. No other worker took those tasks: each
+    their producers' epochs, so those tasks' producers are fenced. No other worker took the tasks: each
     must re-initialise by itself and copy everything, exactly once.
 
-    The freeze is placed around a sweep (found with a probe transaction): at a random moment, a freeze
-    shorter than the sweep interval often contains no sweep, and the transactions simply commit after."""
+    Each freeze is placed around a sweep (found with a probe transaction): a freeze shorter than the
+    sweep interval at a random moment often contains no sweep, and the transactions simply commit after.
+    Freezes repeat until the broker's log shows one of the tasks' transactions rolled back."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     src = _alias()
     flow, remote = f"{src}->B", f"{src}.{topic}"
@@ -281,9 +294,11 @@ async def test_task_whose_transaction_timed_out_recovers(
         "tasks.max": "4",
     }
     settings = settings_for(tmp_path, {src: a, "B": b}, [flow], **extra)
+    txn_ids = f"{settings.service.group}-{flow}-"  # the tasks' transactional ids start so
     sent: dict[int, list[Rec]] = {p: [] for p in range(FENCING_PARTITIONS)}
     stop = asyncio.Event()
     states: set[TaskState] = set()
+    aborted, pauses = 0, 0
     t0 = time.monotonic()
     async with running(settings) as worker:
 
@@ -294,18 +309,21 @@ async def test_task_whose_transaction_timed_out_recovers(
         try:
             await all_partitions_advance(b, remote, FENCING_PARTITIONS, 60)
             sweep = await next_sweep(b, f"{topic}-probe")
-            for _ in range(PAUSES):
+            while not aborted and pauses < MAX_PAUSES:
                 while sweep - PAUSE_S / 2 < time.monotonic() + 0.5:
                     sweep += SWEEP_S
                 await asyncio.sleep(sweep - PAUSE_S / 2 - time.monotonic())
+                log_at = cluster_b.log_path.stat().st_size
                 cluster_b.pause()
                 try:
                     await asyncio.sleep(PAUSE_S)
                 finally:
                     cluster_b.resume()
+                pauses += 1
                 for _ in range(12):
                     observe()
                     await asyncio.sleep(0.25)
+                aborted += timed_out_aborts(cluster_b, log_at, txn_ids)
                 try:
                     await all_partitions_advance(b, remote, FENCING_PARTITIONS, 30)
                 except AssertionError:
@@ -319,13 +337,17 @@ async def test_task_whose_transaction_timed_out_recovers(
     diffs, repeated, missing = differences(sent, got)
     total = sum(len(r) for r in sent.values())
     print(
-        f"\ntransaction timed out: {total} records, {repeated} repeated, {missing} missing; "
-        f"caught up in {caught_up:.1f}s; task states seen {sorted(states)}, at the end {task_states}; "
-        f"test took {time.monotonic() - t0:.0f}s"
+        f"\ntransaction timed out: {aborted} transactions rolled back by the coordinator after {pauses} "
+        f"freezes; {total} records, {repeated} repeated, {missing} missing; caught up in {caught_up:.1f}s; "
+        f"task states seen {sorted(states)}, at the end {task_states}; test took {time.monotonic() - t0:.0f}s"
     )
     assert not diffs, (
         f"{repeated} repeated and {missing} missing records in {len(diffs)} of {FENCING_PARTITIONS} "
-        f"partitions (tasks at the end: {task_states}): "
+        f"partitions ({aborted} transactions timed out; tasks at the end: {task_states}): "
         + "; ".join(f"[{p}] {d}" for p, d in sorted(diffs.items()))
     )
     assert "fenced" not in task_states.values(), task_states
+    # Otherwise this test proved nothing: no freeze caught a transaction of the tasks open.
+    assert aborted, (
+        f"no transaction of the tasks timed out in {pauses} freezes across the coordinator's sweep"
+    )

@@ -17,7 +17,7 @@ from mirror.config import ConfigError, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import SourceBatch, Writer
 from mirror.progress import ProgressStore
-from mirror.source import TP, SourceTask, _InFlight
+from mirror.source import TP, SourceTask, _InFlight, _unwrapped
 from mirror.worker import make_policy
 
 BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
@@ -109,42 +109,118 @@ def _refused_entry(tp: TP, records: list[Any], sizes: list[int], refused_at: int
     return _InFlight(tp, "A.t", records, records[-1].timestamp, 10, futures)
 
 
-async def test_a_refused_batch_is_narrowed_to_its_first_refused_record(tmp_path: Path) -> None:
+class Target:
+    """A fake target partition: batches of ``size`` records (or what the task asks); a batch holding an
+    offset in ``bad`` is refused (InvalidTimestamp), one of more than ``max_records`` too (size); a batch
+    behind a refused one is refused as out of sequence. ``written`` is what the target holds."""
+
+    def __init__(self, size: int, bad: frozenset[int] = frozenset(), max_records: int = 0) -> None:
+        self.size, self.bad, self.max_records = size, bad, max_records
+        self.written: list[int] = []
+        self.batches = 0
+
+    async def send_records(
+        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    ) -> Any:
+        from aiokafka.errors import (  # noqa: PLC0415
+            InvalidTimestampError,
+            MessageSizeTooLargeError,
+            OutOfOrderSequenceNumber,
+        )
+
+        size = per_batch or self.size
+        out: list[Any] = []
+        refused = False
+        for start in range(0, len(records), size):
+            if max_batches and len(out) == max_batches:
+                break
+            chunk = [r.offset for r in records[start : start + size]]
+            self.batches += 1
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            if refused:
+                fut.set_exception(OutOfOrderSequenceNumber())
+            elif self.max_records and len(chunk) > self.max_records:
+                fut.set_exception(MessageSizeTooLargeError())
+                refused = True
+            elif self.bad & set(chunk):
+                fut.set_exception(InvalidTimestampError())
+                refused = True
+            else:
+                self.written += chunk
+                fut.set_result(SimpleNamespace(offset=len(self.written) - len(chunk)))
+            out.append((fut, start, len(chunk)))
+        return out
+
+
+async def _sessions(task: SourceTask, target: Target, records: list[Any], limit: int = 40) -> int:
+    """Run fetch-send-ack sessions over ``records`` (partition ("t", 0)) until everything not halted is
+    copied; each session has a new producer, as a real one. Returns the number of sessions."""
+    tp = ("t", 0)
+    for session in range(1, limit + 1):
+        task._confirmed = {}
+        task._position = {}
+        start = task._acked.get(tp, records[0].offset - 1) + 1
+        batch = [r for r in records if r.offset >= start]
+        kept = task._cut_halted(FakeReader(), [SourceBatch("t", 0, batch)] if batch else [])  # type: ignore[arg-type]
+        if not kept:
+            return session
+
+        async def one() -> None:
+            for entry in await task._send_all(target, kept):  # type: ignore[arg-type]  # noqa: B023
+                await task._complete(entry)
+
+        try:
+            await _unwrapped(one())
+        except RecordRejected as exc:
+            task._rejected(exc)
+    raise AssertionError(f"not done after {limit} sessions")
+
+
+async def test_a_refused_record_is_found_by_halving_and_halts_its_partition(tmp_path: Path) -> None:
+    """At-least-once: 200 records, the target refuses offset 137. Everything before it is copied, in
+    order and once; the partition halts at 137, named; nothing after it is written."""
+    task = _task(tmp_path)
+    target = Target(size=100, bad=frozenset({137}))
+    with structlog.testing.capture_logs() as logs:
+        sessions = await _sessions(task, target, _records(0, 200))
+    assert target.written == list(range(137))
+    assert task.status.halted[("t", 0)].offset == 137
+    assert "InvalidTimestampError" in task.status.halted[("t", 0)].reason
+    assert sessions <= 10  # halving: log2(100) + a few, not one session per record
+    assert [e["offset"] for e in logs if e["log_level"] == "error"] == [137]
+    gauge = metrics.REGISTRY.get_sample_value(
+        "mirror_partition_halted", {"source": "A", "target": "B", "topic": "A.t", "partition": "0"}
+    )
+    assert gauge == 1
+
+
+async def test_batches_too_large_for_the_target_are_split_until_they_fit(tmp_path: Path) -> None:
+    """The remote topic takes at most 30 records per batch: batches are halved until they fit and stay
+    that size afterwards; nothing halts, nothing is lost or repeated."""
+    task = _task(tmp_path)
+    target = Target(size=100, max_records=30)
+    sessions = await _sessions(task, target, _records(0, 200))
+    assert target.written == list(range(200))
+    assert not task.status.halted and task._cap[("t", 0)] == 25
+    assert sessions <= 6
+    refused_before = target.batches
+    await _sessions(task, target, _records(200, 100))
+    assert target.written == list(range(300))
+    assert target.batches - refused_before == 4  # 100 records in batches of 25, none refused
+
+
+async def test_a_refused_first_batch_reports_its_range(tmp_path: Path) -> None:
     task = _task(tmp_path)
     # at-least-once: batches of 4 and 6 records (offsets 20..29); the second is refused
     entry = _refused_entry(("t", 0), _records(20, 10), [4, 6], refused_at=1)
     with pytest.raises(RecordRejected) as info:
         await task._complete(entry)
     exc = info.value
-    assert (exc.topic, exc.partition, exc.offset, exc.count) == ("t", 0, 24, 6)
+    assert (exc.topic, exc.partition, exc.offset, exc.count, exc.last_offset) == ("t", 0, 24, 6, 29)
     assert "InvalidTimestampError" in exc.reason
     assert task._acked[("t", 0)] == 23 and ("t", 0) in task._dirty  # the first batch counts
-    with structlog.testing.capture_logs() as logs:
-        task._rejected(exc)
-    assert task._probing == {("t", 0): 29} and not task.status.halted  # next: one record per batch
-    assert logs[0]["log_level"] == "warning"
-
-    # the next session sends the range one record per batch
-    writer = FakeWriter()
-    writer.waiting.set()
-    task._position = {}
-    with pytest.raises(ExceptionGroup):
-        await task._send_all(writer, [SourceBatch("t", 0, _records(24, 6))])  # type: ignore[arg-type]
-    assert writer.per_batch == [1]
-
-    # ... and the single refused record halts the partition, named
-    single = _refused_entry(("t", 0), _records(26, 1), [1], refused_at=0)
-    with pytest.raises(RecordRejected) as info:
-        await task._acks_of(single)
-    with structlog.testing.capture_logs() as logs:
-        task._rejected(info.value)
-    assert task.status.halted[("t", 0)].offset == 26
-    assert "InvalidTimestampError" in task.status.halted[("t", 0)].reason
-    assert [e["offset"] for e in logs if e["log_level"] == "error"] == [26]
-    gauge = metrics.REGISTRY.get_sample_value(
-        "mirror_partition_halted", {"source": "A", "target": "B", "topic": "A.t", "partition": "0"}
-    )
-    assert gauge == 1
+    task._rejected(exc)
+    assert task._probing == {("t", 0): (29, 3)} and not task.status.halted
 
 
 class FakeReader:
@@ -366,3 +442,65 @@ def test_overrides_that_keep_the_guarantees_are_accepted(tmp_path: Path, line: s
     config = tmp_path / "mm2.properties"
     config.write_text(BASE + line + "\n")
     load_settings(config, env={})
+
+
+class LatestReader:
+    """A source whose partitions' ends move on; the task starts partitions without progress at the end."""
+
+    start_at = "latest"
+
+    def __init__(self) -> None:
+        self.ends: dict[TP, int] = {("t", 0): 50, ("t", 1): 0}
+        self.positions: dict[TP, int | None] = {}
+
+    async def beginning_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def assign(self, positions: dict[TP, int | None]) -> None:
+        self.positions = dict(positions)
+
+
+@pytest.mark.parametrize("eos", [False, True])
+async def test_latest_is_resolved_once_and_stored_as_progress(tmp_path: Path, eos: bool) -> None:
+    """auto.offset.reset=latest: a failed session must not move a partition to its (new) end again, which
+    would skip what was written meanwhile; the start is stored as progress so a next owner keeps it."""
+    task = _task(tmp_path, "A->B.exactly.once.support = required\n" if eos else "")
+    reader = LatestReader()
+    await task._assign(reader)  # type: ignore[arg-type]
+    assert reader.positions == {("t", 0): 50, ("t", 1): 0}
+    reader.ends = {("t", 0): 80, ("t", 1): 7}  # records arrive; the session fails before copying them
+    task._position = {}
+    if eos:
+        task._acked.clear()  # what a new exactly-once session does
+    await task._assign(reader)  # type: ignore[arg-type]
+    assert reader.positions == {("t", 0): 50, ("t", 1): 0}
+    if eos:
+        assert task._initial_unstored == {("t", 0): 49}  # committed with the next transaction
+    else:
+        assert task._acked == {("t", 0): 49} and task._dirty == {("t", 0)}  # stored with the next flush
+
+
+def test_a_generations_task_counts_do_not_outlive_it() -> None:
+    from mirror.kafka.coordination import TaskAssignor, _Listener  # noqa: PLC0415
+
+    assignor = TaskAssignor()
+    assignor.task_counts = {"mm2-tasks.A.internal": 4}
+    seen: list[dict[str, int]] = []
+
+    async def assigned(_tasks: Any, counts: dict[str, int]) -> None:
+        seen.append(counts)
+
+    async def revoked(_tasks: Any) -> None:
+        return None
+
+    listener = _Listener(assignor, assigned, revoked)
+
+    async def rebalance() -> None:
+        await listener.on_partitions_revoked([])
+        await listener.on_partitions_assigned([])  # a generation under plain round-robin: no counts
+
+    asyncio.run(rebalance())
+    assert seen == [{}]

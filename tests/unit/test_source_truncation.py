@@ -17,6 +17,8 @@ from mirror.worker import make_policy
 class FakeReader:
     """Log start offsets as the source reports them; records where the task seeks."""
 
+    start_at = "earliest"
+
     def __init__(self, starts: dict[TP, int]) -> None:
         self.starts = starts
         self.asked: list[TP] = []
@@ -86,7 +88,7 @@ async def test_a_new_partition_from_its_first_offset_is_no_loss(tmp_path: Path) 
     with structlog.testing.capture_logs() as logs:
         await task._assign(reader)  # type: ignore[arg-type]
     assert not [e for e in logs if e["log_level"] == "error"]
-    assert reader.positions[("new", 0)] is None  # from the earliest offset
+    assert reader.positions[("new", 0)] == 0  # from its first offset, whatever auto.offset.reset says
 
 
 async def test_records_deleted_ahead_of_a_running_task_are_reported_once(tmp_path: Path) -> None:
