@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 TaskRef = tuple[str, int]  # (tasks topic, task index)
 #: Called with the tasks assigned to this worker and, per tasks topic, the generation's task count
-#: (empty when the leader did not say: an older worker led the group).
+#: (empty when the leader did not say).
 AssignedHandler = Callable[[set[TaskRef], dict[str, int]], Awaitable[None]]
 RevokedHandler = Callable[[set[TaskRef]], Awaitable[None]]
 
@@ -137,9 +137,11 @@ class GroupMembership:
             # New tasks topics (and tasks.max growth) must show up quickly: a subscription only
             # rebalances when metadata shows the change.
             metadata_max_age_ms=5_000,
-            # the leader tells every member the task counts it assigned with; plain round-robin stays
-            # listed so that a group still holding older workers can form
-            partition_assignment_strategy=(assignor, RoundRobinPartitionAssignor),
+            # the leader tells every member the task counts it assigned with. Only this protocol: with
+            # plain round-robin listed too (for groups still holding older workers), two members joining
+            # at once were seen to take turns in the group forever. An older worker therefore cannot
+            # share the group: a newer one retries joining until the older ones have left.
+            partition_assignment_strategy=(assignor,),
         )
         return AIOKafkaConsumer(**kwargs)
 
