@@ -294,7 +294,8 @@ async def test_sigterm_stops_promptly_even_when_the_clusters_are_gone(mode: str,
         mirror = MirrorProcess(config, tmp_path / "mirror.log")
         mirror.start()
         try:
-            await consume(d, "A.t", {0: 200, 1: 200}, 60)
+            copied = await consume(d, "A.t", {0: 200, 1: 200}, 60)
+            assert [len(copied[p]) for p in (0, 1)] == [200, 200], "not replicating before the stop"
             harness["D"].kill()
             await asyncio.sleep(3)
         finally:
