@@ -1,5 +1,6 @@
 """Records the target refuses for good (a timestamp older than the remote topic allows, a record larger than
-its max.message.bytes) halt their own partition, by name, and are never skipped silently.
+its max.message.bytes, a record without a key for a compacted remote topic) halt their own partition, by
+name, and are never skipped silently; batches refused only for their size are sent smaller, not halted.
 
 The oracles are independent of `mirror`: plain aiokafka clients read the target, and the stored progress
 (``mm2-offsets.A.internal`` on B, Connect's JSON) is decoded here with ``json``.
@@ -11,6 +12,7 @@ import asyncio
 import json
 import os
 import re
+import struct
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -186,17 +188,70 @@ async def assert_halted(server: HttpServer, topic: str, partition: int, offset: 
     assert {(lbl["partition"], v) for lbl, v in gauge if v} == {(str(partition), 1.0)}, gauge
 
 
+def stored_batches(cluster: LocalKafkaCluster, topic: str, partition: int) -> list[int]:
+    """Records per data batch of a partition as the broker stored them, read from its segment files
+    (record batch format v2; transaction markers left out)."""
+    sizes = []
+    for segment in sorted((cluster.workdir / "data" / f"{topic}-{partition}").glob("*.log")):
+        data = segment.read_bytes()
+        pos = 0
+        while pos + 61 <= len(data):  # the batch header: 61 bytes
+            (length,) = struct.unpack_from(">i", data, pos + 8)
+            if length <= 0 or pos + 12 + length > len(data):
+                break
+            (attributes,) = struct.unpack_from(">h", data, pos + 21)
+            (count,) = struct.unpack_from(">i", data, pos + 57)
+            if not attributes & 0x20:  # not a control batch
+                sizes.append(count)
+            pos += 12 + length
+    return sizes
+
+
 async def restarts(server: HttpServer) -> int:
     return sum(int(t["restarts"]) for t in await tasks_of(server))
 
 
-def flow_settings(tmp_path: Path, a: str, b: str, topic: str, mode: str) -> Settings:
+def flow_settings(tmp_path: Path, a: str, b: str, topic: str, mode: str, **more: str) -> Settings:
     extra = {
         "A->B.topics": topic,
         "A->B.exactly.once.support": mode,
         "sync.topic.configs.enabled": "false",  # the remote topic keeps the limits this test gave it
+        **more,
     }
     return settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **extra)
+
+
+def assert_resent_tails(got: Sequence[Rec], want: Sequence[Rec], what: str) -> int:
+    """At least once: ``want`` in order, where records appear again only as re-sent runs. ``got`` is runs
+    of consecutive records of ``want``, each starting at most one past the furthest record so far (no
+    gap), together reaching ``want``'s last record. Returns the number of duplicates."""
+    index = {r: i for i, r in enumerate(want)}
+    furthest, prev = -1, -2
+    for n, rec in enumerate(got):
+        i = index.get(rec)
+        if i is None:
+            raise AssertionError(f"{what}: record {n} on B is not one of the source's: {rec[:2]!r}")
+        if i != prev + 1 and i > furthest + 1:
+            raise AssertionError(f"{what}: record {n} on B is source record {i}, after {furthest}: a gap")
+        furthest, prev = max(furthest, i), i
+    if furthest != len(want) - 1:
+        raise AssertionError(f"{what}: {len(got)} records on B reach source record {furthest} of {len(want)}")
+    return len(got) - len(want)
+
+
+async def task_assigned(server: HttpServer, logs: Sequence[Mapping[str, Any]]) -> None:
+    """Until the flow's task runs and has applied its current partitions (logged "task assigned" with as
+    many): their start positions are resolved, so records written from now on come after them."""
+
+    async def done() -> bool:
+        counts = {t["partitions"] for t in await tasks_of(server) if t["state"] == "running"}
+        return any(
+            e.get("event") == "task assigned" and e.get("flow") == "A->B" and e.get("partitions") in counts
+            for e in logs
+            if e.get("partitions", 0) >= 2
+        )
+
+    await wait_for(done, timeout=90, interval=0.5)
 
 
 # --- the tests --------------------------------------------------------------------------------------
@@ -281,3 +336,142 @@ async def test_a_record_too_large_for_the_target_halts_its_partition(
         after = await on_target(b, remote, "read_committed")
     assert_copied(after[0], recs[:bad], True, "partition 0")
     assert await stored_progress(b, topic) == {0: bad - 1}
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_a_latest_start_is_kept_when_a_session_fails_on_another_partition(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """``auto.offset.reset = latest``: records written before the start are skipped. Then, in one go,
+    partition 0 gets a record too old for B and partition 1 its first 50 records: the session fails for
+    partition 0 (exactly once: the transaction holding partition 1's records is aborted), and the next
+    one must resume partition 1 where the task first started it, not at its end again. B holds exactly
+    those 50 records, partition 0 is halted at the refused record, and each start is stored as progress."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, start = f"A.{topic}", 3
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    await create_topic(a, topic, 2)
+    await create_topic(b, remote, 2, {"message.timestamp.before.max.ms": str(HOUR_MS)})
+    now = now_ms()
+    await produce(a, topic, {0: records(0, 0, start, now), 1: records(1, 0, start, now)})  # skipped
+    settings = flow_settings(tmp_path, a, b, topic, mode, **{"A.consumer.auto.offset.reset": "latest"})
+    want_progress = {0: start - 1, 1: start + 49}
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(settings) as worker, serving(worker) as server:
+            await task_assigned(server, logs)
+            await asyncio.sleep(2)  # a few fetches at the end of both partitions
+            now = now_ms()
+            p1 = records(1, start, 50, now)
+            await produce(a, topic, {0: records(0, start, 1, now, old=start), 1: p1})
+            got = await consume_all(b, remote, {1: p1}, 60, isolation_level=isolation)
+            await assert_halted(server, topic, 0, start, r"(?i)timestamp")
+            progress = await settled_progress(b, topic, want_progress)
+            await asyncio.sleep(2)  # several flush intervals: a late copy would show by now
+            after = await on_target(b, remote, isolation)
+    seen = f"(stored progress {progress})"
+    assert_copied(got[1], p1, exactly_once, f"partition 1 {seen}")
+    assert after[0] == [], f"partition 0: {len(after[0])} records on B, expected none {seen}"
+    assert_copied(after[1], p1, exactly_once, f"partition 1 {seen}")
+    assert progress == want_progress, "stored progress is not where the task started (or passed a record)"
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_a_record_without_a_key_for_a_compacted_target_halts_its_partition(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """The remote topic is compacted, the source topic is not: partition 0's record 4 has no key and B
+    refuses it (INVALID_RECORD). That is a refusal, not an error to retry: records 0..3 are copied,
+    progress stays at 3, the partition is named halted at 4 for that reason, the task does not restart
+    over and over, and partition 1 is copied completely and keeps flowing."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad = f"A.{topic}", 4
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    await create_topic(a, topic, 2)
+    await create_topic(b, remote, 2, {"cleanup.policy": "compact"})
+    now = now_ms()
+    p0, p1 = records(0, 0, 10, now), records(1, 0, 10, now)
+    _, value, headers, ts = p0[bad]
+    p0[bad] = (None, value, headers, ts)
+    await produce(a, topic, {0: p0, 1: p1})
+    settings = flow_settings(tmp_path, a, b, topic, mode)
+
+    async with running(settings) as worker, serving(worker) as server:
+        got = await consume_all(b, remote, {0: p0[:bad], 1: p1}, 90, isolation_level=isolation)
+        progress = await settled_progress(b, topic, {0: bad - 1, 1: 9})
+        seen = f"(stored progress {progress})"
+        assert_copied(got[0], p0[:bad], exactly_once, f"partition 0 {seen}")
+        assert_copied(got[1], p1, exactly_once, f"partition 1 {seen}")
+        assert progress == {0: bad - 1, 1: 9}, "stored progress passed the refused record"
+        await assert_halted(server, topic, 0, bad, r"INVALID_RECORD|InvalidRecordError")
+
+        before = await restarts(server)
+        more1 = records(1, 10, 5, now_ms())
+        await produce(a, topic, {0: records(0, 10, 3, now_ms()), 1: more1})
+        p1 += more1
+        got = await consume_all(b, remote, {1: p1}, 60, isolation_level=isolation)
+        assert_copied(got[1], p1, exactly_once, "partition 1, while partition 0 is halted")
+        await asyncio.sleep(3)  # several flush intervals
+        tasks = await tasks_of(server)
+        assert await restarts(server) == before, f"the task restarts over and over: {tasks}"
+        assert {t["state"] for t in tasks} == {"running"}, tasks
+        assert_copied((await on_target(b, remote, isolation))[0], p0[:bad], exactly_once, "partition 0")
+    assert await stored_progress(b, topic) == {0: bad - 1, 1: len(p1) - 1}
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_batches_too_large_for_the_target_are_sent_smaller_not_halted(
+    mode: str,
+    cluster_a: LocalKafkaCluster,
+    cluster_b: LocalKafkaCluster,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    """The remote topic takes at most 20,000 bytes per batch; the source holds 20,000 records of ~1 KB,
+    so the ~1 MB batches the task builds are refused for their size. They are sent again, halved until
+    they fit, and later batches stay that small: every record arrives in order (exactly once in
+    exactly-once mode; at least once, duplicates only as re-sent runs, otherwise) within 60 s, nothing
+    halts, only a handful of batches is refused, and B stores batches of many records, not one record
+    per batch (the broker's segment files say so)."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, n = f"A.{topic}", 20_000
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    await create_topic(a, topic, 1)
+    await create_topic(b, remote, 1, {"max.message.bytes": "20000"})
+    now = now_ms()
+    # random values: no codec shrinks a batch below the limit
+    recs: list[Rec] = [(b"k%d" % i, os.urandom(1000), (("n", b"%d" % i),), now) for i in range(n)]
+    await produce(a, topic, {0: recs})
+    settings = flow_settings(tmp_path, a, b, topic, mode)
+
+    with structlog.testing.capture_logs() as logs:
+        t0 = time.monotonic()
+        async with running(settings) as worker, serving(worker) as server:
+            got = (await consume_all(b, remote, {0: recs}, 60, isolation_level=isolation))[0]
+            elapsed = time.monotonic() - t0
+            arrived = len(set(got) & set(recs))
+            assert arrived == n, f"{arrived} of {n} records on B after {elapsed:.0f}s"
+            progress = await settled_progress(b, topic, {0: n - 1})
+            halted = await halted_of(server, topic)
+            after = (await on_target(b, remote, isolation))[0]
+    assert halted == [], halted
+    assert progress == {0: n - 1}, progress
+    if exactly_once:
+        assert_copied(after, recs, True, "partition 0")
+        duplicates = 0
+    else:
+        duplicates = assert_resent_tails(after, recs, "partition 0")
+    ours = [e for e in logs if e.get("topic") == topic and str(e.get("event")).startswith("target refused")]
+    refused = [e.get("records") for e in ours if str(e["event"]).startswith("target refused a batch")]
+    batches = stored_batches(cluster_b, remote, 0)
+    print(
+        f"{n} records copied in {elapsed:.1f}s, {duplicates} duplicates, refused batches of {refused} "
+        f"records; B stored {sum(batches)} records in {len(batches)} batches of at most {max(batches)}"
+    )
+    assert len(refused) == len(ours), f"a record was refused: {ours}"
+    assert len(refused) <= 12, f"{len(refused)} batches refused (records per batch: {refused})"
+    singles = batches.count(1)
+    assert len(batches) <= n // 8, f"{len(batches)} batches on B for {n} records, {singles} of one record"
