@@ -1,4 +1,4 @@
-"""Worker membership through Kafka's own group coordinator (tasks as partitions, docs/design.md).
+"""Worker membership through Kafka's own group coordinator (tasks as partitions; docs/guarantees.md).
 
 Every worker joins one consumer group on a target cluster, subscribed to the tasks topics of the flows
 that write to that cluster (``mm2-tasks.<source>.internal``, one partition per task). The group
