@@ -12,7 +12,8 @@ A batch the target refuses for good (`RecordRejected`) halts its own partition, 
 refused batch is sent again one record per batch to find the first refused record; the records before
 it are copied, it and those after it wait (order is kept) and the halt is named in the log, /status
 and ``mirror_partition_halted``. Records deleted on the source before they were copied are reported as
-lost (log and ``mirror_source_truncated_records_total``), at assignment and while running.
+lost (log and ``mirror_source_truncated_records_total``), at assignment and while running. The Kafka and
+aiokafka behaviours this relies on are in docs/guarantees.md.
 """
 
 from __future__ import annotations

@@ -30,16 +30,23 @@ def _alias() -> str:
 
 
 async def steady_load(
-    bootstrap: str, topic: str, partitions: int, stop: asyncio.Event, sent: dict[int, list[Rec]]
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    stop: asyncio.Event,
+    sent: dict[int, list[Rec]],
+    burst: int = 100,
+    gap: float = 0.05,
 ) -> None:
-    """About 2000 records/s round-robin over the partitions until stopped; remembers what was sent."""
+    """Records round-robin over the partitions until stopped, ``burst`` at a time ``gap`` seconds apart
+    (about 2000/s by default); remembers what was sent."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         seq = 0
         while not stop.is_set():
             futures = []
-            for _ in range(100):
+            for _ in range(burst):
                 p = seq % partitions
                 rec: Rec = (
                     b"k%d" % seq,
@@ -52,7 +59,7 @@ async def steady_load(
             for p, rec, fut in futures:
                 await fut
                 sent[p].append(rec)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(gap)
     finally:
         await producer.stop()
 
@@ -231,9 +238,10 @@ SWEEP_S = 10.0
 #: which hides the bug.
 PAUSE_S = 6.0
 TRANSACTION_TIMEOUT_MS = 3000
-#: A freeze fences the tasks whose transaction is open at the coordinator then (most freezes catch one of
-#: four); freezes go on, one per sweep, until one did.
-MAX_PAUSES = 5
+#: A freeze fences the tasks whose transaction is open at the coordinator then (often none of them: most
+#: of the time a task waits for its transaction to be allowed to start, or to end); freezes go on, one
+#: per sweep, until one did.
+MAX_PAUSES = 8
 
 
 async def next_sweep(bootstrap: str, topic: str) -> float:
@@ -291,7 +299,11 @@ async def test_task_whose_transaction_timed_out_recovers(
         f"{flow}.topics": topic,
         f"{flow}.exactly.once.support": "required",
         f"{flow}.producer.transaction.timeout.ms": str(TRANSACTION_TIMEOUT_MS),
-        "tasks.max": "4",
+        # A transaction starts only once the previous one's markers are written (until then the
+        # coordinator answers CONCURRENT_TRANSACTIONS, retried after this backoff): a short backoff keeps
+        # the tasks in a transaction a larger share of the time.
+        f"{flow}.producer.retry.backoff.ms": "10",
+        "tasks.max": str(FENCING_PARTITIONS),
     }
     settings = settings_for(tmp_path, {src: a, "B": b}, [flow], **extra)
     txn_ids = f"{settings.service.group}-{flow}-"  # the tasks' transactional ids start so
@@ -305,11 +317,13 @@ async def test_task_whose_transaction_timed_out_recovers(
         def observe() -> None:
             states.update(t.status.state for r in worker.flows for t in r.tasks.values())
 
-        load = asyncio.create_task(steady_load(a, topic, FENCING_PARTITIONS, stop, sent))
+        # Few records at a time, often: the tasks find records waiting whenever they fetch, so they are
+        # in a transaction most of the time (with bursts, all would wait for the next one together).
+        load = asyncio.create_task(steady_load(a, topic, FENCING_PARTITIONS, stop, sent, burst=8, gap=0.005))
         try:
             await all_partitions_advance(b, remote, FENCING_PARTITIONS, 60)
             sweep = await next_sweep(b, f"{topic}-probe")
-            while not aborted and pauses < MAX_PAUSES:
+            while pauses < MAX_PAUSES:
                 while sweep - PAUSE_S / 2 < time.monotonic() + 0.5:
                     sweep += SWEEP_S
                 await asyncio.sleep(sweep - PAUSE_S / 2 - time.monotonic())
@@ -320,14 +334,15 @@ async def test_task_whose_transaction_timed_out_recovers(
                 finally:
                     cluster_b.resume()
                 pauses += 1
-                for _ in range(12):
-                    observe()
-                    await asyncio.sleep(0.25)
+                await asyncio.sleep(1)  # the sweep ran as B resumed; its log says what it rolled back
                 aborted += timed_out_aborts(cluster_b, log_at, txn_ids)
-                try:
-                    await all_partitions_advance(b, remote, FENCING_PARTITIONS, 30)
-                except AssertionError:
-                    break  # partitions no longer copied: the check below says which and how many records
+                if aborted:
+                    break
+            for _ in range(12):
+                observe()
+                await asyncio.sleep(0.25)
+            with contextlib.suppress(AssertionError):  # when not, the check below says which and how much
+                await all_partitions_advance(b, remote, FENCING_PARTITIONS, 30)
         finally:
             stop.set()
             await load
