@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from mirror.config import Settings, load_settings
+from mirror.http import HttpServer
 from mirror.worker import Worker
 
 # (key, value, headers, timestamp) as the target must hold it
@@ -65,6 +66,17 @@ async def running(settings: Settings) -> AsyncIterator[Worker]:
     finally:
         worker.stop()
         await asyncio.wait_for(task, 60)
+
+
+@contextlib.asynccontextmanager
+async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
+    """The worker's HTTP endpoints on a free loopback port."""
+    server = HttpServer(worker, "127.0.0.1", 0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 class MirrorProcess:

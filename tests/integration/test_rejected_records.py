@@ -14,8 +14,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +26,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from mirror.config import Settings
 from mirror.http import HttpServer
 from mirror.local.kafka import LocalKafkaCluster
-from mirror.worker import Worker
 
-from .support import Rec, consume_all, create_topic, http_get, produce, running, settings_for, wait_for
+from .support import (
+    Rec,
+    consume_all,
+    create_topic,
+    http_get,
+    produce,
+    running,
+    serving,
+    settings_for,
+    wait_for,
+)
 
 HOUR_MS = 3_600_000
 PROGRESS_TOPIC = "mm2-offsets.A.internal"
-
-
-@asynccontextmanager
-async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
-    server = HttpServer(worker, "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def now_ms() -> int:
