@@ -159,6 +159,20 @@ def _seq(rec: Rec) -> str:
 TOPIC_PARTITIONS = 24
 
 
+async def joined(worker: MirrorProcess, tasks_topic: str, since: int = 0, timeout: float = 60) -> None:
+    """Until the worker's log (after byte ``since``) says the group assigned it tasks of ``tasks_topic``:
+    it runs and is a member. (Started is not enough: on a busy machine Python alone may take seconds to
+    start, and a SIGTERM before the worker's handlers are in place kills it outright.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with worker.log.open(errors="replace") as f:
+            f.seek(since)
+            if any('"tasks assigned"' in line and f"{tasks_topic}/" in line for line in f):
+                return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{worker.log.name}: no tasks of {tasks_topic} assigned within {timeout}s")
+
+
 async def test_raising_tasks_max_never_copies_a_partition_twice(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
@@ -171,7 +185,7 @@ async def test_raising_tasks_max_never_copies_a_partition_twice(
     restarted; with three, one stale worker always runs task 1 or 2 without task 0."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     src = _alias()
-    flow, remote = f"{src}->B", f"{src}.{topic}"
+    flow, remote, tasks = f"{src}->B", f"{src}.{topic}", f"mm2-tasks.{src}.internal"
     await create_topic(a, topic, TOPIC_PARTITIONS)
     group = f"mirror-test-{uuid.uuid4().hex[:8]}"
 
@@ -198,12 +212,16 @@ async def test_raising_tasks_max_never_copies_a_partition_twice(
             await all_partitions_advance(b, remote, TOPIC_PARTITIONS, 90)
             workers[1].start()
             workers[2].start()
-            await asyncio.sleep(8)
+            await joined(workers[1], tasks)
+            await joined(workers[2], tasks)
+            await asyncio.sleep(4)
             await all_partitions_advance(b, remote, TOPIC_PARTITIONS, 30)
             code, _ = workers[2].terminate()
             assert code == 0
             config("w2", 4)
+            since = workers[2].log.stat().st_size
             workers[2].start()  # grows the tasks topic to 4 partitions
+            await joined(workers[2], tasks, since)
             await asyncio.sleep(25)
         finally:
             stop.set()
