@@ -215,12 +215,25 @@ async def test_group_offset_sync_fills_idle_groups_only_and_never_rewinds(
             # the group rewinds on A: the checkpoint follows, the idle group on B never moves back
             await _commit(a, idle, {(topic, 0): 100})
             await wait_for(lambda: checkpoints_on(settings, idle, {0: 100}, topic), timeout=20)
-            await asyncio.sleep(3)  # several sync rounds
+            # a sync round with the rewound checkpoint in hand, run to its end, before looking
+            await sync_round_done(a, b, topic, f"{topic}-canary-1", remote_tp)
+            await sync_round_done(a, b, topic, f"{topic}-canary-2", remote_tp)
             assert (await committed(b, idle))[remote_tp] == synced
             assert (await committed(b, active))[remote_tp] == 5
             assert (await committed(b, ahead))[remote_tp] == 450
         finally:
             await member.stop()
+
+
+async def sync_round_done(a: str, b: str, topic: str, canary: str, remote_tp: tuple[str, int]) -> None:
+    """Wait until a group committed on A now is synced into B.
+
+    Checkpoints are emitted round after round, and a sync round takes every checkpoint emitted before
+    it: so the round that brings the canary to B held every checkpoint already on B when the canary was
+    committed. Two canaries, one after the other: the round of the first ended (all its groups
+    handled, whatever it would commit committed) before the round of the second began."""
+    await _commit(a, canary, {(topic, 0): 400})
+    await wait_for(lambda: _offset_is(b, canary, remote_tp, lambda o: o is not None), timeout=30)
 
 
 async def _has_topic(bootstrap: str, topic: str) -> bool:

@@ -8,26 +8,24 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirror.http import HttpServer
+from mirror import metrics
 from mirror.local.kafka import LocalKafkaCluster
-from mirror.worker import Worker
 from tests.unit.test_deploy import (
     alert_exprs,
     dashboard_exprs,
     exported_names,
     metric_names,
-    sampled_names,
 )
 
-from .support import Rec, consume, create_topic, http_get, produce, running, settings_for, wait_for
+from .support import Rec, consume, create_topic, http_get, produce, running, serving, settings_for, wait_for
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -39,16 +37,6 @@ EVENT_ONLY = {
     "mirror_source_truncated_records_total",
     "mirror_group_offsets_synced_total",
 }
-
-
-@asynccontextmanager
-async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
-    server = HttpServer(worker, "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 def samples(exposition: str) -> Samples:
@@ -87,24 +75,34 @@ async def test_metrics_during_replication(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     """Record and byte counts equal what was produced, lag reaches 0, the latency histograms and every
-    metric the alerts and dashboard use are in the scrape."""
+    metric the alerts and dashboard use are in the scrape.
+
+    `/metrics` serves the process-wide registry, where earlier tests left their series; most of them are
+    labelled by source and target only. So the clusters get aliases of this test's own: every series this
+    test reads is one that only this worker can have written."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
-    remote, partitions, per_partition, size = f"A.{topic}", 3, 2_000, 100
+    suffix = uuid.uuid4().hex[:6]
+    src, tgt = f"A{suffix}", f"B{suffix}"
+    flow = f"{src}->{tgt}"
+    remote, partitions, per_partition, size = f"{src}.{topic}", 3, 2_000, 100
     await create_topic(a, topic, partitions)
     first = {p: records(per_partition // 2, size, p) for p in range(partitions)}
     await produce(a, topic, first)
     await commit_group(a, f"{topic}-group", topic, {p: 500 for p in range(partitions)})
     settings = settings_for(
         tmp_path,
-        {"A": a, "B": b},
-        ["A->B"],
+        {src: a, tgt: b},
+        [flow],
         **{
-            "A->B.topics": topic,
-            "A->B.groups": f"{topic}-group",
+            f"{flow}.topics": topic,
+            f"{flow}.groups": f"{topic}-group",
             "emit.checkpoints.interval.seconds": "1",
             "refresh.groups.interval.seconds": "1",
         },
     )
+    ours = {"source": src, "target": tgt}
+    before = samples(generate_latest(metrics.REGISTRY).decode())
+    assert not [n for n, lbl, _ in before if lbl.get("source") in (src, tgt)], "aliases not unique"
     async with running(settings) as worker, serving(worker) as server:
         await produce(a, topic, {p: records(per_partition // 2, size, p) for p in range(partitions)})
         produced = partitions * per_partition
@@ -118,9 +116,9 @@ async def test_metrics_during_replication(
                 total(scraped, "mirror_records_total", topic=remote) >= produced
                 and len(lags) == partitions
                 and all(v == 0 for _, v in lags)
-                and total(scraped, "mirror_checkpoints_total", source="A", target="B") > 0
-                and series(scraped, "mirror_heartbeat_timestamp_seconds", source="A", target="B")
-                and len(series(scraped, "mirror_cluster_reachable", source="A", target="B")) == 2
+                and total(scraped, "mirror_checkpoints_total", **ours) > 0
+                and series(scraped, "mirror_heartbeat_timestamp_seconds", **ours)
+                and len(series(scraped, "mirror_cluster_reachable", **ours)) == 2
             )
             return scraped if done else None
 
@@ -133,19 +131,23 @@ async def test_metrics_during_replication(
     assert total(scraped, "mirror_bytes_total", topic=remote) == produced * size
     assert all(v == 0 for _, v in series(scraped, "mirror_replication_lag_seconds", topic=remote))
     for histogram in ("mirror_replication_latency_seconds", "mirror_record_age_seconds"):
-        assert total(scraped, f"{histogram}_count", source="A", target="B") > 0, histogram
-        assert total(scraped, f"{histogram}_sum", source="A", target="B") > 0, histogram
-    assert total(scraped, "mirror_checkpoint_latency_seconds_count", source="A", target="B") > 0
-    assert total(scraped, "mirror_offset_syncs_total", source="A", target="B") > 0
-    assert total(scraped, "mirror_task_state", source="A", target="B", task="0", state="running") == 1
-    assert total(scraped, "mirror_cluster_reachable", source="A", target="B", cluster="A") == 1
-    assert total(scraped, "mirror_cluster_reachable", source="A", target="B", cluster="B") == 1
+        assert total(scraped, f"{histogram}_count", **ours) > 0, histogram
+        assert total(scraped, f"{histogram}_sum", **ours) > 0, histogram
+    assert total(scraped, "mirror_checkpoint_latency_seconds_count", **ours) > 0
+    assert total(scraped, "mirror_offset_syncs_total", **ours) > 0
+    assert total(scraped, "mirror_task_state", **ours, task="0", state="running") == 1
+    assert total(scraped, "mirror_cluster_reachable", **ours, cluster=src) == 1
+    assert total(scraped, "mirror_cluster_reachable", **ours, cluster=tgt) == 1
     assert total(scraped, "mirror_ready") == 1
-    assert total(scraped, "mirror_topics", source="A", target="B") >= 1  # the topic and heartbeats
+    # the topic and the heartbeats the worker's own heartbeat flow (tgt->src) writes into the source
+    assert total(scraped, "mirror_topics", **ours) == 2
 
     used = metric_names(alert_exprs()) | metric_names(dashboard_exprs())
     assert used - exported_names(body) == set(), "alerts/dashboard use series the service does not export"
-    assert used - EVENT_ONLY - sampled_names(body) == set(), "series without samples in a healthy run"
+    # sampled by this worker: its flow's series (the state series carry no source only for mirror_ready,
+    # which the scrape computes from this worker)
+    sampled = {n for n, lbl, _ in samples(body) if lbl.get("source") == src or "source" not in lbl}
+    assert used - EVENT_ONLY - sampled == set(), "series without samples in a healthy run"
 
 
 async def test_readyz_follows_a_lost_cluster(

@@ -6,9 +6,11 @@ import asyncio
 import time
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from mirror.config import ClusterSettings
+from mirror.errors import KafkaUnavailable
 from mirror.kafka import read_compacted
 from mirror.local.kafka import LocalKafkaCluster
 
@@ -38,13 +40,16 @@ async def test_read_compacted_waits_for_open_transactions_and_skips_aborted_ones
         await (await zombie.send(topic, key=b"own", value=b"aborted", partition=0))
         await zombie.abort_transaction()
 
-        reading = asyncio.create_task(
-            read_compacted(ClusterSettings(alias="B", bootstrap_servers=b), topic, "test")
-        )
-        t0 = time.monotonic()
-        await asyncio.sleep(2)
+        cluster = ClusterSettings(alias="B", bootstrap_servers=b)
+        reading = asyncio.create_task(read_compacted(cluster, topic, "test"))
+        # The same read, started after `reading` and given 3 s, gives up naming the open transaction: it
+        # read what it could, saw the end short of the high watermark and kept waiting, round after round.
+        # `reading` had at least that long to return early and must not have.
+        with pytest.raises(KafkaUnavailable, match=r"a transaction on it stays open"):
+            await read_compacted(cluster, topic, "probe", timeout=3)
         assert not reading.done(), "returned before the open transaction ended: it may miss committed records"
         await other.commit_transaction()
+        t0 = time.monotonic()
         state = await asyncio.wait_for(reading, 30)
         took = time.monotonic() - t0
     finally:

@@ -17,8 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,6 @@ from mirror import metrics
 from mirror.http import HttpServer
 from mirror.local.certs import STORE_PASSWORD, CertificateAuthority
 from mirror.local.kafka import HarnessError, LocalKafka, LocalKafkaCluster, Security, free_port
-from mirror.worker import Worker
 from tests.conftest import FAILED_KEY, LOG_DIR
 
 from .support import (
@@ -48,6 +46,7 @@ from .support import (
     mm2_properties,
     produce,
     running,
+    serving,
     settings_for,
     wait_for,
 )
@@ -355,16 +354,6 @@ async def all_records_of(bootstrap: str, topic: str) -> list[bytes]:
 # --- failures: clear, in /readyz and the metrics, within seconds ------------------------------------------
 
 
-@asynccontextmanager
-async def serving(worker: Worker) -> AsyncIterator[HttpServer]:
-    server = HttpServer(worker, "127.0.0.1", 0)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
 def errors_total(exposition: str, kind: str) -> float:
     return sum(
         s.value
@@ -374,8 +363,17 @@ def errors_total(exposition: str, kind: str) -> float:
     )
 
 
-async def failure_seen(server: HttpServer, expected: str, kind: str, timeout: float = 20) -> float:
-    """Seconds until /readyz gives a reason containing ``expected`` and the metrics count ``kind``."""
+def errors_so_far(kind: str) -> float:
+    """The process-wide count, as /metrics would serve it: earlier tests (of this flow A->B, same labels)
+    raised it too, so a test counts from what it read before its worker started."""
+    return errors_total(generate_latest(metrics.REGISTRY).decode(), kind)
+
+
+async def failure_seen(
+    server: HttpServer, expected: str, kind: str, before: float, timeout: float = 20
+) -> float:
+    """Seconds until /readyz gives a reason containing ``expected`` and the metrics count ``kind`` above
+    ``before`` (the count read before the worker started)."""
     t0 = time.monotonic()
 
     async def seen() -> bool:
@@ -384,14 +382,18 @@ async def failure_seen(server: HttpServer, expected: str, kind: str, timeout: fl
         return (
             status == 503
             and any(expected in r for r in json.loads(body)["reasons"])
-            and (errors_total(exposition, kind) > 0)
+            and (errors_total(exposition, kind) > before)
         )
 
     try:
         await wait_for(seen, timeout=timeout, interval=0.5)
     except AssertionError:
         _, body = await http_get(server.port, "/readyz")
-        raise AssertionError(f"no {expected!r} in /readyz within {timeout}s: {body}") from None
+        _, exposition = await http_get(server.port, "/metrics")
+        raise AssertionError(
+            f"no {expected!r} in /readyz, or no new {kind} error counted (before {before}, now "
+            f"{errors_total(exposition, kind)}) within {timeout}s: {body}"
+        ) from None
     return time.monotonic() - t0
 
 
@@ -409,10 +411,13 @@ async def test_wrong_password_is_an_authentication_error(
         **b_props(b),
         **FAST_FAIL,
     )
-    before = errors_total(generate_latest(metrics.REGISTRY).decode(), "authentication")
+    before = errors_so_far("authentication")
     async with running(settings) as worker, serving(worker) as server:
         took = await failure_seen(
-            server, "cluster A: authentication failed (SASL SCRAM-SHA-512 as user 'mirror')", "authentication"
+            server,
+            "cluster A: authentication failed (SASL SCRAM-SHA-512 as user 'mirror')",
+            "authentication",
+            before,
         )
         _, status = await http_get(server.port, "/status")
 
@@ -444,8 +449,11 @@ async def test_untrusted_ca_is_a_tls_error(secured: LocalKafka, tmp_path: Path) 
         **untrusting,
         **FAST_FAIL,
     )
+    before = errors_so_far("tls")
     async with running(settings) as worker, serving(worker) as server:
-        took = await failure_seen(server, "cluster B: TLS: the broker's certificate is not trusted", "tls")
+        took = await failure_seen(
+            server, "cluster B: TLS: the broker's certificate is not trusted", "tls", before
+        )
     print(f"untrusted CA reported in {took:.1f}s")
     assert took < 15
 
@@ -471,9 +479,10 @@ async def test_denied_topic_is_an_authorization_error(secured: LocalKafka, tmp_p
         **b_props(b),
         **{"A->B.topics": topic, **FAST_FAIL},
     )
+    before = errors_so_far("authorization")
     async with running(settings) as worker, serving(worker) as server:
         took = await failure_seen(
-            server, f"cluster A: not authorized to READ topic '{topic}'", "authorization", timeout=30
+            server, f"cluster A: not authorized to READ topic '{topic}'", "authorization", before, timeout=30
         )
     print(f"denied topic reported in {took:.1f}s")
     assert took < 25

@@ -11,6 +11,7 @@ password, ``same-pw``, for both) hold the key and chain of ``CN=client``, issued
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -174,27 +175,41 @@ def test_store_reads_are_cached_until_the_file_changes(ca: CertificateAuthority,
 @pytest.fixture(scope="module")
 def tls_server(ca: CertificateAuthority) -> Iterator[int]:
     """A loopback TLS server requiring a client certificate from ``ca``; it answers the client's common
-    name."""
+    name.
+
+    Blocking sockets in a thread: a refused handshake sends its TLS alert before the connection closes, as
+    a broker does (an asyncio server closes the transport without sending it, and a client without a
+    certificate would see only the connection end, so the refusal could not be checked)."""
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca.ca_file))
     server_ctx.verify_mode = ssl.CERT_REQUIRED
     server_cert = ca.issue("broker", server=True)
     server_ctx.load_cert_chain(str(server_cert.bundle))
-    loop = asyncio.new_event_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    port = listener.getsockname()[1]
+    done = threading.Event()
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peercert") or {}
-        name = dict(item[0] for item in peer.get("subject", ())).get("commonName", "?")
-        writer.write(name.encode())
-        await writer.drain()
-        writer.close()
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            try:
+                with server_ctx.wrap_socket(conn, server_side=True) as tls_conn:
+                    peer: Any = tls_conn.getpeercert() or {}
+                    name = dict(item[0] for item in peer.get("subject", ())).get("commonName", "?")
+                    tls_conn.sendall(name.encode())
+            except (ssl.SSLError, OSError):
+                conn.close()  # a refused handshake: OpenSSL sent its alert already
 
-    server = loop.run_until_complete(asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_ctx))
-    port = server.sockets[0].getsockname()[1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield port
-    loop.call_soon_threadsafe(loop.stop)
+    done.set()
     thread.join(5)
+    listener.close()
 
 
 async def handshake(port: int, ctx: ssl.SSLContext) -> str:
@@ -249,14 +264,17 @@ async def test_untrusted_server_and_missing_client_certificate(
     err = security_failure(info.value, cluster(security_protocol="SSL"))
     assert isinstance(err, TlsFailed) and err.kind == "tls"
     assert str(err).startswith("cluster A: TLS: the broker's certificate is not trusted")
+    # without a client certificate: TLS 1.3 ends the client's handshake before the server checked it, so
+    # the refusal arrives as the server's alert on the first read
     no_cert = tls.client_context(cluster(security_protocol="SSL", ssl_cafile=str(ca.ca_file)))
-    try:
-        answer = await handshake(tls_server, no_cert)
-    except (ssl.SSLError, ConnectionError) as exc:  # TLS 1.3: the refusal may come as an alert on read
-        if isinstance(exc, ssl.SSLError):
-            assert "rejected our client certificate" in str(security_failure(exc, cluster()))
-    else:
-        assert answer == ""  # or the server just closed the connection
+    with pytest.raises(ssl.SSLError) as refused:
+        await handshake(tls_server, no_cert)
+    assert refused.value.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED", refused.value
+    err = security_failure(refused.value, cluster(security_protocol="SSL"))
+    assert isinstance(err, TlsFailed) and err.kind == "tls"
+    assert str(err).startswith(
+        "cluster A: TLS: the broker rejected our client certificate (TLSV13_ALERT_CERTIFICATE_REQUIRED)"
+    )
 
 
 def test_client_context_failures_name_cluster_and_key(ca: CertificateAuthority, tmp_path: Path) -> None:
