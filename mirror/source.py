@@ -9,9 +9,10 @@ the last stored progress and never skips a record. Exactly-once: a transaction c
 target acknowledged every batch in it; otherwise it is aborted and nothing of it counts.
 
 A batch the target refuses for good (`RecordRejected`) halts its own partition, never the task: the
-refused batch is sent again one record per batch to find the first refused record; the records before
-it are copied, it and those after it wait (order is kept) and the halt is named in the log, /status
-and ``mirror_partition_halted``. Records deleted on the source before they were copied are reported as
+refused range is sent again in batches half as large until one record is refused alone; the records
+before it are copied, it and those after it wait (order is kept) and the halt is named in the log,
+/status and ``mirror_partition_halted``. A batch refused for its size only makes that partition's
+batches smaller. Records deleted on the source before they were copied are reported as
 lost (log and ``mirror_source_truncated_records_total``), at assignment and while running. The Kafka and
 aiokafka behaviours this relies on are in docs/guarantees.md.
 """
