@@ -558,6 +558,8 @@ class SourceTask:
         return [s.result() for s in sends]
 
     def _observe_age(self, entries: list[_InFlight]) -> None:
+        if not entries:
+            return
         newest = max(e.newest_timestamp for e in entries)
         metrics.record_age.labels(*self._labels).observe(max(0.0, time.time() - newest / 1000))
 
@@ -586,9 +588,11 @@ class SourceTask:
         """
         while not self._stopping.is_set():
             batches = await self._fetch(reader)
-            if not batches:
-                continue
+            # a start resolved with auto.offset.reset=latest is committed even when nothing is copied (a
+            # halted partition): a restart must not move that start again, past the halted record
             initial = {tp: o for tp, o in self._initial_unstored.items() if tp in self._partitions}
+            if not batches and not initial:
+                continue
             progress = {**initial, **{(b.topic, b.partition): b.last_offset for b in batches}}
             await writer.begin_transaction()
             try:

@@ -504,3 +504,41 @@ def test_a_generations_task_counts_do_not_outlive_it() -> None:
 
     asyncio.run(rebalance())
     assert seen == [{}]
+
+
+async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tmp_path: Path) -> None:
+    """A partition started at its end (latest) that then copies nothing — its only record was refused and
+    it is halted — still commits where it started: else a restart would start it at the end again, past
+    the halted record (seen in a full broker run, where the partition had a task of its own)."""
+    task = _task(tmp_path, "A->B.exactly.once.support = required\n")
+    task._initial_unstored = {("t", 0): 2}
+    task._partitions_changed.clear()
+    calls: list[str] = []
+
+    class Reader:
+        async def fetch(self, _timeout: int) -> list[SourceBatch]:
+            task._stopping.set()  # one round
+            return []
+
+    class TxnWriter:
+        async def begin_transaction(self) -> None:
+            calls.append("begin")
+
+        async def commit_transaction(self) -> None:
+            calls.append("commit")
+
+        async def abort_transaction(self) -> None:
+            calls.append("abort")
+
+    class Progress:
+        async def send_with(self, _writer: Any, progress: dict[TP, int]) -> list[Any]:
+            calls.append(f"progress {progress}")
+            return []
+
+        def committed(self, _progress: dict[TP, int]) -> None:
+            calls.append("committed")
+
+    task.progress = Progress()  # type: ignore[assignment]
+    await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
+    assert calls == ["begin", "progress {('t', 0): 2}", "commit", "committed"]
+    assert task._initial_unstored == {} and task._loaded[("t", 0)] == 2
