@@ -113,6 +113,20 @@ class MirrorProcess:
         return code, time.monotonic() - t0
 
 
+async def joined(worker: MirrorProcess, tasks_topic: str, since: int = 0, timeout: float = 60) -> None:
+    """Until the worker's log (after byte ``since``) says the group assigned it tasks of ``tasks_topic``:
+    it runs and is a member. (Started is not enough: on a busy machine Python alone may take seconds to
+    start, and a SIGTERM before the worker's handlers are in place kills it outright.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with worker.log.open(errors="replace") as f:
+            f.seek(since)
+            if any('"tasks assigned"' in line and f"{tasks_topic}/" in line for line in f):
+                return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{worker.log.name}: no tasks of {tasks_topic} assigned within {timeout}s")
+
+
 async def admin(bootstrap: str) -> AIOKafkaAdminClient:
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await client.start()

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mirror.local.kafka import LocalKafkaCluster
 
-from .support import MirrorProcess, Rec, consume, create_topic, mm2_properties
+from .support import MirrorProcess, Rec, consume, create_topic, joined, mm2_properties
 from .test_replication import _dedupe_resent_tail
 
 PARTITIONS = 6
@@ -76,20 +76,28 @@ def _repeated(seq: list[Rec]) -> str:
 
 async def _rounds(workers: list[MirrorProcess], b: str, remote: str, recoveries: list[float]) -> None:
     """Two rounds of: a worker joins, one leaves cleanly, one dies (SIGKILL); both come back."""
+
+    def start(worker: MirrorProcess) -> int:
+        since = worker.log.stat().st_size if worker.log.exists() else 0
+        worker.start()
+        return since
+
+    # a worker is stopped only once it is in the group: SIGTERM before its handlers are in place (Python
+    # alone may take seconds to start on a busy machine) would kill it outright
+    tasks = "mm2-tasks.A.internal"
     workers[0].start()
     workers[1].start()
     await all_partitions_advance(b, remote, 60)
     for round_ in range(2):
-        workers[2].start()  # join
-        await asyncio.sleep(4)
+        await joined(workers[2], tasks, start(workers[2]))  # join
         code, took = workers[0].terminate()  # leave cleanly
         assert code == 0 and took < 15, f"round {round_}: clean stop took {took:.1f}s, exit {code}"
         await all_partitions_advance(b, remote, 30)
         workers[1].kill()  # die
         recoveries.append(await all_partitions_advance(b, remote, 40))
-        workers[0].start()
-        workers[1].start()
-        await asyncio.sleep(4)
+        since = start(workers[0]), start(workers[1])
+        await joined(workers[0], tasks, since[0])
+        await joined(workers[1], tasks, since[1])
         code, _ = workers[2].terminate()
         assert code == 0
 

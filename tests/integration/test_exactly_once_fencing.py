@@ -22,7 +22,7 @@ from aiokafka.errors import ProducerFenced
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.source import TaskState
 
-from .support import MirrorProcess, Rec, create_topic, mm2_properties, running, settings_for
+from .support import MirrorProcess, Rec, create_topic, joined, mm2_properties, running, settings_for
 
 
 def _alias() -> str:
@@ -157,20 +157,6 @@ def _seq(rec: Rec) -> str:
 # --- correctness item 2: raising tasks.max in exactly-once mode ------------------------------------------
 
 TOPIC_PARTITIONS = 24
-
-
-async def joined(worker: MirrorProcess, tasks_topic: str, since: int = 0, timeout: float = 60) -> None:
-    """Until the worker's log (after byte ``since``) says the group assigned it tasks of ``tasks_topic``:
-    it runs and is a member. (Started is not enough: on a busy machine Python alone may take seconds to
-    start, and a SIGTERM before the worker's handlers are in place kills it outright.)"""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with worker.log.open(errors="replace") as f:
-            f.seek(since)
-            if any('"tasks assigned"' in line and f"{tasks_topic}/" in line for line in f):
-                return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{worker.log.name}: no tasks of {tasks_topic} assigned within {timeout}s")
 
 
 async def test_raising_tasks_max_never_copies_a_partition_twice(
