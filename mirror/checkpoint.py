@@ -1,6 +1,6 @@
 """The checkpoint job of a flow: consumer-group offsets of the source, translated for the target.
 
-Java MM2's MirrorCheckpointConnector + MirrorCheckpointTask (mm2.md §5.4-§5.6) in one job:
+Java MM2's MirrorCheckpointConnector + MirrorCheckpointTask (docs/mm2-compat.md §5) in one job:
 
 1. create ``<source>.checkpoints.internal`` on the target (compacted, one partition);
 2. load the latest checkpoint per (group, partition) from it (the CheckpointStore), so checkpoints stay

@@ -1,8 +1,8 @@
 """The client API of Java MM2's connect-mirror-client (`MirrorClient`, `RemoteClusterUtils`), async.
 
-Run against the cluster a consumer fails over *to* (mm2.md §7): heartbeat topics tell which clusters
-replicate into it and how many hops away they are; checkpoints tell where a group that consumed on another
-cluster should resume here.
+Run against the cluster a consumer fails over *to* (docs/mm2-compat.md §7): heartbeat topics tell which
+clusters replicate into it and how many hops away they are; checkpoints tell where a group that consumed
+on another cluster should resume here.
 
     async with MirrorClient(settings.cluster("B"), policy) as client:
         offsets = await client.remote_consumer_offsets("orders-app", "A")

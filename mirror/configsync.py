@@ -1,4 +1,4 @@
-"""Topic config sync and topic ACL sync of a flow (Java `MirrorSourceConnector`, mm2.md §5.1).
+"""Topic config sync and topic ACL sync of a flow (Java `MirrorSourceConnector`, docs/mm2-compat.md §4).
 
 Config sync, every ``sync.topic.configs.interval.seconds``: for each remote topic this flow replicates
 into (its `topic_source` is the flow's source and its upstream topic is one the flow replicates, as MM2

@@ -1,4 +1,4 @@
-"""Topic, group and config-property filters with Java MirrorMaker 2 semantics (mm2.md §4.3, §4.6, §5.1).
+"""Topic, group and config-property filters with Java MirrorMaker 2 semantics (docs/mm2-compat.md §3, §4).
 
 The default Java filters join the entries of a LIST config with `|` into one `java.util.regex.Pattern` and
 test names with `matcher(name).matches()` (a full match). An empty list matches nothing. `java_regex`

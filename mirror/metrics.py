@@ -1,6 +1,6 @@
 """Prometheus metric definitions, in one place, on one registry. Updated per batch, never per record.
 
-Meanings follow Java MirrorMaker 2 (reference mm2.md §6): ``topic`` is the remote (target) topic name.
+Meanings follow Java MirrorMaker 2 (docs/mm2-compat.md §6): ``topic`` is the remote (target) topic name.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ heartbeats_total = Counter(
     "mirror_heartbeats", "Heartbeat records written", ("source", "target"), registry=REGISTRY
 )
 
-# --- checkpoints (consumer-group offsets, mm2.md §5.6) ----------------------------------------------------
+# --- checkpoints (consumer-group offsets, docs/mm2-compat.md §5) -------------------------------------
 checkpoints_total = Counter(
     "mirror_checkpoints",
     "Checkpoint records written to <source>.checkpoints.internal (acknowledged by the target)",

@@ -4,7 +4,7 @@ Two pure steps:
 
 1. :func:`parse_properties` reads ``java.util.Properties`` syntax: ``key=value``, ``key: value`` and
    ``key value``; ``#``/``!`` comment lines; ``\\`` line continuations; ``\\t``, ``\\uXXXX``... escapes.
-2. :func:`translate` splits the keys the way Java's ``MirrorMakerConfig`` does (mm2.md §4.1) into a
+2. :func:`translate` splits the keys the way Java's ``MirrorMakerConfig`` does (docs/mm2-compat.md §8) into a
    :class:`ConfigLayer`, the dict form of :mod:`mirror.config`'s models. ``mirror.config`` validates the
    layer, merges it with the other sources (environment, command line) and resolves it into ``Settings``.
 
@@ -359,7 +359,8 @@ _UNUSED_KEYS = frozenset(
         "emit.heartbeats",
     }
 )
-#: Prefixes of unused Java keys; at top level these include Connect's accepted worker prefixes (mm2.md §4.1).
+#: Prefixes of unused Java keys; at top level these include Connect's accepted worker prefixes
+#: (docs/mm2-compat.md §8).
 _UNUSED_PREFIXES = (
     "config.providers.",
     "listeners.https.",

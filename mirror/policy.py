@@ -1,4 +1,4 @@
-"""Replication policies: remote topic naming, internal topics and cycle detection (mm2.md §2.1, §3).
+"""Replication policies: remote topic naming, internal topics and cycle detection (docs/mm2-compat.md §2).
 
 Pure logic with the semantics of Java MirrorMaker 2 (Kafka 4.4): `DefaultReplicationPolicy` prefixes the
 source alias (`orders` on A becomes `A.orders`), `IdentityReplicationPolicy` keeps names. The module-level

@@ -1,4 +1,4 @@
-"""Wire formats shared with Java MirrorMaker 2 (mm2.md §1).
+"""Wire formats shared with Java MirrorMaker 2 (docs/mm2-compat.md §1).
 
 - `Heartbeat`, `Checkpoint`, `OffsetSync`: Kafka's old protocol `Struct` encoding (big-endian INT16/32/64,
   STRING = INT16 length + UTF-8), byte-identical to Java. Decoders ignore trailing bytes like Java does.

@@ -61,7 +61,7 @@ DRAIN_TIMEOUT = 5.0  # as Java Connect's task.shutdown.graceful.timeout.ms
 
 
 def task_for_partition(topic: str, partition: int, tasks: int) -> int:
-    """Partition -> task, a pure function every worker computes alike (DESIGN.md §5).
+    """Partition -> task, a pure function every worker computes alike (docs/guarantees.md).
 
     Round-robin inside a topic, offset by a stable hash of the topic name, so partitions of many
     small topics spread over the tasks and a partition never changes task while ``tasks`` is fixed.
@@ -183,7 +183,7 @@ class SourceTask:
         self._initial: dict[TP, int] = {}
         self._initial_unstored: dict[TP, int] = {}
         self.name = f"{self.flow.name}|source-{self.index}"
-        # Offset syncs (mm2.md §5.3): decided per acknowledged batch, sent by their own loop.
+        # Offset syncs (docs/mm2-compat.md §5): decided per acknowledged batch, sent by their own loop.
         self._syncs = OffsetSyncWriter(self.flow.offset_lag_max)
         self._syncs_topic = offset_syncs_location(self.flow, self.policy)[1]
         self._syncs_ready = asyncio.Event()

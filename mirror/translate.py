@@ -1,4 +1,4 @@
-"""Offset syncs and offset translation, as Java MirrorMaker 2 does them (mm2.md §5.3, §5.4, §5.6).
+"""Offset syncs and offset translation, as Java MirrorMaker 2 does them (docs/mm2-compat.md §5).
 
 - `OffsetSyncWriter`: the source task's decision when to emit an offset sync (Java `OffsetSyncWriter`),
   as a state machine without I/O: the caller sends what `take_pending` returns.

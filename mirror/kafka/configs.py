@@ -1,4 +1,4 @@
-"""Topic-config and ACL admin calls aiokafka 0.14 lacks (python-libs.md §1.4).
+"""Topic-config and ACL admin calls aiokafka 0.14 lacks (docs/mm2-compat.md §4).
 
 - `incremental_alter_topic_configs`: IncrementalAlterConfigs (API key 44) v0, the non-flexible schema,
   which Kafka 2.3+ (and 4.x) accepts. Only the listed properties change: whatever else is set on the

@@ -1,4 +1,4 @@
-"""Topic, group and config-property filters of mirror.filters (mm2.md §4.3, §4.6, §5.1).
+"""Topic, group and config-property filters of mirror.filters (docs/mm2-compat.md §3, §4).
 
 Expected regex results were checked against java.util.regex (JDK 17) through Java MM2's own classes.
 """

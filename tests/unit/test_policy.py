@@ -1,4 +1,4 @@
-"""Replication policies, internal topics, cycles and renames of mirror.policy (mm2.md §2.1, §3, §5.6)."""
+"""Replication policies, internal topics, cycles and renames of mirror.policy (docs/mm2-compat.md §2)."""
 
 from __future__ import annotations
 

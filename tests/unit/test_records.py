@@ -1,4 +1,4 @@
-"""Wire formats of mirror.records against the Java MirrorMaker 2 bytes (mm2.md §1)."""
+"""Wire formats of mirror.records against the Java MirrorMaker 2 bytes (docs/mm2-compat.md §1)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def h(text: str) -> bytes:
     return bytes.fromhex(text.replace("|", " "))
 
 
-# --- golden bytes: the worked examples of mm2.md §1.2-§1.4, verbatim ------------------------------------
+# --- golden bytes: the examples of docs/mm2-compat.md §1.2-§1.4, verbatim -----------------------------
 
 HB_KEY = h("00 07 75 73 2d 77 65 73 74 00 07 75 73 2d 65 61 73 74")
 HB_VALUE = h("00 00 | 00 00 01 8b cf e5 68 00")

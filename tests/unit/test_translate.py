@@ -1,4 +1,4 @@
-"""Offset-sync emission, the 64-slot OffsetSyncStore and checkpoint ordering (mm2.md §5.3, §5.4, §5.6)."""
+"""Offset-sync emission, the 64-slot OffsetSyncStore and checkpoint ordering (docs/mm2-compat.md §5)."""
 
 from __future__ import annotations
 
