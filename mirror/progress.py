@@ -24,13 +24,12 @@ def offsets_topic(flow: FlowSettings) -> str:
 
 
 class ProgressStore:
-    """Reads all stored progress of a flow once, then writes new progress after acks."""
+    """Reads a flow's stored progress (each task keeps what its session read), writes new progress."""
 
     def __init__(self, flow: FlowSettings, target: ClusterSettings) -> None:
         self.flow = flow
         self.target = target
         self.topic = offsets_topic(flow)
-        self._stored: dict[tuple[str, int], int] = {}
         self._writer: Writer | None = None
         self._partitions = flow.offset_storage_partitions
 
@@ -57,14 +56,8 @@ class ProgressStore:
             offset = records.decode_source_offset(value)
             if cluster == self.flow.source and offset is not None and offset >= 0:
                 stored[(topic, partition)] = offset
-        self._stored = dict(stored)
         log.info("progress loaded", flow=self.flow.name, topic=self.topic, partitions=len(stored))
         return stored
-
-    def next_offset(self, topic: str, partition: int) -> int | None:
-        """Where to resume: the stored offset + 1, or None when nothing was stored (start at earliest)."""
-        last = self._stored.get((topic, partition))
-        return None if last is None else last + 1
 
     async def start(self) -> None:
         self._writer = Writer(
@@ -88,7 +81,6 @@ class ProgressStore:
         await self._writer.flush()
         for fut in futures:
             await ack_of(fut)
-        self._stored.update(last_offsets)
 
     async def send_with(self, writer: Writer, last_offsets: Mapping[tuple[str, int], int]) -> list[Any]:
         """Queue progress records on ``writer`` (in exactly-once mode: the task's transactional producer,
@@ -100,7 +92,3 @@ class ProgressStore:
             value = records.encode_source_offset(offset)
             futures.append(await writer.send(self.topic, key, value, partition=target_partition))
         return futures
-
-    def committed(self, last_offsets: Mapping[tuple[str, int], int]) -> None:
-        """Progress written by a committed transaction (exactly-once mode)."""
-        self._stored.update(last_offsets)

@@ -606,7 +606,6 @@ class SourceTask:
             except BaseException:
                 await writer.abort_transaction()
                 raise
-            self.progress.committed(progress)
             self._loaded.update(progress)
             for tp in initial:
                 self._initial_unstored.pop(tp, None)

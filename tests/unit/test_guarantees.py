@@ -535,10 +535,7 @@ async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tm
             calls.append(f"progress {progress}")
             return []
 
-        def committed(self, _progress: dict[TP, int]) -> None:
-            calls.append("committed")
-
     task.progress = Progress()  # type: ignore[assignment]
     await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
-    assert calls == ["begin", "progress {('t', 0): 2}", "commit", "committed"]
+    assert calls == ["begin", "progress {('t', 0): 2}", "commit"]
     assert task._initial_unstored == {} and task._loaded[("t", 0)] == 2

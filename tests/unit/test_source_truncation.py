@@ -47,7 +47,6 @@ def _task(tmp_path: Path, stored: dict[TP, int], created: set[TP]) -> SourceTask
     settings = load_settings(config, env={}).settings
     flow = settings.flows["A->B"]
     progress = ProgressStore(flow, settings.cluster("B"))
-    progress._stored = dict(stored)
     task = SourceTask(
         flow,
         0,
