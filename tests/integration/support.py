@@ -127,6 +127,67 @@ async def joined(worker: MirrorProcess, tasks_topic: str, since: int = 0, timeou
     raise AssertionError(f"{worker.log.name}: no tasks of {tasks_topic} assigned within {timeout}s")
 
 
+async def steady_load(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    stop: asyncio.Event,
+    sent: dict[int, list[Rec]],
+    burst: int = 100,
+    gap: float = 0.05,
+) -> None:
+    """Records round-robin over the partitions until stopped, ``burst`` at a time ``gap`` seconds apart
+    (about 2000/s by default); remembers what was sent."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        seq = 0
+        while not stop.is_set():
+            futures = []
+            for _ in range(burst):
+                p = seq % partitions
+                rec: Rec = (
+                    b"k%d" % seq,
+                    b"v%d" % seq,
+                    (("seq", str(seq).encode()),),
+                    1_700_000_000_000 + seq,
+                )
+                futures.append((p, rec, await producer.send(topic, rec[1], rec[0], p, rec[3], list(rec[2]))))
+                seq += 1
+            for p, rec, fut in futures:
+                await fut
+                sent[p].append(rec)
+            await asyncio.sleep(gap)
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def all_partitions_advance(bootstrap: str, topic: str, partitions: int, timeout: float) -> float:
+    """Seconds until every partition of the (remote) topic grew: each is copied by some running task."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    start: dict[int, int] | None = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # the remote topic may not exist yet
+            now = await end_offsets(bootstrap, topic, partitions)
+            if start is None:
+                start = now
+            elif all(now[p] > start[p] for p in range(partitions)):
+                return time.monotonic() - t0
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"not every partition of {topic} advanced within {timeout}s")
+
+
 async def admin(bootstrap: str) -> AIOKafkaAdminClient:
     client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await client.start()

@@ -4,67 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mirror.local.kafka import LocalKafkaCluster
 
-from .support import MirrorProcess, Rec, consume, create_topic, joined, mm2_properties
+from .support import (
+    MirrorProcess,
+    Rec,
+    all_partitions_advance,
+    consume,
+    create_topic,
+    joined,
+    mm2_properties,
+    steady_load,
+)
 from .test_replication import _dedupe_resent_tail
 
 PARTITIONS = 6
-
-
-async def steady_load(bootstrap: str, topic: str, stop: asyncio.Event, sent: dict[int, list[Rec]]) -> None:
-    """About 2000 records/s over all partitions until stopped; remembers what it sent, per partition."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        seq = 0
-        while not stop.is_set():
-            futures = []
-            for _ in range(100):
-                p = seq % PARTITIONS
-                rec: Rec = (
-                    b"k%d" % seq,
-                    b"v%d" % seq,
-                    (("seq", str(seq).encode()),),
-                    1_700_000_000_000 + seq,
-                )
-                futures.append((p, rec, await producer.send(topic, rec[1], rec[0], p, rec[3], list(rec[2]))))
-                seq += 1
-            for p, rec, fut in futures:
-                await fut
-                sent[p].append(rec)
-            await asyncio.sleep(0.05)
-    finally:
-        await producer.stop()
-
-
-async def target_ends(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def all_partitions_advance(bootstrap: str, topic: str, timeout: float) -> float:
-    """Seconds until every partition of the target grew (each is copied by some live task again)."""
-    t0 = time.monotonic()
-    start = await target_ends(bootstrap, topic)
-    while time.monotonic() - t0 < timeout:
-        await asyncio.sleep(0.25)
-        now = await target_ends(bootstrap, topic)
-        if all(now[p] > start[p] for p in range(PARTITIONS)):
-            return time.monotonic() - t0
-    raise AssertionError(f"some partitions did not resume within {timeout}s")
 
 
 def _repeated(seq: list[Rec]) -> str:
@@ -87,14 +45,14 @@ async def _rounds(workers: list[MirrorProcess], b: str, remote: str, recoveries:
     tasks = "mm2-tasks.A.internal"
     workers[0].start()
     workers[1].start()
-    await all_partitions_advance(b, remote, 60)
+    await all_partitions_advance(b, remote, PARTITIONS, 60)
     for round_ in range(2):
         await joined(workers[2], tasks, start(workers[2]))  # join
         code, took = workers[0].terminate()  # leave cleanly
         assert code == 0 and took < 15, f"round {round_}: clean stop took {took:.1f}s, exit {code}"
-        await all_partitions_advance(b, remote, 30)
+        await all_partitions_advance(b, remote, PARTITIONS, 30)
         workers[1].kill()  # die
-        recoveries.append(await all_partitions_advance(b, remote, 40))
+        recoveries.append(await all_partitions_advance(b, remote, PARTITIONS, 40))
         since = start(workers[0]), start(workers[1])
         await joined(workers[0], tasks, since[0])
         await joined(workers[1], tasks, since[1])
@@ -115,7 +73,7 @@ async def test_workers_join_leave_and_die_without_losing_records(
     config.write_text(mm2_properties({"A": a, "B": b}, ["A->B"], **extra))
     sent: dict[int, list[Rec]] = {p: [] for p in range(PARTITIONS)}
     stop = asyncio.Event()
-    load = asyncio.create_task(steady_load(a, topic, stop, sent))
+    load = asyncio.create_task(steady_load(a, topic, PARTITIONS, stop, sent))
     workers = [MirrorProcess(config, tmp_path / f"worker-{i}.log") for i in range(3)]
     recoveries: list[float] = []
     try:
