@@ -20,8 +20,8 @@ from types import TracebackType
 from mirror.config import ClusterSettings
 from mirror.kafka import Admin
 from mirror.kafka.groups import read_partition
-from mirror.policy import DefaultReplicationPolicy, ReplicationPolicy
-from mirror.records import Checkpoint, RecordFormatError
+from mirror.mm2.policy import DefaultReplicationPolicy, ReplicationPolicy
+from mirror.mm2.records import Checkpoint, RecordFormatError
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -128,7 +128,7 @@ group_offsets_synced_total = Counter(
     registry=REGISTRY,
 )
 
-# --- live state, read from the running worker at each scrape (mirror.http takes the snapshot) ----------
+# --- live state, read from the running worker at each scrape (mirror.service.http takes the snapshot) -----
 # State is not an event stream: a snapshot per scrape has no stale series when a task moves to another
 # worker, and the hot path never touches it.
 

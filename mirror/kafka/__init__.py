@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from mirror import tls
 from mirror.config import ClusterSettings
 from mirror.errors import (
     AuthenticationFailed,
@@ -33,6 +32,7 @@ from mirror.errors import (
     SourceOutOfRange,
     TlsFailed,
 )
+from mirror.kafka import tls
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +78,7 @@ _CLIENT_KEYS: dict[Role, dict[str, tuple[str, type]]] = {
 
 
 def _ssl_context(cluster: ClusterSettings) -> ssl.SSLContext | None:
-    """TLS from PEM files, JKS/PKCS12 stores or inline PEM (`mirror.tls`); TlsFailed naming the key."""
+    """TLS from PEM files, JKS/PKCS12 stores or inline PEM (`mirror.kafka.tls`); TlsFailed naming the key."""
     if cluster.security_protocol not in ("SSL", "SASL_SSL"):
         return None
     return tls.client_context(cluster)

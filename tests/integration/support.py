@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from mirror.config import Settings, load_settings
-from mirror.http import HttpServer
-from mirror.worker import Worker
+from mirror.service.http import HttpServer
+from mirror.service.worker import Worker
 
 # (key, value, headers, timestamp) as the target must hold it
 Rec = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...], int]

@@ -20,8 +20,8 @@ from mirror.cli import main
 from mirror.client import MirrorClient
 from mirror.config import Settings
 from mirror.local.kafka import LocalKafkaCluster
-from mirror.records import Checkpoint
-from mirror.worker import make_policy
+from mirror.mm2.records import Checkpoint
+from mirror.service.worker import make_policy
 
 from .support import create_topic, produce, running, settings_for, wait_for
 

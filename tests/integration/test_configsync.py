@@ -25,12 +25,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 
-from mirror.configsync import ConfigSyncJob, ConfigSyncPlan
+from mirror.cli.validate import config_rows, print_plan
+from mirror.jobs.configsync import ConfigSyncJob, ConfigSyncPlan
 from mirror.kafka import Admin
 from mirror.kafka.configs import AclBinding, AclOperation, AclPermission, PatternType, ResourceType
 from mirror.local.kafka import HarnessError, LocalKafka, LocalKafkaCluster, Security
-from mirror.validate import config_rows, print_plan
-from mirror.worker import make_policy
+from mirror.service.worker import make_policy
 from tests.conftest import FAILED_KEY, LOG_DIR
 
 from .support import create_topic, produce, running, settings_for, wait_for

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
 from mirror.local.kafka import LocalKafkaCluster
-from mirror.source import TaskState
+from mirror.replication.task import TaskState
 
 from .support import (
     MirrorProcess,

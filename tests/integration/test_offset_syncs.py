@@ -7,7 +7,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mirror.local.kafka import LocalKafkaCluster
-from mirror.records import OffsetSync
+from mirror.mm2.records import OffsetSync
 
 from .support import consume, create_topic, produce, running, settings_for
 from .test_replication import make_records, spread

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.config import Settings
-from mirror.http import HttpServer
 from mirror.local.kafka import LocalKafkaCluster
+from mirror.service.http import HttpServer
 
 from .support import (
     Rec,

@@ -32,9 +32,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror import metrics
-from mirror.http import HttpServer
 from mirror.local.certs import STORE_PASSWORD, CertificateAuthority
 from mirror.local.kafka import HarnessError, LocalKafka, LocalKafkaCluster, Security, free_port
+from mirror.service.http import HttpServer
 from tests.conftest import FAILED_KEY, LOG_DIR
 
 from .support import (

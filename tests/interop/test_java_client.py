@@ -16,7 +16,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mirror import client
 from mirror.local.kafka import Distribution, LocalKafkaCluster
-from mirror.worker import make_policy
+from mirror.service.worker import make_policy
 from tests.integration.support import create_topic, produce, running, settings_for, wait_for
 
 JAVA_SOURCE = Path(__file__).parent / "java" / "MirrorClientProbe.java"

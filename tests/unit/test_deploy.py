@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mirror import metrics
 from mirror.config import load_settings
-from mirror.http import HttpServer
+from mirror.service.http import HttpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

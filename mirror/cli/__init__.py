@@ -1,0 +1,261 @@
+"""Command line: ``mirror run | validate | status | offsets | demo``. Errors are messages and exit codes, not
+tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from mirror import __version__
+from mirror.config import ConfigError, LoadedSettings, Settings, load_settings, redacted
+from mirror.errors import MirrorError
+from mirror.service.logs import configure_logging
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+log = structlog.get_logger("mirror")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mirror",
+        description="MirrorMaker 2.0-compatible replication between Apache Kafka clusters.",
+    )
+    parser.add_argument("--version", action="version", version=f"mirror {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def config_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+        p.add_argument(
+            "--config",
+            "-c",
+            type=Path,
+            required=required,
+            help="mm2.properties (Java MirrorMaker 2, unchanged), .yaml/.yml or .toml",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one setting (mm2.properties syntax), e.g. --set 'A->B.topics=a.*' (repeatable)",
+        )
+        p.add_argument("--log-format", choices=["auto", "console", "json"], help="log output format")
+        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+
+    run = sub.add_parser("run", help="replicate until SIGTERM/SIGINT", description="Run the mirror worker.")
+    config_args(run)
+    run.add_argument(
+        "--http-port", type=int, help="HTTP port for /metrics, /healthz, /readyz, /status (0: off)"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N worker processes that share the work through Kafka (HTTP ports: port, port+1, ...)",
+    )
+
+    validate = sub.add_parser(
+        "validate",
+        help="check a config, connect to every cluster, print effective settings and the topic plan",
+        description="Validate the configuration without changing anything.",
+    )
+    config_args(validate)
+    validate.add_argument("--offline", action="store_true", help="do not connect to the clusters")
+
+    offsets = sub.add_parser(
+        "offsets",
+        help="translate a consumer group's offsets for failover to another cluster",
+        description="Consumer-group offsets across clusters, from the checkpoints on the target.",
+    )
+    offsets_sub = offsets.add_subparsers(dest="offsets_command", required=True, metavar="ACTION")
+    offsets_translate = offsets_sub.add_parser(
+        "translate",
+        help="print where the group would resume on the target",
+        description="Print the group's offsets translated from --from to --to, with re-read bounds.",
+    )
+    offsets_failover = offsets_sub.add_parser(
+        "failover",
+        help="commit the translated offsets to the group on the target (only if it is idle there)",
+        description="Apply the translated offsets to the group on --to; refuses while the group has "
+        "active members there, and never moves a partition backwards.",
+    )
+    for action in (offsets_translate, offsets_failover):
+        config_args(action)
+        action.add_argument("--group", "-g", required=True, help="consumer group id")
+        action.add_argument("--from", dest="source", required=True, metavar="ALIAS", help="where it consumed")
+        action.add_argument("--to", dest="target", required=True, metavar="ALIAS", help="where it resumes")
+        action.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    offsets_failover.add_argument("--dry-run", action="store_true", help="only print what would change")
+
+    status = sub.add_parser(
+        "status",
+        help="show what a running mirror is doing: flows, tasks, lag per topic, last errors",
+        description="Read /status of a running `mirror run` and print it as tables. The address is "
+        f"--url, or service.http.host/port of --config, or {_STATUS_URL}.",
+    )
+    config_args(status, required=False)
+    status.add_argument("--url", help=f"base URL of the mirror's HTTP port, e.g. {_STATUS_URL}")
+    status.add_argument("--watch", type=_positive, metavar="SECONDS", help="redraw every SECONDS")
+    status.add_argument("--json", action="store_true", help="print the /status JSON instead of tables")
+
+    demo = sub.add_parser(
+        "demo",
+        help="start two local Kafka clusters and mirror a topic between them",
+        description="Start clusters A and B on loopback (Kafka from Maven Central), "
+        "fill a topic on A and mirror it to B.",
+    )
+    demo.add_argument("--records", type=int, default=200_000, help="records to produce on A (default 200000)")
+    demo.add_argument("--partitions", type=int, default=6, help="partitions of the demo topic (default 6)")
+    return parser
+
+
+_STATUS_URL = "http://127.0.0.1:8080"
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value!r}")
+    return number
+
+
+def _status(args: argparse.Namespace) -> int:
+    from mirror.cli.status import run_status  # noqa: PLC0415
+
+    service = None
+    if args.url is None and args.config is not None:
+        loaded = _load(args)
+        _configure(loaded)
+        service = loaded.settings.service
+    return run_status(args.url or service or _STATUS_URL, args.watch, args.json)
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    overrides: dict[str, str] = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--set", item, "KEY=VALUE")
+        overrides[key.strip()] = value.strip()
+    if getattr(args, "http_port", None) is not None:
+        overrides["service.http.port"] = str(args.http_port)
+    if args.log_format:
+        overrides["service.log.format"] = args.log_format
+    if args.log_level:
+        overrides["service.log.level"] = args.log_level
+    return load_settings(args.config, overrides=overrides)
+
+
+def _configure(loaded: LoadedSettings) -> None:
+    service = loaded.settings.service
+    configure_logging(service.log_format, service.log_level)
+    for warning in loaded.warnings:
+        log.warning("config", message=warning)
+
+
+def _log_task_stacks() -> None:
+    """SIGUSR1: log where every asyncio task waits (for a worker that seems stuck)."""
+    stacks = {}
+    for task in asyncio.all_tasks():
+        where: list[str] = []
+        coro: Any = task.get_coro()
+        while coro is not None and len(where) < 12:  # follow the chain of awaited coroutines
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                where.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        stacks[task.get_name()] = " > ".join(where)
+    log.info("asyncio task stacks", tasks=len(stacks), stacks=stacks)
+
+
+async def _run(settings: Settings) -> int:
+    from mirror.service.http import HttpServer  # noqa: PLC0415  (keeps `mirror --help` fast)
+    from mirror.service.worker import Worker  # noqa: PLC0415
+
+    worker = Worker(settings)
+    service = settings.service
+    http = HttpServer(worker, service.http_host, service.http_port) if service.http_port else None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
+    try:
+        if http is not None:
+            await http.start()
+            log.info("http listening", url=f"http://{service.http_host}:{http.port}/status")
+        await worker.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            loop.remove_signal_handler(sig)
+        if http is not None:
+            await http.close()
+    return EXIT_OK
+
+
+async def _validate(settings: Settings, offline: bool) -> int:
+    from mirror.cli.validate import print_plan  # noqa: PLC0415
+
+    print(json.dumps(redacted(settings), indent=2, sort_keys=True))
+    if offline:
+        return EXIT_OK
+    return await print_plan(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from mirror.cli.demo import run_demo  # noqa: PLC0415
+
+            configure_logging("console", "WARNING")
+            return asyncio.run(run_demo(args.records, args.partitions))
+        if args.command == "status":
+            return _status(args)
+        loaded = _load(args)
+        _configure(loaded)
+        if args.command == "run" and args.workers < 1:
+            raise ConfigError("--workers", args.workers, "an integer >= 1")
+        if args.command == "run" and args.workers > 1:
+            from mirror.service.processes import supervise  # noqa: PLC0415
+
+            argv_used = list(sys.argv[1:] if argv is None else argv)
+            return asyncio.run(supervise(argv_used, args.workers, loaded.settings.service.http_port))
+        if args.command == "run":
+            return asyncio.run(_run(loaded.settings))
+        if args.command == "offsets":
+            from mirror.cli.offsets import run_offsets  # noqa: PLC0415
+
+            return asyncio.run(run_offsets(loaded.settings, args))
+        return asyncio.run(_validate(loaded.settings, args.offline))
+    except ConfigError as exc:
+        print(f"mirror: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    except (MirrorError, ExceptionGroup) as exc:
+        errors = _leaves(exc)
+        if not all(isinstance(e, MirrorError) for e in errors):
+            raise
+        for err in errors:
+            print(f"mirror: {err}", file=sys.stderr)
+        return EXIT_CONFIG if any(getattr(e, "kind", "") == "fatal" for e in errors) else EXIT_FAILURE
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, as TaskGroups raise them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

@@ -1,0 +1,526 @@
+"""The checkpoint job of a flow: consumer-group offsets of the source, translated for the target.
+
+Java MM2's MirrorCheckpointConnector + MirrorCheckpointTask (docs/mm2-compat.md §5) in one job:
+
+1. create ``<source>.checkpoints.internal`` on the target (compacted, one partition);
+2. load the latest checkpoint per (group, partition) from it (the CheckpointStore), so checkpoints stay
+   monotonic across restarts;
+3. read the offset-syncs topic from its beginning into an `OffsetSyncStore`, and keep tailing it;
+   nothing is translated before that first read reached the end;
+4. discover the source's consumer groups (``groups``/``groups.exclude``; only groups with a committed
+   offset on a topic that passes the topic filter), again every ``refresh.groups.interval.seconds``;
+5. every ``emit.checkpoints.interval.seconds``, translate each group's committed offsets and write the
+   checkpoints that move forward (`checkpoint_is_more_recent`);
+6. with ``sync.group.offsets.enabled``, every ``sync.group.offsets.interval.seconds`` write the latest
+   checkpoints into target groups that are empty or absent there: never into a group with active members,
+   never moving a partition backwards.
+
+Errors never stop the job: a failed round is logged, kept in ``last_error`` and retried next interval;
+a failed session (e.g. the offset-syncs reader) restarts with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from mirror import metrics
+from mirror.config import ClusterSettings, FlowSettings
+from mirror.errors import MirrorError
+from mirror.kafka import Admin, Writer, ack_of, translate
+from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailRecord, read_partition
+from mirror.mm2.filters import GroupFilter, TopicFilter
+from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
+from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
+from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.replication.task import offset_syncs_location
+
+__all__ = [
+    "CheckpointJob",
+    "CheckpointStore",
+    "Translated",
+    "offset_syncs_location",
+    "plan_group_sync",
+    "reread_bound",
+    "translate_group",
+]
+
+log = structlog.get_logger(__name__)
+
+TP = tuple[str, int]
+T = TypeVar("T")
+
+_BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0
+_CONCURRENCY = 8  # group requests in flight per round
+_POLL_MS = 500
+_STOP_GRACE = 5.0
+
+
+# --- pure logic ----------------------------------------------------------------------------------------
+
+
+class CheckpointStore:
+    """The latest checkpoint per group and target partition (Java `CheckpointStore`)."""
+
+    def __init__(self) -> None:
+        self._checkpoints: dict[str, dict[TP, Checkpoint]] = {}
+
+    def load(self, records: Iterable[TailRecord]) -> int:
+        """Apply the records of the checkpoints topic in order; returns how many could not be parsed."""
+        bad = 0
+        for record in records:
+            if record.key is None or record.value is None:
+                continue
+            try:
+                checkpoint = Checkpoint.decode(record.key, record.value)
+            except RecordFormatError:
+                bad += 1
+                continue
+            self._checkpoints.setdefault(checkpoint.group, {})[checkpoint.topic_partition] = checkpoint
+        return bad
+
+    def get(self, group: str, tp: TP) -> Checkpoint | None:
+        return self._checkpoints.get(group, {}).get(tp)
+
+    def update(self, checkpoint: Checkpoint) -> None:
+        self._checkpoints.setdefault(checkpoint.group, {})[checkpoint.topic_partition] = checkpoint
+
+    def groups(self) -> list[str]:
+        return list(self._checkpoints)
+
+    def checkpoints(self, group: str) -> dict[TP, Checkpoint]:
+        return dict(self._checkpoints.get(group, {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Translated:
+    """A checkpoint and its re-read bound (see `reread_bound`)."""
+
+    checkpoint: Checkpoint
+    reread_bound: int
+
+
+def reread_bound(sync: OffsetSync, upstream_offset: int) -> int:
+    """Records a consumer failing over at the translated offset may see twice: 0 when the group sits on the
+    sync (translated exactly), else the group's upstream offset minus the sync's (translated to the record
+    after the sync, so the records between the sync and the group are read again)."""
+    return max(upstream_offset - sync.upstream_offset, 0)
+
+
+def translate_group(
+    syncs: OffsetSyncStore,
+    group: str,
+    offsets: Mapping[TP, CommittedOffset],
+    *,
+    policy: ReplicationPolicy,
+    source_alias: str,
+    target_alias: str,
+    topic_filter: TopicFilter,
+) -> list[Translated]:
+    """Checkpoints for a group's committed offsets (Java `MirrorCheckpointTask.checkpointsForGroup`).
+
+    Partitions whose topic fails the filter, that have no sync, or whose offset is older than every sync
+    kept give none.
+    """
+    out: list[Translated] = []
+    for tp, committed in offsets.items():
+        upstream = committed.offset
+        if upstream < 0 or not topic_filter.matches(tp[0]):
+            continue
+        downstream = syncs.translate_downstream(group, tp, upstream)
+        sync = syncs.lookup(tp, upstream)
+        if downstream is None or downstream < 0 or sync is None:
+            continue
+        topic = checkpoint_topic_name(policy, source_alias, target_alias, tp[0])
+        checkpoint = Checkpoint(group, topic, tp[1], upstream, downstream, committed.metadata)
+        out.append(Translated(checkpoint, reread_bound(sync, upstream)))
+    return out
+
+
+def plan_group_sync(
+    checkpoints: Mapping[TP, Checkpoint],
+    target_offsets: Mapping[TP, CommittedOffset],
+    unknown: Iterable[TP] = (),
+) -> dict[TP, tuple[int, str]]:
+    """Offsets to write into an idle target group: each checkpoint's downstream offset, except where the
+    group already is at or past it (never backwards) or its current offset is `unknown` (an error)."""
+    skip = set(unknown)
+    plan: dict[TP, tuple[int, str]] = {}
+    for tp, checkpoint in checkpoints.items():
+        current = target_offsets.get(tp)
+        if tp in skip or (current is not None and current.offset >= checkpoint.downstream_offset):
+            continue
+        plan[tp] = (checkpoint.downstream_offset, checkpoint.metadata)
+    return plan
+
+
+# --- the job -------------------------------------------------------------------------------------------
+
+
+class CheckpointJob:
+    """Emits checkpoints (and optionally syncs idle target groups) for one flow until `stop()`."""
+
+    def __init__(  # noqa: PLR0917 (the job's agreed constructor)
+        self,
+        flow: FlowSettings,
+        source: ClusterSettings,
+        target: ClusterSettings,
+        source_admin: Admin,
+        target_admin: Admin,
+        policy: ReplicationPolicy,
+    ) -> None:
+        self.flow = flow
+        self.source = source
+        self.target = target
+        self.policy = policy
+        self.source_groups = Groups(source_admin)
+        self.target_groups = Groups(target_admin)
+        self.target_admin = target_admin
+        self.topic = policy.checkpoints_topic(flow.source)
+        location, self.offset_syncs_topic = offset_syncs_location(flow, policy)
+        self._syncs_cluster = source if location == flow.source else target
+        self.group_filter = GroupFilter(flow.groups, flow.groups_exclude)
+        self.topic_filter = TopicFilter(flow.topics, flow.topics_exclude)
+        self.last_error: str | None = None
+        self.groups = 0
+        self.checkpoints_emitted = 0
+        self.group_offsets_synced = 0
+        self.ready = False  # the offset syncs were read to the end: checkpoints can be emitted
+        self._group_ids: list[str] = []
+        self._groups_loaded = asyncio.Event()
+        self._syncs_read = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._labels = (flow.source, flow.target)
+        self._bound_labels: set[tuple[str, str, str]] = set()
+        self._log = log.bind(flow=flow.name, job="checkpoint")
+        self._client = f"{flow.source}->{flow.target}|MirrorCheckpointConnector"
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run sessions until stopped; a failed session is retried with backoff."""
+        if not self.flow.emit_checkpoints_enabled:
+            return
+        backoff = _BACKOFF_MIN
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    session = tg.create_task(self._session())
+                    tg.create_task(self._cancel_on_stop(session))
+                backoff = _BACKOFF_MIN
+            except (MirrorError, ExceptionGroup) as exc:
+                errors = _leaves(exc)
+                if not all(isinstance(e, MirrorError) for e in errors):
+                    raise
+                for err in errors:
+                    self._failed(translate(err))
+                self._log.warning("checkpoint job failed, retrying", error=self.last_error, backoff_s=backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    async def _cancel_on_stop(self, session: asyncio.Task[None]) -> None:
+        """On stop, the loops finish their round and return; a session still starting up (creating the
+        topic, loading checkpoints) or stuck in a request is cancelled after a short grace."""
+        await self._stopping.wait()
+        await asyncio.wait({session}, timeout=_STOP_GRACE)
+        session.cancel()
+
+    def _failed(self, err: MirrorError) -> None:
+        self.last_error = str(err)
+        metrics.errors_total.labels(*self._labels, err.kind).inc()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait `seconds` or until stopped; True when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        return self._stopping.is_set()
+
+    async def _until(self, event: asyncio.Event) -> bool:
+        """Wait for `event` or stop; True when the event is set."""
+        while not event.is_set():
+            if await self._sleep(0.2):
+                return False
+        return True
+
+    # --- one session -----------------------------------------------------------------------------
+
+    async def _session(self) -> None:
+        self.ready = False
+        self._syncs_read.clear()
+        await self.target_admin.ensure_topic(
+            self.topic, 1, self.flow.checkpoints_topic_replication_factor, {"cleanup.policy": "compact"}
+        )
+        store = CheckpointStore()
+        loaded = await self._load_checkpoints(store)
+        syncs = OffsetSyncStore(initialization_must_read_to_end=not loaded)
+        writer = Writer(self.target, f"{self._client}|checkpoints-target-producer", {})
+        role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-consumer"
+        tail = PartitionTail(self._syncs_cluster, self.offset_syncs_topic, f"{self._client}|{role}")
+        try:
+            await writer.start()
+            await tail.start()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._read_syncs(tail, syncs))
+                tg.create_task(self._groups_loop())
+                tg.create_task(self._emit_loop(writer, syncs, store))
+                if self.flow.sync_group_offsets_enabled:
+                    tg.create_task(self._sync_loop(store))
+        finally:
+            await asyncio.gather(tail.close(), writer.close())
+
+    async def _load_checkpoints(self, store: CheckpointStore) -> bool:
+        """Java `CheckpointStore.start`: a failed load is not fatal; the offset syncs are then read keeping
+        only the newest during their initial load."""
+        client = f"{self._client}|checkpoints-target-consumer"
+        try:
+            records = await read_partition(self.target, self.topic, client)
+        except MirrorError as exc:
+            self._log.warning("cannot load existing checkpoints", topic=self.topic, error=str(exc))
+            return False
+        bad = store.load(records or [])
+        if bad:
+            self._log.warning("skipped unreadable checkpoint records", topic=self.topic, records=bad)
+        self._log.info("checkpoints loaded", topic=self.topic, groups=len(store.groups()))
+        return True
+
+    async def _read_syncs(self, tail: PartitionTail, syncs: OffsetSyncStore) -> None:
+        """Read the offset syncs to the end (then translation may start) and keep tailing."""
+        self._apply_syncs(syncs, await tail.read_to_end())
+        syncs.mark_read_to_end()
+        self.ready = True
+        self._syncs_read.set()
+        if not tail.exists:
+            self._log.info("offset-syncs topic does not exist yet", topic=self.offset_syncs_topic)
+        while not self._stopping.is_set():
+            self._apply_syncs(syncs, await tail.poll(_POLL_MS))
+
+    def _apply_syncs(self, syncs: OffsetSyncStore, records: Sequence[TailRecord]) -> None:
+        bad = 0
+        for record in records:
+            if record.key is None or record.value is None:
+                continue
+            try:
+                syncs.update(OffsetSync.decode(record.key, record.value))
+            except RecordFormatError:
+                bad += 1
+        if bad:
+            self._log.warning(
+                "skipped unreadable offset-sync records", topic=self.offset_syncs_topic, records=bad
+            )
+
+    # --- groups ----------------------------------------------------------------------------------
+
+    async def _groups_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.refresh_groups()
+            except MirrorError as exc:
+                self._failed(exc)
+                self._log.warning("group discovery failed, retrying", error=str(exc))
+                if await self._sleep(_BACKOFF_MAX if self._groups_loaded.is_set() else _BACKOFF_MIN):
+                    return
+                continue
+            if not self.flow.refresh_groups_enabled:
+                await self._stopping.wait()
+                return
+            if await self._sleep(self.flow.refresh_groups_interval_seconds):
+                return
+
+    async def refresh_groups(self) -> list[str]:
+        """List the source's consumer groups, keep those the group filter accepts and that have a committed
+        offset on a topic the topic filter accepts (Java `MirrorCheckpointConnector.findConsumerGroups`)."""
+        listed = [g for g in await self.source_groups.list_consumer_groups() if self.group_filter.matches(g)]
+        offsets = await _bounded(listed, self.source_groups.fetch_offsets)
+        found = []
+        for group, result in zip(listed, offsets, strict=True):
+            if isinstance(result, MirrorError):
+                self._log.warning("cannot read offsets of group", group=group, error=str(result))
+            elif any(self.topic_filter.matches(topic) for topic, _ in result.offsets):
+                found.append(group)
+        if found != self._group_ids:
+            self._log.info("consumer groups to checkpoint", groups=len(found))
+        gone = set(self._group_ids) - set(found)
+        self._group_ids = found
+        self.groups = len(found)
+        metrics.checkpoint_groups.labels(*self._labels).set(len(found))
+        self._forget_bounds(gone)
+        self._groups_loaded.set()
+        return found
+
+    def _forget_bounds(self, groups: set[str]) -> None:
+        for labels in [x for x in self._bound_labels if x[0] in groups]:
+            self._bound_labels.discard(labels)
+            with contextlib.suppress(KeyError):
+                metrics.checkpoint_reread_bound.remove(*self._labels, *labels)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    async def _emit_loop(self, writer: Writer, syncs: OffsetSyncStore, store: CheckpointStore) -> None:
+        if not await self._until(self._syncs_read) or not await self._until(self._groups_loaded):
+            return
+        while not self._stopping.is_set():
+            try:
+                await self.emit_checkpoints(writer, syncs, store)
+            except MirrorError as exc:
+                self._failed(exc)
+                self._log.warning("checkpoint round failed, retrying next interval", error=str(exc))
+            if await self._sleep(self.flow.emit_checkpoints_interval_seconds):
+                return
+
+    async def emit_checkpoints(self, writer: Writer, syncs: OffsetSyncStore, store: CheckpointStore) -> int:
+        """One round: translate every group's offsets and write the checkpoints that move forward."""
+        groups = list(self._group_ids)
+        results = await _bounded(groups, self.source_groups.fetch_offsets)
+        new: list[Translated] = []
+        failed: list[str] = []
+        for group, result in zip(groups, results, strict=True):
+            if isinstance(result, MirrorError):
+                failed.append(group)
+                self.last_error = str(result)
+                continue
+            translated = translate_group(
+                syncs,
+                group,
+                result.offsets,
+                policy=self.policy,
+                source_alias=self.flow.source,
+                target_alias=self.flow.target,
+                topic_filter=self.topic_filter,
+            )
+            new += [
+                item
+                for item in translated
+                if checkpoint_is_more_recent(
+                    store.get(group, item.checkpoint.topic_partition), item.checkpoint
+                )
+            ]
+        if failed:
+            self._log.warning("cannot read offsets of some groups", groups=failed[:10], count=len(failed))
+        written = await self._write(writer, new, store)
+        if not failed:
+            self.last_error = None
+        return written
+
+    async def _write(self, writer: Writer, items: Sequence[Translated], store: CheckpointStore) -> int:
+        if not items:
+            return 0
+        now_ms = int(time.time() * 1000)
+        futures: list[tuple[Translated, asyncio.Future[Any]]] = []
+        for item in items:
+            cp = item.checkpoint
+            try:
+                key, value = cp.encode_key(), cp.encode_value()
+            except RecordFormatError as exc:  # e.g. commit metadata over 32767 bytes: skip this one only
+                self._log.warning(
+                    "checkpoint cannot be encoded", group=cp.group, topic=cp.topic, error=str(exc)
+                )
+                continue
+            futures.append((item, await writer.send(self.topic, key, value, 0, now_ms)))
+        acks = await asyncio.gather(*(ack_of(future) for _, future in futures), return_exceptions=True)
+        failed = [ack for ack in acks if isinstance(ack, BaseException)]
+        written = [
+            item for (item, _), ack in zip(futures, acks, strict=True) if not isinstance(ack, BaseException)
+        ]
+        for item in written:  # only what the target acknowledged counts: the rest is retried next round
+            cp = item.checkpoint
+            store.update(cp)
+            labels = (cp.group, cp.topic, str(cp.partition))
+            self._bound_labels.add(labels)
+            metrics.checkpoint_reread_bound.labels(*self._labels, *labels).set(item.reread_bound)
+        metrics.checkpoints_total.labels(*self._labels).inc(len(written))
+        metrics.checkpoint_latency.labels(*self._labels).observe(max(time.time() - now_ms / 1000, 0.0))
+        self.checkpoints_emitted += len(written)
+        if failed:
+            raise failed[0]
+        return len(written)
+
+    # --- group offset sync -----------------------------------------------------------------------
+
+    async def _sync_loop(self, store: CheckpointStore) -> None:
+        if not await self._until(self._syncs_read):
+            return
+        while not await self._sleep(self.flow.sync_group_offsets_interval_seconds):
+            try:
+                await self.sync_group_offsets(store)
+            except MirrorError as exc:
+                self._failed(exc)
+                self._log.warning("group offset sync failed, retrying next interval", error=str(exc))
+
+    async def sync_group_offsets(self, store: CheckpointStore) -> dict[str, str]:
+        """Write the latest checkpoints into target groups that are idle (empty) or absent there.
+
+        Returns what happened per group: "synced", "up-to-date", "active" (left alone) or an error.
+        """
+        groups = [g for g in store.groups() if self.group_filter.matches(g)]
+        outcomes = await _bounded(groups, lambda g: self._sync_group(g, store.checkpoints(g)))
+        result: dict[str, str] = {}
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, MirrorError):
+                self.last_error = str(outcome)
+                self._log.warning("cannot sync offsets of group", group=group, error=str(outcome))
+                result[group] = str(outcome)
+            else:
+                result[group] = outcome
+        return result
+
+    async def _sync_group(self, group: str, checkpoints: Mapping[TP, Checkpoint]) -> str:
+        description = await self.target_groups.describe(group)
+        if description.is_active:
+            return "active"
+        # Always read the current offsets, even of a group DescribeGroups does not know (a KIP-848 group
+        # answers GROUP_ID_NOT_FOUND there): a commit must never move a partition backwards.
+        current = await self.target_groups.fetch_offsets(group)
+        plan = plan_group_sync(checkpoints, current.offsets, current.errors)
+        if not plan:
+            return "up-to-date"
+        outcome = await self.target_groups.alter_offsets(group, plan)
+        if outcome.group_active:
+            return "active"
+        if outcome.committed:
+            self.group_offsets_synced += len(outcome.committed)
+            metrics.group_offsets_synced_total.labels(*self._labels).inc(len(outcome.committed))
+        if outcome.errors:
+            (topic, partition), err = next(iter(outcome.errors.items()))
+            self.last_error = str(err)
+            self._log.warning(
+                "target refused some group offsets",
+                group=group,
+                partitions=len(outcome.errors),
+                first=f"{topic}-{partition}",
+                error=str(err),
+            )
+        return "synced"
+
+
+async def _bounded(
+    items: Sequence[str], call: Callable[[str], Awaitable[T]], limit: int = _CONCURRENCY
+) -> list[T | MirrorError]:
+    """`call(item)` for every item, at most `limit` at a time; MirrorErrors are returned, not raised."""
+    semaphore = asyncio.Semaphore(limit)
+    results: list[T | MirrorError] = []
+
+    async def one(index: int, item: str) -> None:
+        async with semaphore:
+            try:
+                results[index] = await call(item)
+            except MirrorError as exc:
+                results[index] = exc
+
+    results = [MirrorError("not run")] * len(items)
+    async with asyncio.TaskGroup() as tg:
+        for index, item in enumerate(items):
+            tg.create_task(one(index, item))
+    return results
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]

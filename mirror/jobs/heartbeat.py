@@ -1,0 +1,61 @@
+"""The heartbeat job of a flow: every ``emit.heartbeats.interval.seconds`` a Java-compatible heartbeat
+(source alias, target alias, now) goes to ``heartbeats`` partition 0 on the target. Heartbeat topics are
+replicated like any topic, which lets clients discover the replication topology downstream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+
+from mirror import metrics
+from mirror.config import ClusterSettings, FlowSettings
+from mirror.errors import MirrorError
+from mirror.kafka import Admin, Writer, ack_of
+from mirror.mm2.records import Heartbeat
+
+log = structlog.get_logger(__name__)
+
+
+class HeartbeatJob:
+    def __init__(self, flow: FlowSettings, target: ClusterSettings, target_admin: Admin) -> None:
+        self.flow = flow
+        self.target = target
+        self.admin = target_admin
+        self.topic = "heartbeats"
+        self.last_sent: float | None = None
+        self.last_error: str | None = None
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        interval = self.flow.emit_heartbeats_interval_seconds
+        await self.admin.ensure_topic(
+            self.topic, 1, self.flow.heartbeats_topic_replication_factor, {"cleanup.policy": "compact"}
+        )
+        writer = Writer(self.target, f"{self.flow.name}|MirrorHeartbeatConnector|heartbeats-producer", {})
+        try:
+            await writer.start()
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), interval)
+                if self._stopping.is_set():
+                    break
+                now_ms = int(time.time() * 1000)
+                beat = Heartbeat(self.flow.source, self.flow.target, now_ms)
+                try:
+                    await ack_of(
+                        await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms)
+                    )
+                    self.last_sent, self.last_error = time.time(), None
+                    metrics.heartbeats_total.labels(self.flow.source, self.flow.target).inc()
+                except MirrorError as exc:
+                    if self.last_error is None:
+                        log.warning("heartbeat not written, retrying", flow=self.flow.name, error=str(exc))
+                    self.last_error = str(exc)
+        finally:
+            await writer.close(timeout=1.0)  # a heartbeat not sent by now is worthless

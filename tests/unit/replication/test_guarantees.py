@@ -1,0 +1,541 @@
+"""Guarantees that hold without a broker: a failed fetch leaves no sends behind, a timed-out close ends
+the producer's sender, a refused batch is located and then halts its partition, a membership can be
+run again after it failed, and client overrides that would void the guarantees are refused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import structlog
+
+from mirror import metrics
+from mirror.config import ConfigError, load_settings
+from mirror.errors import KafkaUnavailable, RecordRejected
+from mirror.kafka import SourceBatch, Writer
+from mirror.replication.progress import ProgressStore
+from mirror.replication.task import TP, SourceTask, _InFlight, _unwrapped
+from mirror.service.worker import make_policy
+
+BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
+
+
+def _task(tmp_path: Path, extra: str = "") -> SourceTask:
+    config = tmp_path / "mm2.properties"
+    config.write_text(BASE + extra)
+    settings = load_settings(config, env={}).settings
+    flow = settings.flows["A->B"]
+    task = SourceTask(
+        flow,
+        0,
+        settings.cluster("A"),
+        settings.cluster("B"),
+        make_policy(flow),
+        ProgressStore(flow, settings.cluster("B")),
+    )
+    task.set_partitions({("t", 0), ("t", 1)})
+    return task
+
+
+def _records(first: int, count: int) -> list[Any]:
+    return [
+        SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o, key=None, value=b"v", headers=[])
+        for o in range(first, first + count)
+    ]
+
+
+# --- item 6: a failed send of a fetch cancels its siblings -------------------------------------------------
+
+
+class FakeWriter:
+    """send_records of partition 0 fails at once; partition 1's waits for buffer space (forever)."""
+
+    def __init__(self) -> None:
+        self.waiting = asyncio.Event()
+        self.cancelled = False
+        self.per_batch: list[int] = []
+
+    async def send_records(
+        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    ) -> Any:
+        self.per_batch.append(per_batch)
+        if partition == 0:
+            await self.waiting.wait()
+            raise KafkaUnavailable("target gone")
+        try:
+            self.waiting.set()
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return []
+
+
+async def test_a_failed_send_cancels_its_siblings_before_the_session_ends(tmp_path: Path) -> None:
+    """An orphaned send still waiting for buffer space would later overwrite the next session's read
+    position: when one send of a fetch fails, the others are cancelled and awaited first."""
+    task = _task(tmp_path)
+    task._position = {}
+    writer = FakeWriter()
+    batches = [SourceBatch("t", 0, _records(0, 3)), SourceBatch("t", 1, _records(10, 3))]
+    with pytest.raises(ExceptionGroup) as info:
+        await task._send_all(writer, batches)  # type: ignore[arg-type]
+    assert info.group_contains(KafkaUnavailable)
+    assert writer.cancelled  # the sibling is gone, not left running
+    await asyncio.sleep(0.05)
+    assert task._position == {}  # and it never recorded a position
+
+
+# --- item 1: a refused batch is located, narrowed to one record, then halts its partition --------------
+
+
+def _refused_entry(tp: TP, records: list[Any], sizes: list[int], refused_at: int) -> _InFlight:
+    loop = asyncio.get_running_loop()
+    futures = []
+    start = 0
+    for i, n in enumerate(sizes):
+        fut: asyncio.Future[Any] = loop.create_future()
+        if i < refused_at:
+            fut.set_result(SimpleNamespace(offset=100 + start))
+        else:
+            from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
+
+            fut.set_exception(InvalidTimestampError())
+        futures.append((fut, start, n))
+        start += n
+    return _InFlight(tp, "A.t", records, records[-1].timestamp, 10, futures)
+
+
+class Target:
+    """A fake target partition: batches of ``size`` records (or what the task asks); a batch holding an
+    offset in ``bad`` is refused (InvalidTimestamp), one of more than ``max_records`` too (size); a batch
+    behind a refused one is refused as out of sequence. ``written`` is what the target holds."""
+
+    def __init__(self, size: int, bad: frozenset[int] = frozenset(), max_records: int = 0) -> None:
+        self.size, self.bad, self.max_records = size, bad, max_records
+        self.written: list[int] = []
+        self.batches = 0
+
+    async def send_records(
+        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    ) -> Any:
+        from aiokafka.errors import (  # noqa: PLC0415
+            InvalidTimestampError,
+            MessageSizeTooLargeError,
+            OutOfOrderSequenceNumber,
+        )
+
+        size = per_batch or self.size
+        out: list[Any] = []
+        refused = False
+        for start in range(0, len(records), size):
+            if max_batches and len(out) == max_batches:
+                break
+            chunk = [r.offset for r in records[start : start + size]]
+            self.batches += 1
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            if refused:
+                fut.set_exception(OutOfOrderSequenceNumber())
+            elif self.max_records and len(chunk) > self.max_records:
+                fut.set_exception(MessageSizeTooLargeError())
+                refused = True
+            elif self.bad & set(chunk):
+                fut.set_exception(InvalidTimestampError())
+                refused = True
+            else:
+                self.written += chunk
+                fut.set_result(SimpleNamespace(offset=len(self.written) - len(chunk)))
+            out.append((fut, start, len(chunk)))
+        return out
+
+
+async def _sessions(task: SourceTask, target: Target, records: list[Any], limit: int = 40) -> int:
+    """Run fetch-send-ack sessions over ``records`` (partition ("t", 0)) until everything not halted is
+    copied; each session has a new producer, as a real one. Returns the number of sessions."""
+    tp = ("t", 0)
+    for session in range(1, limit + 1):
+        task._confirmed = {}
+        task._position = {}
+        start = task._acked.get(tp, records[0].offset - 1) + 1
+        batch = [r for r in records if r.offset >= start]
+        kept = task._cut_halted(FakeReader(), [SourceBatch("t", 0, batch)] if batch else [])  # type: ignore[arg-type]
+        if not kept:
+            return session
+
+        async def one() -> None:
+            for entry in await task._send_all(target, kept):  # type: ignore[arg-type]  # noqa: B023
+                await task._complete(entry)
+
+        try:
+            await _unwrapped(one())
+        except RecordRejected as exc:
+            task._rejected(exc)
+    raise AssertionError(f"not done after {limit} sessions")
+
+
+async def test_a_refused_record_is_found_by_halving_and_halts_its_partition(tmp_path: Path) -> None:
+    """At-least-once: 200 records, the target refuses offset 137. Everything before it is copied, in
+    order and once; the partition halts at 137, named; nothing after it is written."""
+    task = _task(tmp_path)
+    target = Target(size=100, bad=frozenset({137}))
+    with structlog.testing.capture_logs() as logs:
+        sessions = await _sessions(task, target, _records(0, 200))
+    assert target.written == list(range(137))
+    assert task.status.halted[("t", 0)].offset == 137
+    assert "InvalidTimestampError" in task.status.halted[("t", 0)].reason
+    assert sessions <= 10  # halving: log2(100) + a few, not one session per record
+    assert [e["offset"] for e in logs if e["log_level"] == "error"] == [137]
+    gauge = metrics.REGISTRY.get_sample_value(
+        "mirror_partition_halted", {"source": "A", "target": "B", "topic": "A.t", "partition": "0"}
+    )
+    assert gauge == 1
+
+
+async def test_batches_too_large_for_the_target_are_split_until_they_fit(tmp_path: Path) -> None:
+    """The remote topic takes at most 30 records per batch: batches are halved until they fit and stay
+    that size afterwards; nothing halts, nothing is lost or repeated."""
+    task = _task(tmp_path)
+    target = Target(size=100, max_records=30)
+    sessions = await _sessions(task, target, _records(0, 200))
+    assert target.written == list(range(200))
+    assert not task.status.halted and task._cap[("t", 0)] == 25
+    assert sessions <= 6
+    refused_before = target.batches
+    await _sessions(task, target, _records(200, 100))
+    assert target.written == list(range(300))
+    assert target.batches - refused_before == 4  # 100 records in batches of 25, none refused
+
+
+async def test_a_refused_first_batch_reports_its_range(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    # at-least-once: batches of 4 and 6 records (offsets 20..29); the second is refused
+    entry = _refused_entry(("t", 0), _records(20, 10), [4, 6], refused_at=1)
+    with pytest.raises(RecordRejected) as info:
+        await task._complete(entry)
+    exc = info.value
+    assert (exc.topic, exc.partition, exc.offset, exc.count, exc.last_offset) == ("t", 0, 24, 6, 29)
+    assert "InvalidTimestampError" in exc.reason
+    assert task._acked[("t", 0)] == 23 and ("t", 0) in task._dirty  # the first batch counts
+    task._rejected(exc)
+    assert task._probing == {("t", 0): (29, 3)} and not task.status.halted
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.paused: list[TP] = []
+
+    def pause(self, partitions: list[TP]) -> None:
+        self.paused += partitions
+
+
+def test_records_from_the_halt_offset_on_are_never_sent(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    task._rejected(RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=5, count=1))
+    reader = FakeReader()
+    kept = task._cut_halted(
+        reader,  # type: ignore[arg-type]
+        [
+            SourceBatch("t", 0, _records(2, 6)),
+            SourceBatch("t", 1, _records(0, 9)),
+            SourceBatch("t", 0, _records(8, 2)),
+        ],
+    )
+    assert [(b.partition, [r.offset for r in b.records]) for b in kept] == [
+        (0, [2, 3, 4]),
+        (1, list(range(9))),
+    ]
+    assert reader.paused == [("t", 0), ("t", 0)]
+
+
+class QueueingWriter:
+    """Queues target batches of ``size`` records; the batch starting at ``refused`` is refused."""
+
+    def __init__(self, size: int, refused: int) -> None:
+        self.size, self.refused = size, refused
+        self.sent: list[list[int]] = []
+
+    async def send_records(
+        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    ) -> Any:
+        from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
+
+        size = per_batch or self.size
+        out = []
+        for start in range(0, len(records), size):
+            if max_batches and len(out) == max_batches:
+                break
+            chunk = records[start : start + size]
+            self.sent.append([r.offset for r in chunk])
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            if chunk[0].offset == self.refused:
+                fut.set_exception(InvalidTimestampError())
+            else:
+                fut.set_result(SimpleNamespace(offset=0))
+            out.append((fut, start, len(chunk)))
+        return out
+
+
+async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_until_it_is_in(
+    tmp_path: Path,
+) -> None:
+    """A broker keeps no sequence state for a new producer: batches queued behind a refused first batch
+    would be accepted, past the missing records. So the first batch goes alone."""
+    task = _task(tmp_path)
+    writer = QueueingWriter(size=4, refused=30)
+    with pytest.raises(ExceptionGroup) as info:
+        await task._send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
+    refused = info.value.exceptions[0]
+    assert isinstance(refused, RecordRejected)
+    assert (refused.offset, refused.count) == (30, 4)
+    assert writer.sent == [[30, 31, 32, 33]]  # nothing behind it was queued
+
+    # once the partition's first batch is in, the rest is pipelined as usual
+    writer = QueueingWriter(size=4, refused=-1)
+    [entry] = await task._send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
+    assert writer.sent == [[30, 31, 32, 33], [34, 35, 36, 37], [38, 39]]
+    assert [(start, n) for _f, start, n in entry.futures] == [(0, 4), (4, 4), (8, 2)]
+    await task._send_all(writer, [SourceBatch("t", 0, _records(40, 10))])  # type: ignore[arg-type]
+    assert writer.sent[3:] == [[40, 41, 42, 43], [44, 45, 46, 47], [48, 49]]
+
+
+# --- item 7: a close that times out still ends the producer's sender ---------------------------------------
+
+
+async def test_a_close_that_times_out_ends_the_sender_and_the_connections() -> None:
+    """aiokafka's stop() cut short leaves its sender retrying: it would deliver stale batches later."""
+    sender_task = asyncio.ensure_future(asyncio.sleep(3600))
+    closed_client = asyncio.Event()
+
+    async def hanging_stop() -> None:
+        await asyncio.sleep(3600)
+
+    async def client_close() -> None:
+        closed_client.set()
+
+    writer = Writer.__new__(Writer)
+    writer._producer = SimpleNamespace(  # type: ignore[assignment]
+        stop=hanging_stop,
+        _sender=SimpleNamespace(sender_task=sender_task),
+        client=SimpleNamespace(close=client_close),
+    )
+    await writer.close(timeout=0.2)
+    await asyncio.sleep(0)
+    assert sender_task.cancelled()
+    assert closed_client.is_set()
+
+
+# --- item 5: a membership can run again after it failed ----------------------------------------------------
+
+
+async def test_a_failed_membership_runs_again_with_a_new_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mirror.kafka import coordination  # noqa: PLC0415
+
+    made: list[Any] = []
+
+    class FakeConsumer:
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs, self.started, self.stopped = kwargs, 0, False
+            made.append(self)
+
+        async def start(self) -> None:
+            if self.stopped:
+                raise AssertionError("an aiokafka consumer cannot start again once stopped")
+            self.started += 1
+            from aiokafka.errors import KafkaConnectionError  # noqa: PLC0415
+
+            raise KafkaConnectionError("coordinator gone")
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    monkeypatch.setattr(coordination, "AIOKafkaConsumer", FakeConsumer)
+    settings = load_settings_text(
+        BASE + "B.consumer.session.timeout.ms = 12000\nB.consumer.isolation.level = read_uncommitted\n"
+    )
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    membership = coordination.GroupMembership(
+        settings.cluster("B"),
+        "g",
+        ["mm2-tasks.A.internal"],
+        on_assigned=nothing,
+        on_revoked=nothing,
+        client_id="w",
+    )
+    for _ in range(2):
+        with pytest.raises(KafkaUnavailable):
+            await membership.run(asyncio.Event(), nothing)
+    assert len(made) == 2 and all(c.started == 1 and c.stopped for c in made)
+    assert made[0].kwargs["session_timeout_ms"] == 12000  # the cluster's override is honoured, once
+
+
+def load_settings_text(text: str) -> Any:
+    import tempfile  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mm2.properties"
+        path.write_text(text)
+        return load_settings(path, env={}).settings
+
+
+def test_the_leaders_task_counts_travel_in_the_assignment() -> None:
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata  # noqa: PLC0415
+
+    from mirror.kafka.coordination import TaskAssignor, decode_task_counts  # noqa: PLC0415
+
+    cluster = SimpleNamespace(
+        partitions_for_topic=lambda t: {0, 1, 2, 3} if t == "mm2-tasks.A.internal" else {0}
+    )
+    members = {
+        "m1": ConsumerProtocolMemberMetadata(0, ["mm2-tasks.A.internal", "mm2-tasks.C.internal"], b""),
+        "m2": ConsumerProtocolMemberMetadata(0, ["mm2-tasks.A.internal", "mm2-tasks.C.internal"], b""),
+    }
+    out = TaskAssignor().assign(cluster, members)
+    member = TaskAssignor()
+    member.on_assignment(out["m2"])
+    assert member.task_counts == {"mm2-tasks.A.internal": 4, "mm2-tasks.C.internal": 1}
+    assert sorted(p for a in out.values() for _t, ps in a.assignment for p in ps) == [0, 0, 1, 2, 3]
+    assert decode_task_counts(b"") == {} and decode_task_counts(b"not json") == {}
+
+
+# --- item 8: overrides that void the guarantees are refused -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "value"),
+    [
+        ("B.producer.acks = 1", "B.producer.acks", "'1'"),
+        ("A->B.producer.acks = 0", "A->B.producer.acks", "'0'"),
+        ("A->B.producer.enable.idempotence = false", "A->B.producer.enable.idempotence", "'false'"),
+        ("B.producer.enable.idempotence = false", "B.producer.enable.idempotence", "'false'"),
+        ("A.consumer.auto.offset.reset = none", "A.consumer.auto.offset.reset", "'none'"),
+    ],
+)
+def test_overrides_that_void_the_guarantees_are_refused(
+    tmp_path: Path, line: str, key: str, value: str
+) -> None:
+    config = tmp_path / "mm2.properties"
+    config.write_text(BASE + line + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, env={})
+    assert info.value.key == key
+    assert f"invalid value {value}" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "B.producer.acks = all",
+        "A->B.producer.acks = -1",
+        "A->B.producer.enable.idempotence = true",
+        "A.consumer.auto.offset.reset = latest",
+        "B.consumer.auto.offset.reset = none",  # B's consumers do not read for A->B
+        "B->A.producer.acks = 1\nB->A.enabled = false",  # a flow that does not replicate
+    ],
+)
+def test_overrides_that_keep_the_guarantees_are_accepted(tmp_path: Path, line: str) -> None:
+    config = tmp_path / "mm2.properties"
+    config.write_text(BASE + line + "\n")
+    load_settings(config, env={})
+
+
+class LatestReader:
+    """A source whose partitions' ends move on; the task starts partitions without progress at the end."""
+
+    start_at = "latest"
+
+    def __init__(self) -> None:
+        self.ends: dict[TP, int] = {("t", 0): 50, ("t", 1): 0}
+        self.positions: dict[TP, int | None] = {}
+
+    async def beginning_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return dict.fromkeys(partitions, 0)
+
+    async def end_offsets(self, partitions: list[TP]) -> dict[TP, int]:
+        return {tp: self.ends[tp] for tp in partitions}
+
+    async def assign(self, positions: dict[TP, int | None]) -> None:
+        self.positions = dict(positions)
+
+
+@pytest.mark.parametrize("eos", [False, True])
+async def test_latest_is_resolved_once_and_stored_as_progress(tmp_path: Path, eos: bool) -> None:
+    """auto.offset.reset=latest: a failed session must not move a partition to its (new) end again, which
+    would skip what was written meanwhile; the start is stored as progress so a next owner keeps it."""
+    task = _task(tmp_path, "A->B.exactly.once.support = required\n" if eos else "")
+    reader = LatestReader()
+    await task._assign(reader)  # type: ignore[arg-type]
+    assert reader.positions == {("t", 0): 50, ("t", 1): 0}
+    reader.ends = {("t", 0): 80, ("t", 1): 7}  # records arrive; the session fails before copying them
+    task._position = {}
+    if eos:
+        task._acked.clear()  # what a new exactly-once session does
+    await task._assign(reader)  # type: ignore[arg-type]
+    assert reader.positions == {("t", 0): 50, ("t", 1): 0}
+    if eos:
+        assert task._initial_unstored == {("t", 0): 49}  # committed with the next transaction
+    else:
+        assert task._acked == {("t", 0): 49} and task._dirty == {("t", 0)}  # stored with the next flush
+
+
+def test_a_generations_task_counts_do_not_outlive_it() -> None:
+    from mirror.kafka.coordination import TaskAssignor, _Listener  # noqa: PLC0415
+
+    assignor = TaskAssignor()
+    assignor.task_counts = {"mm2-tasks.A.internal": 4}
+    seen: list[dict[str, int]] = []
+
+    async def assigned(_tasks: Any, counts: dict[str, int]) -> None:
+        seen.append(counts)
+
+    async def revoked(_tasks: Any) -> None:
+        return None
+
+    listener = _Listener(assignor, assigned, revoked)
+
+    async def rebalance() -> None:
+        await listener.on_partitions_revoked([])
+        await listener.on_partitions_assigned([])  # a generation under plain round-robin: no counts
+
+    asyncio.run(rebalance())
+    assert seen == [{}]
+
+
+async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tmp_path: Path) -> None:
+    """A partition started at its end (latest) that then copies nothing — its only record was refused and
+    it is halted — still commits where it started: else a restart would start it at the end again, past
+    the halted record (seen in a full broker run, where the partition had a task of its own)."""
+    task = _task(tmp_path, "A->B.exactly.once.support = required\n")
+    task._initial_unstored = {("t", 0): 2}
+    task._partitions_changed.clear()
+    calls: list[str] = []
+
+    class Reader:
+        async def fetch(self, _timeout: int) -> list[SourceBatch]:
+            task._stopping.set()  # one round
+            return []
+
+    class TxnWriter:
+        async def begin_transaction(self) -> None:
+            calls.append("begin")
+
+        async def commit_transaction(self) -> None:
+            calls.append("commit")
+
+        async def abort_transaction(self) -> None:
+            calls.append("abort")
+
+    class Progress:
+        async def send_with(self, _writer: Any, progress: dict[TP, int]) -> list[Any]:
+            calls.append(f"progress {progress}")
+            return []
+
+    task.progress = Progress()  # type: ignore[assignment]
+    await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
+    assert calls == ["begin", "progress {('t', 0): 2}", "commit"]
+    assert task._initial_unstored == {} and task._loaded[("t", 0)] == 2
