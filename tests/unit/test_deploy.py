@@ -1,9 +1,12 @@
 """deploy/ and the Dockerfile: they parse, lint, use only metrics the service exports and only settings
-the configuration knows; the Dockerfile's own commands work."""
+the configuration knows; `kustomize build` renders the Kubernetes base as the README describes it;
+`promtool` checks and unit-tests the alert rules; the Dockerfile's own commands work. kustomize and promtool
+come from deploy/tools.sh (run it once); without them those tests fail, they never skip."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -23,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mirror import metrics
 from mirror.config import load_settings
+from mirror.local.kafka import cache_dir
 from mirror.service.http import HttpServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,39 +161,76 @@ def test_dashboard_panels_are_well_formed() -> None:
         assert len(refs) == len(set(refs)) and all(t["expr"] for t in panel["targets"]), panel["title"]
 
 
-# --- Kubernetes manifests -------------------------------------------------------------------------------
+# --- kustomize and promtool (installed by deploy/tools.sh) -----------------------------------------------
+
+TOOLS_SCRIPT = "deploy/tools.sh"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts.test.yaml"
 
 
-def _base_docs() -> dict[str, dict[str, Any]]:
-    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-    docs = {}
-    for name in kustomization["resources"]:
-        for doc in yaml.safe_load_all((BASE / name).read_text()):
-            docs[doc["kind"]] = doc
+def deploy_tool(name: str) -> str:
+    """kustomize or promtool: $MIRROR_KUSTOMIZE / $MIRROR_PROMTOOL, else where deploy/tools.sh installs it.
+    When it is missing the test fails (never skips) and says how to install it."""
+    path = Path(os.environ.get(f"MIRROR_{name.upper()}") or cache_dir() / "tools" / "bin" / name)
+    assert os.access(path, os.X_OK), (
+        f"{name} not found at {path}: run `bash {TOOLS_SCRIPT}` once (installs kustomize and promtool there)"
+    )
+    return str(path)
+
+
+def _run_tool(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [deploy_tool(name), *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+# --- Kubernetes manifests, as `kustomize build` renders them ---------------------------------------------
+
+
+@functools.cache
+def rendered_base() -> dict[str, dict[str, Any]]:
+    """The objects `kustomize build deploy/kubernetes/base` renders, by kind (one of each)."""
+    result = _run_tool("kustomize", "build", str(BASE.relative_to(ROOT)))
+    assert result.returncode == 0, result.stderr
+    docs: dict[str, dict[str, Any]] = {}
+    for doc in yaml.safe_load_all(result.stdout):
+        assert doc["kind"] not in docs, doc["kind"]
+        docs[doc["kind"]] = doc
     return docs
 
 
-def test_kustomization_lists_existing_files() -> None:
-    """Every resource and generator file of the base exists, and the base has the issue's objects."""
-    kustomization = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-    for name in kustomization["resources"]:
-        assert (BASE / name).is_file(), name
-    for generator in kustomization["configMapGenerator"]:
-        for name in generator["files"]:
-            assert (BASE / name).is_file(), name
-    assert set(_base_docs()) >= {"Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor", "Secret"}
+def test_kustomize_renders_the_base() -> None:
+    """`kustomize build` renders the README's objects, all with the base's labels and the image's tag."""
+    docs = rendered_base()
+    assert set(docs) == {
+        "Deployment",
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+    }
+    for doc in docs.values():
+        assert doc["metadata"]["labels"]["app.kubernetes.io/name"] == "mirror", doc["kind"]
+    (container,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "mirror:0.1.0"
+    # the ConfigMap is generated from the example file (its name gets a hash of the content)
+    config_map = docs["ConfigMap"]
+    assert config_map["metadata"]["name"].startswith("mirror-config-")
+    assert config_map["data"] == {"mm2.properties": (BASE / "mm2.properties").read_text()}
 
 
-def test_deployment_probes_security_and_wiring() -> None:
-    """Probes hit /healthz and /readyz on the named port; non-root as in the image; selectors match."""
-    docs = _base_docs()
+def test_rendered_deployment_probes_security_and_wiring() -> None:
+    """Probes hit /healthz and /readyz on port 8080; non-root and read-only as in the image; 2 replicas;
+    the selectors, the Service, the ServiceMonitor, the config mount and the Secret refer to each other."""
+    docs = rendered_base()
     deployment, service = docs["Deployment"], docs["Service"]
+    assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
-    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == _dockerfile_uid()
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
@@ -201,19 +242,33 @@ def test_deployment_probes_security_and_wiring() -> None:
         docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
     ):
         assert selector.items() <= labels.items()
-    (endpoint,) = docs["ServiceMonitor"]["spec"]["endpoints"]
-    assert endpoint["port"] == service["spec"]["ports"][0]["name"] == "http"
-    assert endpoint["path"] == "/metrics"
+    # the Service also publishes not-ready pods (their metrics matter most then), on the container's port
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    (port,) = service["spec"]["ports"]
+    assert port["targetPort"] == "http" and port["port"] == 8080
+    monitor = docs["ServiceMonitor"]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["endpoints"]
+    assert endpoint == {**endpoint, "port": port["name"], "path": "/metrics"}
+    # --config names mm2.properties in the mounted (generated, renamed) ConfigMap
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["name"]: m for m in container["volumeMounts"]}
-    assert volumes["config"]["configMap"]["name"] == "mirror-config"
+    assert volumes["config"]["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
     config_path = container["args"][container["args"].index("--config") + 1]
     assert config_path == f"{mounts['config']['mountPath']}/mm2.properties"
+    assert "mm2.properties" in docs["ConfigMap"]["data"]
+    # the SASL credentials come from the Secret's keys
+    refs = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e]
+    assert refs
+    for ref in refs:
+        assert ref["name"] == docs["Secret"]["metadata"]["name"]
+        assert ref["key"] in docs["Secret"]["stringData"]
 
 
-def test_example_config_and_environment_load_without_warnings() -> None:
-    """The ConfigMap's mm2.properties with the Deployment's env (the Secret's password) is a valid config."""
-    docs = _base_docs()
+def test_rendered_config_and_environment_load_without_warnings(tmp_path: Path) -> None:
+    """The rendered ConfigMap's mm2.properties with the Deployment's env (the Secret's credentials) is a
+    valid config: no warning, HTTP on all interfaces at the container's port, the SASL credentials set."""
+    docs = rendered_base()
     (container,) = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
     secret = docs["Secret"]["stringData"]
     env = {}
@@ -221,19 +276,52 @@ def test_example_config_and_environment_load_without_warnings() -> None:
         if "value" in item:
             env[item["name"]] = item["value"]
         else:
-            ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == docs["Secret"]["metadata"]["name"]
-            env[item["name"]] = secret[ref["key"]]
-    loaded = load_settings(BASE / "mm2.properties", env=env)
+            env[item["name"]] = secret[item["valueFrom"]["secretKeyRef"]["key"]]
+    assert {"MIRROR_CLUSTERS__west__SASL_USERNAME", "MIRROR_CLUSTERS__west__SASL_PASSWORD"} <= env.keys()
+    config = tmp_path / "mm2.properties"
+    config.write_text(docs["ConfigMap"]["data"]["mm2.properties"])
+    loaded = load_settings(config, env=env)
     assert loaded.warnings == []
     settings = loaded.settings
     assert settings.service.http_host == "0.0.0.0"
-    assert settings.service.http_port == 8080
+    assert settings.service.http_port == container["ports"][0]["containerPort"] == 8080
     west = settings.cluster("west")
     assert west.sasl_password is not None
     assert west.sasl_password.get_secret_value() == secret["west-sasl-password"]
     assert west.sasl_username == secret["west-sasl-username"]
     assert [f.name for f in settings.replicating_flows()] == ["east->west"]
+
+
+# --- Prometheus rules, checked and unit-tested by promtool ----------------------------------------------
+
+
+def test_promtool_checks_the_alert_rules() -> None:
+    """`promtool check rules` accepts deploy/prometheus/alerts.yaml (PromQL, templates, durations)."""
+    result = _run_tool("promtool", "check", "rules", str(ALERTS.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    count = sum(len(group["rules"]) for group in yaml.safe_load(ALERTS.read_text())["groups"])
+    assert f"SUCCESS: {count} rules found" in result.stdout, result.stdout
+
+
+def test_promtool_alert_unit_tests_pass() -> None:
+    """`promtool test rules deploy/prometheus/alerts.test.yaml`: each alert fires once its condition held
+    for its `for:`, with the expected labels and rendered annotations, and not for healthy series."""
+    result = _run_tool("promtool", "test", "rules", str(ALERT_TESTS.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout, result.stdout
+
+
+def test_every_alert_has_unit_tests() -> None:
+    """alerts.test.yaml tests every rule of alerts.yaml, each both firing and not firing."""
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    assert tests["rule_files"] == [ALERTS.name]
+    cases = [case for test in tests["tests"] for case in test["alert_rule_test"]]
+    fires = {case["alertname"] for case in cases if case["exp_alerts"]}
+    silent = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    names = {
+        rule["alert"] for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]
+    }
+    assert fires == silent == names
 
 
 # --- Dockerfile -----------------------------------------------------------------------------------------
