@@ -135,6 +135,9 @@ def _document_fields(layer: ConfigLayer, path: tuple[str, ...], fields: Mapping[
             layer.warnings.append(f"{key!r} is ignored; it is implied by the enclosing key")
         elif name in model.model_fields:
             layer.set((*path, name), value, key)
+            if isinstance(value, Mapping):  # client overrides: each key is named as written
+                for inner in value:
+                    layer.origins[(*path, name, str(inner))] = f"{key}.{inner}"
         else:
             known = [".".join((*path, known)) for known in model.model_fields if known not in implied]
             layer.warnings.append(f"unknown key {key!r} is ignored; {closest_key_hint(key, known)}")

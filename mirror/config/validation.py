@@ -16,6 +16,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from mirror.config.client_keys import ROLES, client_key_problems
 from mirror.config.fields import Allowed
 from mirror.config.layer import ConfigLayer
 from mirror.config.models import SECTION_MODELS, FlowSettings, ServiceSettings, Settings
@@ -26,7 +27,9 @@ from mirror.config.routing import TARGET_WORKER_KEYS, split_flow_name
 
 
 def layer_problems(layer: ConfigLayer, aliases: Sequence[str]) -> list[ConfigProblem]:
-    """Problems of one layer: its own, each value checked against its field, and flows of unknown clusters."""
+    """Problems of one layer: its own, each value checked against its field, each client override against
+    :mod:`mirror.config.client_keys`, and flows of unknown clusters. Unknown client keys are added to the
+    layer's warnings."""
     problems = list(layer.problems)
     for section, model in SECTION_MODELS.items():
         owners = (
@@ -35,6 +38,7 @@ def layer_problems(layer: ConfigLayer, aliases: Sequence[str]) -> list[ConfigPro
         for owner, fields in owners:
             path = (section, owner) if owner else (section,)
             problems += _field_problems(layer, path, model, fields)
+            problems += _client_key_problems(layer, path, fields)
             if section == "clusters":
                 problems += _worker_key_problems(layer, path, fields.get("properties", {}))
     for name in layer.data["flows"]:
@@ -55,6 +59,26 @@ def _field_problems(
             problems.append(
                 ConfigProblem.of(layer.origin((*path, name)), value, _allowed(info, exc.errors()[0]))
             )
+    return problems
+
+
+def _client_key_problems(
+    layer: ConfigLayer, path: tuple[str, ...], fields: Mapping[str, Any]
+) -> list[ConfigProblem]:
+    """Check the client overrides (``consumer``, ``producer``, ``admin``) of one cluster or flow, each key
+    named as written (or, inside a JSON mapping, by the variable that holds it)."""
+    problems = []
+    for role in ROLES:
+        overrides = fields.get(role)
+        if not isinstance(overrides, dict):
+            continue  # absent, or not a mapping (already reported)
+        for key, value in overrides.items():
+            written = layer.origins.get((*path, role, key)) or layer.origin((*path, role))
+            found = client_key_problems(role, key, value, written=written)
+            if found.problem is not None:
+                problems.append(found.problem)
+            if found.warning is not None:
+                layer.warnings.append(found.warning)
     return problems
 
 
