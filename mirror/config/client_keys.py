@@ -185,7 +185,6 @@ IGNORED_CLIENT_KEYS: Mapping[Role, frozenset[str]] = {
         "exclude.internal.topics",
         "allow.auto.create.topics",
         "default.api.timeout.ms",
-        "share.acknowledgement.mode",
     },
     "producer": _IGNORED_COMMON
     | {
