@@ -247,9 +247,17 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only the values passed in: load_settings reads ``MIRROR_*`` itself (with ``env_prefix`` and
-        ``env_nested_delimiter`` above), because it takes the environment as an argument and must resolve
-        flows the MM2 way."""
+        """Only the values passed in: :mod:`mirror.config.sources` reads ``MIRROR_*`` (with ``env_prefix`` and
+        ``env_nested_delimiter`` above), YAML and TOML itself, and :mod:`mirror.config.load` merges them.
+
+        pydantic-settings' own sources do not fit (docs/configuration.md describes what ours do): their output
+        is a plain dict, so an error could no longer name the variable or the file key the user wrote; its
+        environment source is either case-sensitive for the whole name or lower-cases all of it (aliases and
+        client keys keep their case here, sections and fields do not), decodes list fields as JSON only (so
+        ``a,b`` and regexes such as ``[a-z].*`` fail), has no ``MIRROR_FLOWS__A__B__...`` form and no
+        unknown-variable warnings; its YAML source fails on a document that is not a mapping without saying
+        what it is, and both file sources refuse files that are not UTF-8 (read here as ISO-8859-1). Our
+        sources also take the environment as an argument, and flows are resolved the MM2 way after merging."""
         return (init_settings,)
 
     @model_validator(mode="before")
