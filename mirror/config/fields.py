@@ -23,9 +23,6 @@ DEFAULT_REPLICATION_POLICY = "org.apache.kafka.connect.mirror.DefaultReplication
 IDENTITY_REPLICATION_POLICY = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
 
 
-# --- Field types -------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Allowed:
     """Field metadata: what the field accepts, in words, for error messages."""

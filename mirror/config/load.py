@@ -27,8 +27,6 @@ from mirror.config.routing import TARGET_WORKER_KEYS, java_key, translate
 from mirror.config.sources import read_env, read_file
 from mirror.config.validation import layer_problems, validated
 
-# --- Loading -----------------------------------------------------------------------------------------------
-
 
 @dataclass
 class LoadedSettings:

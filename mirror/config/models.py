@@ -47,9 +47,6 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-# --- The model ---------------------------------------------------------------------------------------------
-
-
 class _Model(BaseModel):
     """A frozen settings model whose repr hides the secret entries of its client-property dicts."""
 
@@ -375,6 +372,7 @@ def _field_error(field: str, allowed: str, problem: str) -> PydanticCustomError:
     return PydanticCustomError("mirror_config", problem, {"field": field, "allowed": allowed})
 
 
+#: The model of each section of a ConfigLayer (and of a YAML/TOML document).
 SECTION_MODELS: dict[str, type[BaseModel]] = {
     "clusters": ClusterSettings,
     "cluster_defaults": ClusterSettings,
@@ -382,4 +380,5 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "flows": FlowSettings,
     "service": ServiceSettings,
 }
+#: Fields a section's enclosing key already gives (``clusters.A`` is the alias); written anyway, they warn.
 IMPLIED_FIELDS = {"clusters": ("alias",), "flows": ("source", "target"), "defaults": ("source", "target")}

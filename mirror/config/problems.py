@@ -1,5 +1,8 @@
-"""Configuration problems and their messages: the key as written, the value (secrets masked), what is
-allowed; :class:`ConfigError` carries them all."""
+"""Configuration problems and their messages: the key as written, the value, what is allowed;
+:class:`ConfigError` carries them all. Secret values are masked here (:func:`is_secret_key`), so no message
+can show one; :func:`closest_key_hint` is the "did you mean" of unknown-key warnings.
+
+The lowest configuration module: it imports nothing from :mod:`mirror.config`."""
 
 from __future__ import annotations
 

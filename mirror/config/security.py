@@ -7,8 +7,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# --- Cluster keys ---------------------------------------------------------------------------------
-
 _PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 _SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _JAAS_ALLOWED = f'{_PLAIN_LOGIN} or {_SCRAM_LOGIN} required username="..." password="...";'

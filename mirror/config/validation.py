@@ -23,8 +23,6 @@ from mirror.config.models import SECTION_MODELS, FlowSettings, ServiceSettings, 
 from mirror.config.problems import ConfigError, ConfigProblem
 from mirror.config.routing import TARGET_WORKER_KEYS, split_flow_name
 
-# --- Validation --------------------------------------------------------------------------------------------
-
 
 def layer_problems(layer: ConfigLayer, aliases: Sequence[str]) -> list[ConfigProblem]:
     """Problems of one layer: its own, each value checked against its field, each client override against
