@@ -68,8 +68,8 @@ def _client_key_problems(
     problems = []
     for role in ROLES:
         overrides = fields.get(role)
-        if not isinstance(overrides, dict):
-            continue  # absent, or not a mapping (already reported)
+        if not isinstance(overrides, dict) or not all(isinstance(v, str) for v in overrides.values()):
+            continue  # absent, or not a mapping of Java values (already reported)
         for key, value in overrides.items():
             written = layer.origins.get((*path, role, key)) or layer.origin((*path, role))
             found = client_key_problems(role, key, value, written=written)
