@@ -330,3 +330,13 @@ def test_docs_list_every_registry_key_and_no_other() -> None:
         registry = set(CLIENT_KEYS[role]) | IGNORED_CLIENT_KEYS[role]
         assert registry - documented[role] == set(), f"{role} keys missing in docs/configuration.md"
         assert documented[role] - registry == set(), f"{role} keys in docs/configuration.md but not known"
+
+
+def test_docs_give_each_used_key_its_allowed_values_and_argument() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    section = re.split(r"\n##+ ", text.partition("### Java client keys")[2])[0]
+    rows = re.findall(r"^\| `([a-z0-9.]+)` \|[^|]*\| ([^|]+) \| `(\w+)` \|$", section, flags=re.MULTILINE)
+    documented = {key: (allowed, argument) for key, allowed, argument in rows}
+    for role in ROLES:
+        for key, spec in CLIENT_KEYS[role].items():
+            assert documented.get(key) == (spec.allowed, spec.argument), key
