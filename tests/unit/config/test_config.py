@@ -22,7 +22,8 @@ from mirror.config import (
     load_settings,
     redacted,
 )
-from mirror.config.mm2_properties import CLUSTER_KEYS, FLOW_KEYS, SERVICE_KEYS
+from mirror.config.routing import FLOW_KEYS, SERVICE_KEYS
+from mirror.config.security import CLUSTER_KEYS
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"

@@ -1,4 +1,4 @@
-"""Tests of mirror.config.mm2_properties: java.util.Properties syntax and MM2's split of the keys."""
+"""Tests of mirror.config.properties, .routing and .security: Java .properties syntax and MM2's key split."""
 
 from __future__ import annotations
 
@@ -7,23 +7,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mirror.config import ClusterSettings, FlowSettings, ServiceSettings
-from mirror.config.mm2_properties import (
-    CLUSTER_KEYS,
+from mirror.config.layer import ConfigLayer
+from mirror.config.problems import MASK, ConfigProblem, is_secret_key
+from mirror.config.properties import parse_properties
+from mirror.config.routing import (
     FLOW_CLIENT_PREFIXES,
     FLOW_KEYS,
-    MASK,
     SERVICE_KEYS,
     TARGET_WORKER_KEYS,
-    ConfigLayer,
-    ConfigProblem,
     flow_field,
-    is_secret_key,
     java_key,
-    parse_properties,
-    read_properties,
     split_flow_name,
     translate,
 )
+from mirror.config.security import CLUSTER_KEYS
+from mirror.config.sources import read_properties
 
 
 def parsed(text: str) -> dict[str, str]:
