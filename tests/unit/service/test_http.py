@@ -1,17 +1,24 @@
-"""mirror.service.http without Kafka: readiness reasons, the cluster probe, /status and the state metrics."""
+"""mirror.service.http without Kafka: readiness reasons, the cluster probe, /status and the state metrics,
+all read from the worker's status snapshot (`mirror.service.status`)."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from mirror.config import ClusterSettings, FlowSettings, Settings
 from mirror.errors import KafkaUnavailable
-from mirror.mm2.policy import DefaultReplicationPolicy
+from mirror.replication.task import TaskStatus
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
+from mirror.service.worker import FlowRunner, Worker
+
+SETTINGS = Settings(
+    clusters={alias: ClusterSettings(alias=alias, bootstrap_servers=["localhost:1"]) for alias in "ABCD"},
+    flows={},
+)
 
 
 class FakeAdmin:
@@ -27,8 +34,10 @@ class FakeAdmin:
 
 
 class FakeTask:
-    def __init__(self, state: str, lag: dict[tuple[str, int], int], error: str | None = None) -> None:
-        self.status = SimpleNamespace(
+    """What a flow runner reads of a `SourceTask`: its status snapshot and its lag."""
+
+    def __init__(self, state: Any, lag: dict[tuple[str, int], int], error: str | None = None) -> None:
+        self.status = TaskStatus(
             state=state,
             partitions=len(lag),
             records=5,
@@ -41,25 +50,23 @@ class FakeTask:
     def lag(self) -> dict[tuple[str, int], int]:
         return self._lag
 
+    def snapshot(self) -> TaskStatus:
+        return self.status
+
 
 def runner(source: str, target: str, enabled: bool = True, *, src: str = "ok", tgt: str = "ok") -> Any:
-    prepared = asyncio.Event()
-    prepared.set()
-    return SimpleNamespace(
-        flow=SimpleNamespace(name=f"{source}->{target}", source=source, target=target, enabled=enabled),
-        status=SimpleNamespace(state="running", last_error=None, topics=1, partitions=3, task_count=2,
-                               topic_errors={}),
-        policy=DefaultReplicationPolicy(),
-        prepared=prepared,
-        source_admin=FakeAdmin(src),
-        target_admin=FakeAdmin(tgt),
-        tasks={},
-        singletons=[],
-    )  # fmt: skip
+    """A prepared, running flow (never started: no Kafka) whose admin clients answer as told."""
+    flow = FlowRunner(SETTINGS, FlowSettings(source=source, target=target, enabled=enabled))
+    flow.prepared.set()
+    flow.status.state, flow.status.topics, flow.status.partitions, flow.status.task_count = "running", 1, 3, 2
+    flow.source_admin, flow.target_admin = FakeAdmin(src), FakeAdmin(tgt)
+    return flow
 
 
 def worker(*runners: Any) -> Any:
-    return SimpleNamespace(flows=list(runners), id="host:1")
+    w = Worker(SETTINGS)
+    w.flows, w.id = list(runners), "host:1"
+    return w
 
 
 async def test_probe_reports_an_unreachable_cluster_with_its_reason() -> None:
