@@ -5,6 +5,10 @@ prepared, every cluster a flow needs answered the last connectivity check, and e
 is running; otherwise 503 with the reasons. The checks run in the background every few seconds over the
 flows' own admin clients (a probe never waits on Kafka). ``/status`` is the JSON ``mirror status`` prints.
 Metrics are rendered in a thread so a scrape never blocks the loop.
+
+``/status``, ``/readyz`` and the live state metrics read one thing: the worker's typed status snapshot
+(`mirror.service.worker.Worker.status`, types and JSON in `mirror.service.status`), taken with the probe's
+last checks; nothing here looks into the flows, tasks or jobs themselves.
 """
 
 from __future__ import annotations
@@ -164,9 +168,8 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None and server.sockets:  # type: ignore[attr-defined]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.port == 0 and self._runner.addresses:  # an ephemeral port: the one the OS chose
+            self.port = self._runner.addresses[0][1]
         self._probing = asyncio.create_task(self.probe.run(), name="http-cluster-probe")
 
     async def close(self) -> None:
