@@ -8,7 +8,7 @@ Metrics are rendered in a thread so a scrape never blocks the loop.
 
 ``/status``, ``/readyz`` and the live state metrics read one thing: the worker's typed status snapshot
 (`mirror.service.worker.Worker.status`, types and JSON in `mirror.service.status`), taken with the probe's
-last checks; nothing here looks into the flows, tasks or jobs themselves.
+last checks. The probe and the group view only borrow the flows' admin clients.
 """
 
 from __future__ import annotations
