@@ -1,4 +1,5 @@
-"""``mirror status``: what a running ``mirror`` is doing, read from its ``/status`` endpoint.
+"""``mirror status``: what a running ``mirror`` is doing, read from its ``/status`` endpoint into the
+worker's status snapshot (`mirror.service.status.WorkerStatus.from_json`).
 
 Prints the flows (state, topics, partitions, tasks, lag, clusters), lag per topic, the tasks and the last
 errors as tables; ``--json`` prints the document as it came. ``--watch N`` redraws every N seconds until
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mirror.config import ServiceSettings
+from mirror.service.status import ClusterStatus, FlowStatus, WorkerStatus
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -71,24 +73,30 @@ def _state(state: str) -> Text:
     return Text(state, style=_STATE_STYLE.get(state, ""))
 
 
-def _clusters(clusters: Mapping[str, Mapping[str, Any]]) -> Text:
+def _clusters(clusters: Mapping[str, ClusterStatus]) -> Text:
     text = Text()
     for alias, check in clusters.items():
         if text:
             text.append(", ")
-        up = bool(check.get("reachable"))
+        up = check.reachable
         text.append(f"{alias} {'up' if up else 'DOWN'}", style="green" if up else "bold red")
     return text or Text("-", style="dim")
 
 
-def render(status: Mapping[str, Any]) -> RenderableType:
-    """The tables ``mirror status`` prints for one ``/status`` document."""
-    flows: list[Mapping[str, Any]] = status.get("flows", [])
-    ready = status.get("ready")
-    head = Text(f"mirror {status.get('version', '?')}  worker {status.get('worker', '?')}  ")
+def _known(number: int) -> str:
+    return str(number) if number >= 0 else "?"  # -1: the document did not say
+
+
+def render(status: WorkerStatus | Mapping[str, Any]) -> RenderableType:
+    """The tables ``mirror status`` prints for one ``/status`` document (or its snapshot)."""
+    if not isinstance(status, WorkerStatus):
+        status = WorkerStatus.from_json(status)
+    flows = status.flows
+    ready = status.ready
+    head = Text(f"mirror {status.version}  worker {status.worker}  ")
     head.append("ready" if ready else "NOT READY", style="bold green" if ready else "bold red")
     parts: list[RenderableType] = [head]
-    parts.extend(Text(f"  - {reason}", style="red") for reason in status.get("reasons", []))
+    parts.extend(Text(f"  - {reason}", style="red") for reason in status.reasons)
 
     table = Table(title="flows", title_justify="left", expand=False)
     for column in ("flow", "state", "topics", "partitions", "tasks", "lag (records)", "clusters"):
@@ -96,17 +104,16 @@ def render(status: Mapping[str, Any]) -> RenderableType:
             column, justify="right" if column in {"topics", "partitions", "lag (records)"} else "left"
         )
     for flow in flows:
-        tasks = flow.get("tasks", [])
-        running = sum(1 for t in tasks if t.get("state") == "running")
-        replicating = flow.get("replicating", True)
+        running = sum(1 for t in flow.tasks if t.state == "running")
+        replicating = flow.replicating
         table.add_row(
-            flow.get("flow", "?"),
-            _state(flow.get("state", "?")),
-            str(flow.get("topics", 0)) if replicating else "-",
-            str(flow.get("partitions", 0)) if replicating else "-",
-            f"{running}/{len(tasks)} running here" if replicating else "heartbeats only",
-            f"{flow.get('lag_records', 0):,}" if replicating else "-",
-            _clusters(flow.get("clusters", {})),
+            flow.flow,
+            _state(flow.state),
+            str(flow.topics) if replicating else "-",
+            str(flow.partitions) if replicating else "-",
+            f"{running}/{len(flow.tasks)} running here" if replicating else "heartbeats only",
+            f"{flow.lag_records:,}" if replicating else "-",
+            _clusters(flow.clusters),
         )
     parts.append(table)
 
@@ -114,14 +121,8 @@ def render(status: Mapping[str, Any]) -> RenderableType:
     for column in ("flow", "topic", "remote topic", "partitions", "lag (records)"):
         lag.add_column(column, justify="right" if column in {"partitions", "lag (records)"} else "left")
     for flow in flows:
-        for topic, entry in flow.get("lag", {}).items():
-            lag.add_row(
-                flow.get("flow", "?"),
-                topic,
-                entry.get("remote", ""),
-                str(entry.get("partitions", 0)),
-                f"{entry.get('lag_records', 0):,}",
-            )
+        for topic, entry in flow.lag.items():
+            lag.add_row(flow.flow, topic, entry.remote, str(entry.partitions), f"{entry.lag_records:,}")
     if lag.row_count:
         parts.append(lag)
 
@@ -129,15 +130,15 @@ def render(status: Mapping[str, Any]) -> RenderableType:
     for column in ("flow", "task", "state", "partitions", "records", "restarts", "lag (records)"):
         tasks_table.add_column(column, justify="left" if column in {"flow", "state"} else "right")
     for flow in flows:
-        for task in flow.get("tasks", []):
+        for task in flow.tasks:
             tasks_table.add_row(
-                flow.get("flow", "?"),
-                str(task.get("task", "?")),
-                _state(task.get("state", "?")),
-                str(task.get("partitions", 0)),
-                f"{task.get('records', 0):,}",
-                str(task.get("restarts", 0)),
-                f"{task.get('lag_records', 0):,}",
+                flow.flow,
+                _known(task.task),
+                _state(task.state),
+                str(task.partitions),
+                f"{task.records:,}",
+                str(task.restarts),
+                f"{task.lag_records:,}",
             )
     if tasks_table.row_count:
         parts.append(tasks_table)
@@ -145,12 +146,12 @@ def render(status: Mapping[str, Any]) -> RenderableType:
     workers = Table(title="workers (the whole group, from Kafka)", title_justify="left")
     for column in ("target", "worker", "host", "tasks"):
         workers.add_column(column, overflow="fold" if column == "tasks" else "ellipsis")
-    for target, group in status.get("groups", {}).items():
-        if "error" in group:
-            workers.add_row(target, "?", "", Text(group["error"], style="red"))
-        for member in group.get("workers", []):
-            name = member.get("worker", "?") + (" (this)" if member.get("this") else "")
-            workers.add_row(target, name, member.get("host", ""), ", ".join(member.get("tasks", [])) or "-")
+    for target, group in (status.groups or {}).items():
+        if group.error is not None:
+            workers.add_row(target, "?", "", Text(group.error, style="red"))
+        for member in group.workers:
+            name = member.worker + (" (this)" if member.this else "")
+            workers.add_row(target, name, member.host, ", ".join(member.tasks) or "-")
     if workers.row_count:
         parts.append(workers)
 
@@ -166,36 +167,28 @@ def render(status: Mapping[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
-def _errors(flows: list[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+def _errors(flows: Iterable[FlowStatus]) -> list[tuple[str, str, str]]:
     rows = []
     for flow in flows:
-        name = flow.get("flow", "?")
-        if flow.get("last_error"):
-            rows.append((name, "flow", str(flow["last_error"])))
+        name = flow.flow
+        if flow.last_error:
+            rows.append((name, "flow", str(flow.last_error)))
         rows.extend(
-            (name, f"cluster {alias}", str(c.get("error")))
-            for alias, c in flow.get("clusters", {}).items()
-            if not c.get("reachable")
+            (name, f"cluster {alias}", str(check.error))
+            for alias, check in flow.clusters.items()
+            if not check.reachable
         )
-        rows.extend((name, f"topic {topic}", str(err)) for topic, err in flow.get("topic_errors", {}).items())
-        rows.extend(
-            (name, job, str(info["last_error"]))
-            for job, info in flow.get("jobs", {}).items()
-            if info.get("last_error")
-        )
-        rows.extend(
-            (name, f"task {t.get('task')}", str(t["last_error"]))
-            for t in flow.get("tasks", [])
-            if t.get("last_error")
-        )
+        rows.extend((name, f"topic {topic}", str(err)) for topic, err in flow.topic_errors.items())
+        rows.extend((name, job.job, str(job.last_error)) for job in flow.jobs if job.last_error)
+        rows.extend((name, f"task {_known(t.task)}", str(t.last_error)) for t in flow.tasks if t.last_error)
         rows.extend(
             (
                 name,
-                f"partition {h.get('topic')}-{h.get('partition')}",
-                f"halted at offset {h.get('offset')}: {h.get('reason')}",
+                f"partition {h.topic}-{_known(h.partition)}",
+                f"halted at offset {_known(h.offset)}: {h.reason}",
             )
-            for t in flow.get("tasks", [])
-            for h in t.get("halted", [])
+            for t in flow.tasks
+            for h in t.halted
         )
     return rows
 
@@ -209,7 +202,7 @@ async def show_once(url: str, as_json: bool, console: Console) -> int:
     if as_json:
         console.print_json(json.dumps(status))
     else:
-        console.print(render(status))
+        console.print(render(WorkerStatus.from_json(status)))
     return EXIT_OK
 
 
@@ -221,7 +214,7 @@ async def watch(url: str, every: float, console: Console) -> int:
             while True:
                 stamp = time.strftime("%H:%M:%S")
                 try:
-                    shown = render(await fetch_status(session, url))
+                    shown = render(WorkerStatus.from_json(await fetch_status(session, url)))
                     footer = Text(f"{url}  updated {stamp}, every {every:g}s (Ctrl-C to stop)", style="dim")
                 except Unreachable as exc:
                     footer = Text(f"{stamp}: {exc}; retrying every {every:g}s (Ctrl-C to stop)", style="red")

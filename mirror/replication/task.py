@@ -796,3 +796,9 @@ class SourceTask:
         """Records still to copy per source partition (those fetched at least once)."""
         lags = {tp: self._lag_of(tp) for tp in self._partitions}
         return {tp: lag for tp, lag in lags.items() if lag is not None}
+
+    def snapshot(self) -> TaskStatus:
+        """A copy of this task's status (its halted partitions included) that later changes leave alone:
+        what /status and /readyz show of it (`mirror.service.worker.FlowRunner.snapshot`)."""
+        s = self.status
+        return TaskStatus(s.state, s.last_error, s.restarts, s.records, s.partitions, dict(s.halted))

@@ -5,6 +5,10 @@ prepared, every cluster a flow needs answered the last connectivity check, and e
 is running; otherwise 503 with the reasons. The checks run in the background every few seconds over the
 flows' own admin clients (a probe never waits on Kafka). ``/status`` is the JSON ``mirror status`` prints.
 Metrics are rendered in a thread so a scrape never blocks the loop.
+
+``/status``, ``/readyz`` and the live state metrics read one thing: the worker's typed status snapshot
+(`mirror.service.worker.Worker.status`, types and JSON in `mirror.service.status`), taken with the probe's
+last checks. The probe and the group view only borrow the flows' admin clients.
 """
 
 from __future__ import annotations
@@ -13,41 +17,23 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mirror import __version__, metrics
+from mirror import metrics
 from mirror.errors import MirrorError
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups
-from mirror.service.worker import FlowRunner, Worker
+from mirror.service.status import ClusterStatus, GroupMember, GroupStatus, WorkerStatus
+from mirror.service.worker import Worker
 
 log = structlog.get_logger(__name__)
 
 #: Seconds between connectivity checks, and the most one check may take.
 PROBE_INTERVAL, PROBE_TIMEOUT = 5.0, 5.0
-
-
-@dataclass
-class Reachability:
-    """The last connectivity check of one cluster for one flow."""
-
-    ok: bool
-    error: str | None
-    checked_at: float
-
-
-def clusters_needed(runner: FlowRunner) -> dict[str, Admin]:
-    """The clusters a flow needs, with the admin client that checks each: the target always, the source
-    when it replicates (a heartbeat-only flow writes to its target only)."""
-    needed = {runner.flow.target: runner.target_admin}
-    if runner.flow.enabled:
-        needed.setdefault(runner.flow.source, runner.source_admin)
-    return needed
 
 
 class ClusterProbe:
@@ -58,14 +44,7 @@ class ClusterProbe:
     ) -> None:
         self.worker = worker
         self.interval, self.timeout = interval, timeout
-        self.results: dict[tuple[str, str], Reachability] = {}  # (flow name, cluster alias) -> result
-
-    def of(self, runner: FlowRunner) -> dict[str, Reachability]:
-        return {
-            alias: result
-            for (flow, alias), result in self.results.items()
-            if flow == runner.flow.name and alias in clusters_needed(runner)
-        }
+        self.results: dict[str, dict[str, ClusterStatus]] = {}  # flow name -> cluster alias -> result
 
     async def run(self) -> None:
         while True:
@@ -77,15 +56,14 @@ class ClusterProbe:
 
     async def check(self) -> None:
         checks = [
-            self._check(runner, alias, admin)
+            self._check(runner.flow.name, alias, admin)
             for runner in self.worker.flows
             if runner.prepared.is_set()  # before that the flow itself reports why it is not running
-            for alias, admin in clusters_needed(runner).items()
+            for alias, admin in runner.clusters_needed().items()
         ]
         await asyncio.gather(*checks)
 
-    async def _check(self, runner: FlowRunner, alias: str, admin: Admin) -> None:
-        key = (runner.flow.name, alias)
+    async def _check(self, flow: str, alias: str, admin: Admin) -> None:
         error: str | None = None
         try:
             await asyncio.wait_for(admin.broker_count(), self.timeout)
@@ -93,89 +71,27 @@ class ClusterProbe:
             error = f"no answer within {self.timeout:.0f}s"
         except MirrorError as exc:
             error = str(exc)
-        before = self.results.get(key)
-        self.results[key] = Reachability(error is None, error, time.time())
-        if before is not None and before.ok != (error is None):
+        results = self.results.setdefault(flow, {})
+        before = results.get(alias)
+        results[alias] = ClusterStatus(error is None, error, time.time())
+        if before is not None and before.reachable != (error is None):
             if error is None:
-                log.info("cluster reachable again", flow=runner.flow.name, cluster=alias)
+                log.info("cluster reachable again", flow=flow, cluster=alias)
             else:
-                log.warning("cluster unreachable", flow=runner.flow.name, cluster=alias, error=error)
+                log.warning("cluster unreachable", flow=flow, cluster=alias, error=error)
 
 
-def _task_lag(runner: FlowRunner) -> dict[str, dict[str, Any]]:
-    """Lag per source topic (summed over its partitions, over every task of the flow on this worker)."""
-    topics: dict[str, dict[str, Any]] = {}
-    for task in runner.tasks.values():
-        for (topic, _partition), lag in task.lag().items():
-            entry = topics.setdefault(
-                topic,
-                {"remote": runner.policy.format_remote_topic(runner.flow.source, topic), "partitions": 0},
-            )
-            entry["partitions"] += 1
-            entry["lag_records"] = entry.get("lag_records", 0) + lag
-    return dict(sorted(topics.items()))
-
-
-def _job_name(job: object) -> str:
-    return type(job).__name__.removesuffix("Job").lower()
+def snapshot_of(worker: Worker, probe: ClusterProbe | None = None) -> WorkerStatus:
+    """The worker's status with the probe's last connectivity checks (none without a probe)."""
+    return worker.status(probe.results if probe is not None else None)
 
 
 def status_of(worker: Worker, probe: ClusterProbe | None = None) -> dict[str, Any]:
     """A JSON-able snapshot: flows, their tasks and jobs, per-topic lag, cluster checks, last errors."""
-    flows = []
-    for runner in worker.flows:
-        tasks = [
-            {
-                "task": index,
-                "state": task.status.state,
-                "partitions": task.status.partitions,
-                "records": task.status.records,
-                "restarts": task.status.restarts,
-                "lag_records": sum(task.lag().values()),
-                "last_error": task.status.last_error,
-                "halted": [
-                    {"topic": topic, "partition": partition, "offset": halt.offset, "reason": halt.reason}
-                    for (topic, partition), halt in sorted(task.status.halted.items())
-                ],
-            }
-            for index, task in sorted(runner.tasks.items())
-        ]
-        topics = _task_lag(runner)
-        clusters = probe.of(runner) if probe is not None else {}
-        flows.append(
-            {
-                "flow": runner.flow.name,
-                "replicating": runner.flow.enabled,
-                "state": runner.status.state,
-                "last_error": runner.status.last_error,
-                "topics": runner.status.topics,
-                "partitions": runner.status.partitions,
-                "task_count": runner.status.task_count,
-                "topic_errors": runner.status.topic_errors,
-                "lag_records": sum(t["lag_records"] for t in topics.values()),
-                "lag": topics,
-                "clusters": {
-                    alias: {"reachable": r.ok, "error": r.error, "checked_at": r.checked_at}
-                    for alias, r in sorted(clusters.items())
-                },
-                "jobs": {
-                    _job_name(job): {"last_error": getattr(job, "last_error", None)}
-                    for job in runner.singletons
-                },
-                "tasks": tasks,
-            }
-        )
-    reasons = not_ready_reasons(worker, probe)
-    return {
-        "version": __version__,
-        "worker": worker.id,
-        "ready": not reasons,
-        "reasons": reasons,
-        "flows": flows,
-    }
+    return snapshot_of(worker, probe).to_json()
 
 
-async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, Any]:
+async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, GroupStatus]:
     """Per target cluster, as Kafka's group coordinator has it: every worker of the coordination group
     and the tasks it runs (``mm2-tasks.<source>.internal/<task>``), not only this worker's."""
     admins: dict[str, Admin] = {}
@@ -183,27 +99,27 @@ async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, Any]:
         if runner.prepared.is_set():  # its admin clients are started
             admins.setdefault(runner.flow.target, runner.target_admin)
     group = worker.settings.service.group
-    view: dict[str, Any] = {}
+    view: dict[str, GroupStatus] = {}
     for target, admin in sorted(admins.items()):
         try:
             described = await asyncio.wait_for(Groups(admin).describe(group), timeout)
         except (MirrorError, TimeoutError) as exc:
-            view[target] = {"group": group, "error": str(exc) or "timed out"}
+            view[target] = GroupStatus(group, error=str(exc) or "timed out")
             continue
         own = worker.memberships[target].member_id if target in worker.memberships else None
-        view[target] = {
-            "group": group,
-            "state": described.state,
-            "workers": [
-                {
-                    "worker": _worker_of(member.client_id),
-                    "host": member.client_host,
-                    "this": member.member_id == own,
-                    "tasks": [f"{topic}/{task}" for topic, task in member.assignment],
-                }
+        view[target] = GroupStatus(
+            group,
+            described.state,
+            tuple(
+                GroupMember(
+                    _worker_of(member.client_id),
+                    member.client_host,
+                    member.member_id == own,
+                    tuple(f"{topic}/{task}" for topic, task in member.assignment),
+                )
                 for member in sorted(described.members, key=lambda m: m.client_id)
-            ],
-        }
+            ),
+        )
     return view
 
 
@@ -214,39 +130,25 @@ def _worker_of(client_id: str) -> str:
 
 
 def not_ready_reasons(worker: Worker, probe: ClusterProbe | None = None) -> list[str]:
-    reasons = []
-    for runner in worker.flows:
-        name = runner.flow.name
-        if runner.status.state != "running":
-            reasons.append(f"flow {name} is {runner.status.state}: {runner.status.last_error or ''}".strip())
-            continue
-        if probe is not None:
-            reasons.extend(
-                f"flow {name}: cluster {alias} unreachable: {result.error}"
-                for alias, result in sorted(probe.of(runner).items())
-                if not result.ok
-            )
-        reasons.extend(
-            f"flow {name} task {index} is {task.status.state}: {task.status.last_error or ''}".strip()
-            for index, task in sorted(runner.tasks.items())
-            if task.status.state != "running"
-        )
-    return reasons
+    return list(snapshot_of(worker, probe).reasons)
+
+
+def state_metrics(status: WorkerStatus) -> metrics.StateSnapshot:
+    """The live state `metrics.state` exports, from one status snapshot."""
+    tasks: list[tuple[str, str, str, str]] = []
+    flows: list[tuple[str, str, str]] = []
+    clusters: list[tuple[str, str, str, bool]] = []
+    for flow in status.flows:
+        src, tgt = flow.source, flow.target
+        flows.append((src, tgt, flow.state))
+        tasks.extend((src, tgt, str(task.task), task.state) for task in flow.tasks)
+        clusters.extend((src, tgt, alias, check.reachable) for alias, check in flow.clusters.items())
+    return metrics.StateSnapshot(tuple(tasks), tuple(flows), tuple(clusters), status.ready)
 
 
 def state_snapshot(worker: Worker, probe: ClusterProbe | None = None) -> metrics.StateSnapshot:
     """The live state `metrics.state` exports, taken on the event loop before a scrape renders it."""
-    tasks: list[tuple[str, str, str, str]] = []
-    flows: list[tuple[str, str, str]] = []
-    clusters: list[tuple[str, str, str, bool]] = []
-    for runner in worker.flows:
-        src, tgt = runner.flow.source, runner.flow.target
-        flows.append((src, tgt, runner.status.state))
-        tasks.extend((src, tgt, str(i), t.status.state) for i, t in sorted(runner.tasks.items()))
-        if probe is not None:
-            clusters.extend((src, tgt, alias, r.ok) for alias, r in sorted(probe.of(runner).items()))
-    ready = not not_ready_reasons(worker, probe)
-    return metrics.StateSnapshot(tuple(tasks), tuple(flows), tuple(clusters), ready)
+    return state_metrics(snapshot_of(worker, probe))
 
 
 class HttpServer:
@@ -266,9 +168,8 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None and server.sockets:  # type: ignore[attr-defined]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.port == 0 and self._runner.addresses:  # an ephemeral port: the one the OS chose
+            self.port = self._runner.addresses[0][1]
         self._probing = asyncio.create_task(self.probe.run(), name="http-cluster-probe")
 
     async def close(self) -> None:
@@ -280,7 +181,7 @@ class HttpServer:
         await self._runner.cleanup()
 
     async def _metrics(self, _request: web.Request) -> web.Response:
-        metrics.state.snapshot = state_snapshot(self.worker, self.probe)
+        metrics.state.snapshot = state_metrics(snapshot_of(self.worker, self.probe))
         body = await asyncio.to_thread(generate_latest, metrics.REGISTRY)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -288,10 +189,10 @@ class HttpServer:
         return web.json_response({"status": "ok"})
 
     async def _readyz(self, _request: web.Request) -> web.Response:
-        reasons = not_ready_reasons(self.worker, self.probe)
-        return web.json_response({"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200)
+        status = snapshot_of(self.worker, self.probe)
+        reasons = list(status.reasons)
+        return web.json_response({"ready": status.ready, "reasons": reasons}, status=503 if reasons else 200)
 
     async def _status(self, _request: web.Request) -> web.Response:
-        status = status_of(self.worker, self.probe)
-        status["groups"] = await group_view(self.worker)
-        return web.json_response(status, dumps=lambda o: json.dumps(o, indent=2))
+        status = snapshot_of(self.worker, self.probe).with_groups(await group_view(self.worker))
+        return web.json_response(status.to_json(), dumps=lambda o: json.dumps(o, indent=2))

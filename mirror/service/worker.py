@@ -21,13 +21,13 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
-from mirror import metrics
+from mirror import __version__, metrics
 from mirror.config import ClusterSettings, FlowSettings, Settings
 from mirror.errors import MirrorError
 from mirror.jobs.configsync import ConfigSyncJob
@@ -38,6 +38,15 @@ from mirror.mm2.policy import ReplicationPolicy, policy_from_config
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
 from mirror.replication.task import DRAIN_TIMEOUT, TP, SourceTask, assign_partitions, offset_syncs_location
+from mirror.service.status import (
+    ClusterStatus,
+    FlowStatus,
+    HaltedPartition,
+    JobStatus,
+    TaskStatus,
+    TopicLag,
+    WorkerStatus,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +70,16 @@ class Job(Protocol):
 
     def stop(self) -> None: ...
 
+    @property
+    def last_error(self) -> str | None:
+        """Why its last round failed; None once one succeeded (for /status)."""
+        ...
+
+
+def job_name(job: Job) -> str:
+    """``heartbeat``, ``checkpoint``, ``configsync``: the job's class name without ``Job``."""
+    return type(job).__name__.removesuffix("Job").lower()
+
 
 def make_policy(flow: FlowSettings) -> ReplicationPolicy:
     return policy_from_config(
@@ -77,7 +96,9 @@ def tasks_topic(flow: FlowSettings) -> str:
 
 
 @dataclass
-class FlowStatus:
+class FlowState:
+    """What a flow runner keeps up to date as it runs; `FlowRunner.snapshot` copies it for /status."""
+
     state: str = "starting"
     last_error: str | None = None
     topics: int = 0
@@ -134,7 +155,7 @@ class FlowRunner:
         self.target = settings.cluster(flow.target)
         self.policy = make_policy(flow)
         self.group = settings.service.group
-        self.status = FlowStatus()
+        self.status = FlowState()
         self.tasks_topic = tasks_topic(flow)
         self.tasks: dict[int, SourceTask] = {}
         self.heartbeat: HeartbeatJob | None = None
@@ -163,6 +184,65 @@ class FlowRunner:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def clusters_needed(self) -> dict[str, Admin]:
+        """The clusters this flow needs, with the admin client that checks each: the target always, the
+        source when it replicates (a heartbeat-only flow writes to its target only)."""
+        needed = {self.flow.target: self.target_admin}
+        if self.flow.enabled:
+            needed.setdefault(self.flow.source, self.source_admin)
+        return needed
+
+    def snapshot(self, clusters: Mapping[str, ClusterStatus] | None = None) -> FlowStatus:
+        """This flow as /status shows it: its state, lag per source topic (summed over the partitions of
+        every local task), the last checks of the ``clusters`` it needs (by alias), its jobs and tasks."""
+        tasks: list[TaskStatus] = []
+        topics: dict[str, tuple[int, int]] = {}  # source topic -> (partitions, lag)
+        for index, task in sorted(self.tasks.items()):
+            status, lag = task.snapshot(), task.lag()
+            halted = tuple(
+                HaltedPartition(topic, partition, halt.offset, halt.reason)
+                for (topic, partition), halt in sorted(status.halted.items())
+            )
+            tasks.append(
+                TaskStatus(
+                    index,
+                    status.state,
+                    status.partitions,
+                    status.records,
+                    status.restarts,
+                    sum(lag.values()),
+                    status.last_error,
+                    halted,
+                )
+            )
+            for (topic, _partition), records in lag.items():
+                partitions, total = topics.get(topic, (0, 0))
+                topics[topic] = (partitions + 1, total + records)
+        source = self.flow.source
+        lag_per_topic = {
+            topic: TopicLag(self.policy.format_remote_topic(source, topic), partitions, total)
+            for topic, (partitions, total) in sorted(topics.items())
+        }
+        needed = self.clusters_needed()
+        checks = {alias: check for alias, check in sorted((clusters or {}).items()) if alias in needed}
+        return FlowStatus(
+            flow=self.flow.name,
+            source=source,
+            target=self.flow.target,
+            replicating=self.flow.enabled,
+            state=self.status.state,
+            last_error=self.status.last_error,
+            topics=self.status.topics,
+            partitions=self.status.partitions,
+            task_count=self.status.task_count,
+            topic_errors=dict(self.status.topic_errors),
+            lag_records=sum(t.lag_records for t in lag_per_topic.values()),
+            lag=lag_per_topic,
+            clusters=checks,
+            jobs=tuple(JobStatus(job_name(job), job.last_error) for job in self.singletons),
+            tasks=tuple(tasks),
+        )
 
     # --- preparation: connect, check, create internal topics ----------------------------------------
 
@@ -430,6 +510,13 @@ class Worker:
         self.flows = [FlowRunner(settings, f) for f in settings.active_flows()]
         self.memberships: dict[str, GroupMembership] = {}
         self._stopping = asyncio.Event()
+
+    def status(self, clusters: Mapping[str, Mapping[str, ClusterStatus]] | None = None) -> WorkerStatus:
+        """A snapshot of this worker: every flow with its tasks and jobs, and readiness derived from them.
+        ``clusters``: the last connectivity checks, flow name -> cluster alias -> check."""
+        checks = clusters or {}
+        flows = (runner.snapshot(checks.get(runner.flow.name)) for runner in self.flows)
+        return WorkerStatus.of(__version__, self.id, flows)
 
     def stop(self) -> None:
         if not self._stopping.is_set():

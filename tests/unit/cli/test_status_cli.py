@@ -8,6 +8,7 @@ from rich.console import Console
 from mirror.cli import main
 from mirror.cli.status import Unreachable, render, url_of
 from mirror.config import ServiceSettings
+from mirror.service.status import FlowStatus, HaltedPartition, TaskStatus, WorkerStatus
 
 STATUS = {
     "version": "0.1.0",
@@ -46,7 +47,7 @@ STATUS = {
 }  # fmt: skip
 
 
-def rendered(status: dict[str, object]) -> str:
+def rendered(status: WorkerStatus | dict[str, object]) -> str:
     console = Console(width=160, record=True, color_system=None)
     console.print(render(status))
     return console.export_text()
@@ -120,3 +121,18 @@ def test_watch_needs_a_positive_interval(capsys: pytest.CaptureFixture[str]) -> 
         main(["status", "--watch", "0"])
     assert exc.value.code == 2
     assert "seconds > 0" in capsys.readouterr().err
+
+
+def test_render_reads_the_snapshot_a_document_or_its_typed_form_alike() -> None:
+    """`mirror status` renders the worker's status snapshot: the /status document is read into it, so
+    the document and the snapshot it came from print the same; a halted partition is a last error."""
+    task = TaskStatus(
+        0, "running", 3, 10, 0, 5, None, (HaltedPartition("orders", 2, 41, "InvalidTimestamp"),)
+    )
+    flow = FlowStatus("A->B", "A", "B", True, "running", tasks=(task,))
+    snapshot = WorkerStatus.of("0.1.0", "host:42", [flow])
+    text = rendered(snapshot)
+    assert text == rendered(snapshot.to_json())
+    rows = [[c.strip() for c in line.split("│") if c.strip()] for line in text.splitlines()]
+    assert ["A->B", "partition orders-2", "halted at offset 41: InvalidTimestamp"] in rows
+    assert "mirror 0.1.0  worker host:42  ready" in text

@@ -1,17 +1,29 @@
-"""mirror.service.http without Kafka: readiness reasons, the cluster probe, /status and the state metrics."""
+"""mirror.service.http without Kafka: readiness reasons, the cluster probe, /status and the state metrics,
+all read from the worker's status snapshot (`mirror.service.status`)."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from mirror import __version__
+from mirror.config import ClusterSettings, FlowSettings, Settings
 from mirror.errors import KafkaUnavailable
-from mirror.mm2.policy import DefaultReplicationPolicy
+from mirror.jobs.checkpoint import CheckpointJob
+from mirror.jobs.heartbeat import HeartbeatJob
+from mirror.metrics import StateSnapshot
+from mirror.replication.task import Halt, SourceTask, TaskStatus
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
+from mirror.service.status import HaltedPartition, WorkerStatus
+from mirror.service.worker import FlowRunner, Worker
+
+SETTINGS = Settings(
+    clusters={alias: ClusterSettings(alias=alias, bootstrap_servers=["localhost:1"]) for alias in "ABCD"},
+    flows={},
+)
 
 
 class FakeAdmin:
@@ -27,8 +39,10 @@ class FakeAdmin:
 
 
 class FakeTask:
-    def __init__(self, state: str, lag: dict[tuple[str, int], int], error: str | None = None) -> None:
-        self.status = SimpleNamespace(
+    """What a flow runner reads of a `SourceTask`: its status snapshot and its lag."""
+
+    def __init__(self, state: Any, lag: dict[tuple[str, int], int], error: str | None = None) -> None:
+        self.status = TaskStatus(
             state=state,
             partitions=len(lag),
             records=5,
@@ -41,25 +55,23 @@ class FakeTask:
     def lag(self) -> dict[tuple[str, int], int]:
         return self._lag
 
+    def snapshot(self) -> TaskStatus:
+        return self.status
+
 
 def runner(source: str, target: str, enabled: bool = True, *, src: str = "ok", tgt: str = "ok") -> Any:
-    prepared = asyncio.Event()
-    prepared.set()
-    return SimpleNamespace(
-        flow=SimpleNamespace(name=f"{source}->{target}", source=source, target=target, enabled=enabled),
-        status=SimpleNamespace(state="running", last_error=None, topics=1, partitions=3, task_count=2,
-                               topic_errors={}),
-        policy=DefaultReplicationPolicy(),
-        prepared=prepared,
-        source_admin=FakeAdmin(src),
-        target_admin=FakeAdmin(tgt),
-        tasks={},
-        singletons=[],
-    )  # fmt: skip
+    """A prepared, running flow (never started: no Kafka) whose admin clients answer as told."""
+    flow = FlowRunner(SETTINGS, FlowSettings(source=source, target=target, enabled=enabled))
+    flow.prepared.set()
+    flow.status.state, flow.status.topics, flow.status.partitions, flow.status.task_count = "running", 1, 3, 2
+    flow.source_admin, flow.target_admin = FakeAdmin(src), FakeAdmin(tgt)
+    return flow
 
 
 def worker(*runners: Any) -> Any:
-    return SimpleNamespace(flows=list(runners), id="host:1")
+    w = Worker(SETTINGS)
+    w.flows, w.id = list(runners), "host:1"
+    return w
 
 
 async def test_probe_reports_an_unreachable_cluster_with_its_reason() -> None:
@@ -141,3 +153,137 @@ async def test_metrics_endpoint_exports_live_states() -> None:
     assert values[("mirror_task_state", running)] == 0
     assert values[("mirror_cluster_reachable", (("cluster", "B"), ("source", "A"), ("target", "B")))] == 0
     assert values[("mirror_ready", ())] == 0
+
+
+def halting_task(flow: FlowRunner, index: int) -> SourceTask:
+    """A real (never started) task of ``flow``, running, that halted partition orders-2 at offset 41."""
+    task = SourceTask(flow.flow, index, flow.source, flow.target, flow.policy, flow.progress)
+    task.status.state = "running"
+    task.status.halted[("orders", 2)] = Halt(41, "InvalidTimestampError: timestamp out of range")
+    return task
+
+
+async def test_a_halted_partition_is_in_the_snapshot_and_in_status() -> None:
+    """A task that halted a partition: the worker's snapshot names it (a copy: later halts do not change
+    it), and /status shows it on the task; the task still runs, so the worker stays ready."""
+    ab = runner("A", "B")
+    task = halting_task(ab, 0)
+    ab.tasks = {0: task}
+    w = worker(ab)
+    snapshot = w.status()
+    halted = HaltedPartition("orders", 2, 41, "InvalidTimestampError: timestamp out of range")
+    assert snapshot.flows[0].tasks[0].halted == (halted,)
+    assert snapshot.ready is True and snapshot.reasons == ()
+    task.status.halted[("orders", 0)] = Halt(7, "later")
+    assert snapshot.flows[0].tasks[0].halted == (halted,)
+    (flow,) = status_of(w)["flows"]
+    assert flow["tasks"][0]["halted"] == [
+        {"topic": "orders", "partition": 0, "offset": 7, "reason": "later"},
+        {"topic": "orders", "partition": 2, "offset": 41, "reason": halted.reason},
+    ]
+
+
+async def test_readiness_and_state_metrics_come_from_the_snapshot() -> None:
+    """/readyz, the reasons in /status and the state metrics all say what `Worker.status` says."""
+    ab = runner("A", "B", tgt="down")
+    ab.tasks = {0: FakeTask("running", {}), 1: FakeTask("retrying", {}, "KafkaTimeoutError")}
+    w = worker(ab)
+    server = HttpServer(w, "127.0.0.1", 0)
+    await server.start()
+    try:
+        await server.probe.check()
+        snapshot = w.status(server.probe.results)
+        assert snapshot.reasons == (
+            "flow A->B: cluster B unreachable: KafkaConnectionError: connection refused",
+            "flow A->B task 1 is retrying: KafkaTimeoutError",
+        )
+        assert snapshot.ready is False
+        assert snapshot.flows[0].clusters["B"].reachable is False
+        url = f"http://127.0.0.1:{server.port}/readyz"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 503
+            assert await response.json() == {"ready": False, "reasons": list(snapshot.reasons)}
+        assert not_ready_reasons(w, server.probe) == list(snapshot.reasons)
+        assert status_of(w, server.probe)["reasons"] == list(snapshot.reasons)
+        assert state_snapshot(w, server.probe) == StateSnapshot(
+            tasks=(("A", "B", "0", "running"), ("A", "B", "1", "retrying")),
+            flows=(("A", "B", "running"),),
+            clusters=(("A", "B", "A", True), ("A", "B", "B", False)),
+            ready=False,
+        )
+    finally:
+        await server.close()
+
+
+async def test_the_status_document_keeps_its_shape() -> None:
+    """/status is a public interface (`mirror status` reads it): every field, its name and its value."""
+    ab = runner("A", "B", tgt="down")
+    halted = FakeTask("running", {("orders", 1): 5, ("pay", 0): 1})
+    halted.status.halted.update(
+        {("pay", 0): Halt(7, "InvalidTimestampError"), ("orders", 1): Halt(3, "Corrupt")}
+    )
+    ab.tasks = {1: halted, 0: FakeTask("retrying", {("orders", 0): 10}, "KafkaTimeoutError")}
+    ab.status.topic_errors = {"bad": "TopicAuthorizationFailedError"}
+    checkpoints = CheckpointJob(ab.flow, ab.source, ab.target, ab.source_admin, ab.target_admin, ab.policy)
+    checkpoints.last_error = "timed out"
+    ab.singletons = [HeartbeatJob(ab.flow, ab.target, ab.target_admin), checkpoints]
+    ba = runner("B", "A", enabled=False, src="down")  # heartbeats only: its source is not checked
+    cd = runner("C", "D")
+    cd.status.state, cd.status.last_error = "retrying", "cannot connect"
+    w = worker(ab, ba, cd)
+    probe = ClusterProbe(w, timeout=0.2)
+    await probe.check()
+    doc = status_of(w, probe)
+    checked = {f["flow"]: {a: c.pop("checked_at") for a, c in f["clusters"].items()} for f in doc["flows"]}
+    assert all(isinstance(at, float) for flow in checked.values() for at in flow.values())
+    up: dict[str, Any] = {"reachable": True, "error": None}
+    flow_defaults = {"last_error": None, "topics": 1, "partitions": 3, "task_count": 2, "topic_errors": {}}
+    assert doc == {
+        "version": __version__,
+        "worker": "host:1",
+        "ready": False,
+        "reasons": [
+            "flow A->B: cluster B unreachable: KafkaConnectionError: connection refused",
+            "flow A->B task 0 is retrying: KafkaTimeoutError",
+            "flow C->D is retrying: cannot connect",
+        ],
+        "flows": [
+            {
+                "flow": "A->B",
+                "replicating": True,
+                "state": "running",
+                **flow_defaults,
+                "topic_errors": {"bad": "TopicAuthorizationFailedError"},
+                "lag_records": 16,
+                "lag": {
+                    "orders": {"remote": "A.orders", "partitions": 2, "lag_records": 15},
+                    "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1},
+                },
+                "clusters": {
+                    "A": up,
+                    "B": {"reachable": False, "error": "KafkaConnectionError: connection refused"},
+                },
+                "jobs": {"heartbeat": {"last_error": None}, "checkpoint": {"last_error": "timed out"}},
+                "tasks": [
+                    {"task": 0, "state": "retrying", "partitions": 1, "records": 5, "restarts": 2,
+                     "lag_records": 10, "last_error": "KafkaTimeoutError", "halted": []},
+                    {"task": 1, "state": "running", "partitions": 2, "records": 5, "restarts": 0,
+                     "lag_records": 6, "last_error": None, "halted": [
+                         {"topic": "orders", "partition": 1, "offset": 3, "reason": "Corrupt"},
+                         {"topic": "pay", "partition": 0, "offset": 7, "reason": "InvalidTimestampError"},
+                     ]},
+                ],
+            },
+            {"flow": "B->A", "replicating": False, "state": "running", **flow_defaults, "lag_records": 0,
+             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": []},
+            {"flow": "C->D", "replicating": True, "state": "retrying", **flow_defaults,
+             "last_error": "cannot connect", "lag_records": 0, "lag": {}, "clusters": {"C": up, "D": up},
+             "jobs": {}, "tasks": []},
+        ],
+    }  # fmt: skip
+    assert list(doc) == ["version", "worker", "ready", "reasons", "flows"]
+    assert list(doc["flows"][0]) == [
+        "flow", "replicating", "state", "last_error", "topics", "partitions", "task_count", "topic_errors",
+        "lag_records", "lag", "clusters", "jobs", "tasks",
+    ]  # fmt: skip
+    assert WorkerStatus.from_json(status_of(w, probe)) == w.status(probe.results)
