@@ -229,11 +229,16 @@ async def test_status_command_shows_lag_per_topic_while_a_load_runs(
                 sys.executable, "-m", "mirror", "status", "--url", url, "--watch", "0.5",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
             )  # fmt: skip
-            await asyncio.sleep(3)
+            assert proc.stdout is not None
+            shown = b""
+            while b"updated" not in shown:  # the first frame is drawn: the command is past its start-up
+                line = await asyncio.wait_for(proc.stdout.readline(), 30)
+                assert line, "mirror status --watch ended before drawing a frame"
+                shown += line
             proc.send_signal(2)  # SIGINT, as Ctrl-C: the way to leave --watch
             out, err = await asyncio.wait_for(proc.communicate(), 30)
             assert proc.returncode == 0, err.decode()
-            assert "updated" in out.decode() and f"A.{topic}" in out.decode()
+            assert f"A.{topic}" in (shown + out).decode()
         finally:
             load.cancel()
     proc = await asyncio.create_subprocess_exec(
