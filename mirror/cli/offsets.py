@@ -30,13 +30,13 @@ from mirror.kafka.groups import Groups, read_partition
 from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.policy import ReplicationPolicy, policy_from_config
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.types import TP
 
 __all__ = ["OffsetRow", "reread_bounds", "run_offsets", "upstream_partition"]
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-TP = tuple[str, int]
 _SYNCS_TIMEOUT = 15.0
 
 

@@ -40,6 +40,7 @@ from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_re
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
 from mirror.replication.task import offset_syncs_location
+from mirror.types import TP
 
 __all__ = [
     "CheckpointJob",
@@ -53,7 +54,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-TP = tuple[str, int]
 T = TypeVar("T")
 
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0

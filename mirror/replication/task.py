@@ -38,10 +38,10 @@ from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSy
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Heartbeat, OffsetSync, RecordFormatError
 from mirror.replication.progress import ProgressStore
+from mirror.types import TP
 
 log = structlog.get_logger(__name__)
 
-TP = tuple[str, int]
 TaskState = Literal["starting", "running", "retrying", "stopped"]
 
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.

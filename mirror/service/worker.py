@@ -37,7 +37,8 @@ from mirror.kafka.coordination import GroupMembership, TaskRef
 from mirror.mm2.policy import ReplicationPolicy, policy_from_config
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
-from mirror.replication.task import DRAIN_TIMEOUT, TP, SourceTask, assign_partitions, offset_syncs_location
+from mirror.replication.task import DRAIN_TIMEOUT, SourceTask, assign_partitions, offset_syncs_location
+from mirror.types import TP
 
 log = structlog.get_logger(__name__)
 
