@@ -39,7 +39,7 @@ from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
-from mirror.replication.task import offset_syncs_location
+from mirror.replication.topology import checkpoints_topic, offset_syncs_location
 from mirror.types import TP
 
 __all__ = [
@@ -182,7 +182,7 @@ class CheckpointJob:
         self.source_groups = Groups(source_admin)
         self.target_groups = Groups(target_admin)
         self.target_admin = target_admin
-        self.topic = policy.checkpoints_topic(flow.source)
+        self.topic = checkpoints_topic(flow, policy)
         location, self.offset_syncs_topic = offset_syncs_location(flow, policy)
         self._syncs_cluster = source if location == flow.source else target
         self.group_filter = GroupFilter(flow.groups, flow.groups_exclude)

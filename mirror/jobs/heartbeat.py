@@ -15,6 +15,7 @@ from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
 from mirror.kafka import Admin, Writer, ack_of
 from mirror.mm2.records import Heartbeat
+from mirror.replication.topology import heartbeats_topic
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +25,7 @@ class HeartbeatJob:
         self.flow = flow
         self.target = target
         self.admin = target_admin
-        self.topic = "heartbeats"
+        self.topic = heartbeats_topic(flow)
         self.last_sent: float | None = None
         self.last_error: str | None = None
         self._stopping = asyncio.Event()

@@ -15,13 +15,10 @@ import structlog
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.kafka import Admin, Writer, ack_of, read_compacted
 from mirror.mm2 import records
+from mirror.replication.topology import progress_topic
 from mirror.types import TP
 
 log = structlog.get_logger(__name__)
-
-
-def offsets_topic(flow: FlowSettings) -> str:
-    return flow.offset_storage_topic or f"mm2-offsets.{flow.source}.internal"
 
 
 class ProgressStore:
@@ -30,7 +27,7 @@ class ProgressStore:
     def __init__(self, flow: FlowSettings, target: ClusterSettings) -> None:
         self.flow = flow
         self.target = target
-        self.topic = offsets_topic(flow)
+        self.topic = progress_topic(flow)
         self._writer: Writer | None = None
         self._partitions = flow.offset_storage_partitions
 

@@ -38,6 +38,7 @@ from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSy
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Heartbeat, OffsetSync, RecordFormatError
 from mirror.replication.progress import ProgressStore
+from mirror.replication.topology import offset_syncs_location
 from mirror.types import TP
 
 log = structlog.get_logger(__name__)
@@ -67,13 +68,6 @@ def task_for_partition(topic: str, partition: int, tasks: int) -> int:
     small topics spread over the tasks and a partition never changes task while ``tasks`` is fixed.
     """
     return (zlib.crc32(topic.encode()) + partition) % tasks
-
-
-def offset_syncs_location(flow: FlowSettings, policy: ReplicationPolicy) -> tuple[str, str]:
-    """(cluster alias, topic) of the flow's offset-syncs topic, named after the *other* cluster."""
-    if flow.offset_syncs_topic_location == "source":
-        return flow.source, policy.offset_syncs_topic(flow.target)
-    return flow.target, policy.offset_syncs_topic(flow.source)
 
 
 def assign_partitions(partitions: Iterable[TP], tasks: int) -> list[set[TP]]:

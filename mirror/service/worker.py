@@ -34,10 +34,10 @@ from mirror.jobs.configsync import ConfigSyncJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
-from mirror.mm2.policy import ReplicationPolicy, policy_from_config
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
-from mirror.replication.task import DRAIN_TIMEOUT, SourceTask, assign_partitions, offset_syncs_location
+from mirror.replication.task import DRAIN_TIMEOUT, SourceTask, assign_partitions
+from mirror.replication.topology import make_policy, offset_syncs_location, tasks_topic
 from mirror.types import TP
 
 log = structlog.get_logger(__name__)
@@ -61,20 +61,6 @@ class Job(Protocol):
     async def run(self) -> None: ...
 
     def stop(self) -> None: ...
-
-
-def make_policy(flow: FlowSettings) -> ReplicationPolicy:
-    return policy_from_config(
-        flow.replication_policy_class,
-        flow.replication_policy_separator,
-        flow.replication_policy_internal_topic_separator_enabled,
-        flow.source,
-    )
-
-
-def tasks_topic(flow: FlowSettings) -> str:
-    """Named like MM2's internal topics, so every replication policy and the default filters skip it."""
-    return f"mm2-tasks.{flow.source}.internal"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import SourceBatch, Writer
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask, _InFlight, _unwrapped
-from mirror.service.worker import make_policy
+from mirror.replication.topology import make_policy
 from mirror.types import TP
 
 BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"

@@ -11,7 +11,7 @@ from mirror import metrics
 from mirror.config import load_settings
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask
-from mirror.service.worker import make_policy
+from mirror.replication.topology import make_policy
 from mirror.types import TP
 
 
