@@ -40,6 +40,7 @@ from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_re
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
 from mirror.replication.topology import checkpoints_topic, offset_syncs_location
+from mirror.retry import Backoff, pause, retrying
 from mirror.types import TP
 
 __all__ = [
@@ -208,22 +209,31 @@ class CheckpointJob:
         """Run sessions until stopped; a failed session is retried with backoff."""
         if not self.flow.emit_checkpoints_enabled:
             return
-        backoff = _BACKOFF_MIN
-        while not self._stopping.is_set():
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    session = tg.create_task(self._session())
-                    tg.create_task(self._cancel_on_stop(session))
-                backoff = _BACKOFF_MIN
-            except (MirrorError, ExceptionGroup) as exc:
-                errors = _leaves(exc)
-                if not all(isinstance(e, MirrorError) for e in errors):
-                    raise
-                for err in errors:
-                    self._failed(translate(err))
-                self._log.warning("checkpoint job failed, retrying", error=self.last_error, backoff_s=backoff)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+        await retrying(
+            "checkpoint job",
+            self._guarded_session,
+            stopping=self._stopping,
+            backoff=Backoff(_BACKOFF_MIN, _BACKOFF_MAX),
+            log=self._log,
+            retry_on=(MirrorError, ExceptionGroup),
+            on_error=self._session_failed,
+            every=0,  # a session ends without an error only when stopping
+        )
+
+    async def _guarded_session(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            session = tg.create_task(self._session())
+            tg.create_task(self._cancel_on_stop(session))
+
+    def _session_failed(self, exc: Exception) -> MirrorError:
+        """Count every error of a failed session; the last one is reported. Anything else is a bug: raised."""
+        errors = _leaves(exc)
+        if not all(isinstance(e, MirrorError) for e in errors):
+            raise exc
+        failed = [translate(e) for e in errors]
+        for err in failed:
+            self._failed(err)
+        return failed[-1]
 
     async def _cancel_on_stop(self, session: asyncio.Task[None]) -> None:
         """On stop, the loops finish their round and return; a session still starting up (creating the
@@ -238,9 +248,7 @@ class CheckpointJob:
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait `seconds` or until stopped; True when stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return self._stopping.is_set()
+        return await pause(self._stopping, seconds)
 
     async def _until(self, event: asyncio.Event) -> bool:
         """Wait for `event` or stop; True when the event is set."""

@@ -39,6 +39,7 @@ from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Heartbeat, OffsetSync, RecordFormatError
 from mirror.replication.progress import ProgressStore
 from mirror.replication.topology import offset_syncs_location
+from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
 log = structlog.get_logger(__name__)
@@ -177,6 +178,8 @@ class SourceTask:
         self._initial: dict[TP, int] = {}
         self._initial_unstored: dict[TP, int] = {}
         self.name = f"{self.flow.name}|source-{self.index}"
+        self._backoff = Backoff(_BACKOFF_MIN, _BACKOFF_MAX)  # between failed sessions
+        self._log = log.bind(flow=self.flow.name, task=self.index)
         # Offset syncs (docs/mm2-compat.md §5): decided per acknowledged batch, sent by their own loop.
         self._syncs = OffsetSyncWriter(self.flow.offset_lag_max)
         self._syncs_topic = offset_syncs_location(self.flow, self.policy)[1]
@@ -202,43 +205,45 @@ class SourceTask:
 
     async def run(self) -> None:
         """Run sessions until stopped; a failed session is retried with backoff from the acked positions."""
-        backoff = _BACKOFF_MIN
-        logger = log.bind(flow=self.flow.name, task=self.index)
-        while not self._stopping.is_set():
-            try:
-                await _unwrapped(self._session())
-                backoff = _BACKOFF_MIN
-                continue
-            except RecordRejected as exc:
-                if exc.topic is not None and exc.partition is not None and exc.offset is not None:
-                    self._rejected(exc)
-                    metrics.errors_total.labels(*self._labels, exc.kind).inc()
-                    continue  # a new session at once: the other partitions go on, this one is contained
-                err: MirrorError = exc
-            except ProducerFenced as exc:
-                # A newer producer took our transactional id (the task moved: the group revokes it here
-                # soon, and it stops), or the coordinator aborted a transaction that outlived
-                # transaction.timeout.ms. A new session re-initialises and reloads committed progress.
-                err = exc
-                backoff = max(backoff, _FENCED_BACKOFF)
-            except Exception as exc:  # a task must survive anything: report it and start a new session
-                err = translate(exc)
-                if not isinstance(exc, (MirrorError, OSError)):
-                    logger.exception("unexpected error in task session", error=str(exc))
-            if not self._stopping.is_set():
-                self.status.state = "retrying"
-                self.status.last_error = str(err)
-                self.status.restarts += 1
-                metrics.errors_total.labels(*self._labels, err.kind).inc()
-                metrics.task_restarts_total.labels(*self._labels).inc()
-                logger.warning(
-                    "task session failed, retrying", error=str(err), kind=err.kind, backoff_s=backoff
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+        await retrying(
+            "task session",
+            lambda: _unwrapped(self._session()),
+            stopping=self._stopping,
+            backoff=self._backoff,
+            log=self._log,
+            retry_on=(Exception,),  # a task must survive anything: report it and start a new session
+            on_error=self._session_failed,
+            every=0,  # a session ends without an error only when stopping
+        )
         self.status.state = "stopped"
         self._remove_series(list(self._children))  # stopped here: the partitions move to another worker
+
+    def _session_failed(self, exc: Exception) -> MirrorError | None:
+        """A session failed: the error to report and back off on, or None to start a new session at once."""
+        if isinstance(exc, RecordRejected) and None not in (exc.topic, exc.partition, exc.offset):
+            self._rejected(exc)
+            metrics.errors_total.labels(*self._labels, exc.kind).inc()
+            return None  # a new session at once: the other partitions go on, this one is contained
+        if isinstance(exc, RecordRejected):
+            err: MirrorError = exc
+        elif isinstance(exc, ProducerFenced):
+            # A newer producer took our transactional id (the task moved: the group revokes it here
+            # soon, and it stops), or the coordinator aborted a transaction that outlived
+            # transaction.timeout.ms. A new session re-initialises and reloads committed progress.
+            err = exc
+            self._backoff.floor(_FENCED_BACKOFF)
+        else:
+            err = translate(exc)
+            if not isinstance(exc, (MirrorError, OSError)):
+                self._log.exception("unexpected error in task session", error=str(exc))
+        if self._stopping.is_set():
+            return None
+        self.status.state = "retrying"
+        self.status.last_error = str(err)
+        self.status.restarts += 1
+        metrics.errors_total.labels(*self._labels, err.kind).inc()
+        metrics.task_restarts_total.labels(*self._labels).inc()
+        return err
 
     def _rejected(self, exc: RecordRejected) -> None:
         """The target refused a batch for good: find the refused record, then halt its partition there."""

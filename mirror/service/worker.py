@@ -18,7 +18,6 @@ also while ``tasks.max`` grows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,7 @@ from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
 from mirror.replication.task import DRAIN_TIMEOUT, SourceTask, assign_partitions
 from mirror.replication.topology import make_policy, offset_syncs_location, tasks_topic
+from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
 log = structlog.get_logger(__name__)
@@ -87,29 +87,24 @@ async def _retrying(
 
     Each distinct error is logged once (repeats at debug level: no flood while, say, a password is wrong);
     ``on_error`` sees every failure (status, metrics)."""
-    backoff = _BACKOFF_MIN
-    last: str | None = None
-    while not stopping.is_set():
-        try:
-            await attempt()
-            return True
-        except FatalError:
-            raise
-        except MirrorError as exc:
-            if on_error is not None:
-                on_error(exc)
-            text = str(exc)
-            if text == last:
-                log.debug(f"{what} failed again, retrying", error=text, kind=exc.kind, backoff_s=backoff)
-            elif exc.kind in _NEEDS_ACTION:
-                log.error(f"{what} failed, retrying", error=text, kind=exc.kind, backoff_s=backoff)
-            else:
-                log.warning(f"{what} failed, retrying", error=text, kind=exc.kind, backoff_s=backoff)
-            last = text
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
-    return False
+
+    def failed(exc: Exception) -> MirrorError:
+        assert isinstance(exc, MirrorError)
+        if on_error is not None:
+            on_error(exc)
+        return exc
+
+    return await retrying(
+        what,
+        attempt,
+        stopping=stopping,
+        backoff=Backoff(_BACKOFF_MIN, _BACKOFF_MAX),
+        log=log,
+        fatal=(FatalError,),
+        on_error=failed,
+        quiet_repeats=True,
+        urgent=_NEEDS_ACTION,
+    )
 
 
 class FlowRunner:
