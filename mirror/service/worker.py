@@ -9,7 +9,7 @@ cleanly leaves the group and its tasks move at once; one that dies loses them af
 
 Each flow's singletons (remote topic creation, heartbeats, checkpoints) run on the worker owning task 0.
 Every worker computes which source partitions belong to which task with the same pure function
-(`mirror.replication.task.assign_partitions`) over the same task count — the one the group's leader
+(`mirror.replication.assignment.assign_partitions`) over the same task count — the one the group's leader
 assigned with, carried in the assignment — so two workers never copy the same partition at once
 (modulo a zombie's tail, which at-least-once tolerates and exactly-once fences),
 also while ``tasks.max`` grows.
@@ -33,9 +33,10 @@ from mirror.jobs.configsync import ConfigSyncJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
+from mirror.replication.assignment import assign_partitions
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
-from mirror.replication.task import DRAIN_TIMEOUT, SourceTask, assign_partitions
+from mirror.replication.task import DRAIN_TIMEOUT, SourceTask
 from mirror.replication.topology import make_policy, offset_syncs_location, tasks_topic
 from mirror.retry import Backoff, retrying
 from mirror.types import TP
