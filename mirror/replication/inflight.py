@@ -68,3 +68,14 @@ class InFlightQueue:
             self._entries.popleft()
             self._bytes -= entry.value_bytes
             self._changed.notify_all()
+
+    async def drained(self, acker: asyncio.Task[None], timeout: float) -> bool:
+        """The fetcher stopped: let ``acker`` (the loop taking entries off) account for every entry in
+        flight, within ``timeout`` seconds; else it is cancelled (False)."""
+        await self.end()
+        try:
+            await asyncio.wait_for(asyncio.shield(acker), timeout)
+        except TimeoutError:
+            acker.cancel()
+            return False
+        return True

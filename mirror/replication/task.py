@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast, overload
 
@@ -144,6 +144,7 @@ class SourceTask:
             self._positions, self._halting, self._metrics, self._syncs, self.status, self.exactly_once
         )
 
+    # the names the unit tests drive the task's parts by
     _acked = _Part[dict[TP, int]]("_positions", "acked")
     _dirty = _Part[set[TP]]("_positions", "dirty")
     _position = _Part[dict[TP, int]]("_positions", "position")
@@ -152,6 +153,12 @@ class SourceTask:
     _confirmed = _Part[dict[TP, float]]("_delivery", "confirmed")
     _probing = _Part[dict[TP, tuple[int, int]]]("_halting", "probing")
     _cap = _Part[dict[TP, int]]("_halting", "cap")
+    _rejected = _Part[Callable[[RecordRejected], None]]("_halting", "rejected")
+    _cut_halted = _Part[Callable[[Reader, list[SourceBatch]], list[SourceBatch]]]("_halting", "cut")
+    _send_all = _Part[Callable[[Writer, list[SourceBatch]], Awaitable[list[InFlight]]]](
+        "_delivery", "send_all"
+    )
+    _complete = _Part[Callable[[InFlight], Awaitable[None]]]("_delivery", "complete")
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -187,21 +194,17 @@ class SourceTask:
     def _session_failed(self, exc: Exception) -> MirrorError | None:
         """A session failed: the error to report and back off on, or None to start a new session at once."""
         if isinstance(exc, RecordRejected) and None not in (exc.topic, exc.partition, exc.offset):
-            self._rejected(exc)
+            self._halting.rejected(exc)
             metrics.errors_total.labels(*self._labels, exc.kind).inc()
             return None  # a new session at once: the other partitions go on, this one is contained
-        if isinstance(exc, RecordRejected):
-            err: MirrorError = exc
-        elif isinstance(exc, ProducerFenced):
+        if isinstance(exc, ProducerFenced):
             # A newer producer took our transactional id (the task moved: the group revokes it here
             # soon, and it stops), or the coordinator aborted a transaction that outlived
             # transaction.timeout.ms. A new session re-initialises and reloads committed progress.
-            err = exc
             self._backoff.floor(_FENCED_BACKOFF)
-        else:
-            err = translate(exc)
-            if not isinstance(exc, (MirrorError, OSError)):
-                self._log.exception("unexpected error in task session", error=str(exc))
+        err = translate(exc)  # a MirrorError (fenced, refused...) is itself
+        if not isinstance(exc, (MirrorError, OSError)):
+            self._log.exception("unexpected error in task session", error=str(exc))
         if self._stopping.is_set():
             return None
         self.status.state = "retrying"
@@ -262,11 +265,7 @@ class SourceTask:
                 await fetcher
                 # stopping: let the acker drain what is in flight, then store the final progress
                 deadline = time.monotonic() + DRAIN_TIMEOUT
-                await self._inflight.end()
-                try:
-                    await asyncio.wait_for(asyncio.shield(acker), DRAIN_TIMEOUT)
-                except TimeoutError:
-                    acker.cancel()
+                if not await self._inflight.drained(acker, DRAIN_TIMEOUT):
                     self._log.warning(
                         "in-flight batches not acknowledged in time; they will be copied again",
                         timeout_s=DRAIN_TIMEOUT,
@@ -321,23 +320,9 @@ class SourceTask:
         if self._partitions_changed.is_set():
             return []  # the assignment changes: drop this fetch, positions are re-derived
         if self.status.halted:
-            batches = self._cut_halted(reader, batches)
+            batches = self._halting.cut(reader, batches)
         self._metrics.fetched(reader, batches)
         return batches
-
-    # the parts' steps under the task's names (the loops below and the unit tests use them)
-
-    def _rejected(self, exc: RecordRejected) -> None:
-        self._halting.rejected(exc)
-
-    def _cut_halted(self, reader: Reader, batches: list[SourceBatch]) -> list[SourceBatch]:
-        return self._halting.cut(reader, batches)
-
-    async def _send_all(self, writer: Writer, batches: list[SourceBatch]) -> list[InFlight]:
-        return await self._delivery.send_all(writer, batches)
-
-    async def _complete(self, entry: InFlight) -> None:
-        await self._delivery.complete(entry)
 
     # --- the loops ---------------------------------------------------------------------------------
 
@@ -347,7 +332,7 @@ class SourceTask:
             batches = await self._fetch(reader)
             if not batches:
                 continue
-            entries = await self._send_all(writer, batches)
+            entries = await self._delivery.send_all(writer, batches)
             await self._inflight.put(entries)
             self._metrics.record_age(entries)
 
@@ -370,7 +355,7 @@ class SourceTask:
             progress = {**initial, **{(b.topic, b.partition): b.last_offset for b in batches}}
             await writer.begin_transaction()
             try:
-                entries = await self._send_all(writer, batches)
+                entries = await self._delivery.send_all(writer, batches)
                 stored = await self.progress.send_with(writer, progress)
                 for entry in entries:
                     await self._delivery.acks_of(entry)
@@ -385,14 +370,14 @@ class SourceTask:
                 positions.initial_unstored.pop(tp, None)
             self._metrics.record_age(entries)
             for entry in entries:
-                await self._complete(entry)
+                await self._delivery.complete(entry)
 
     async def _ack_loop(self) -> None:
         while True:
             entry = await self._inflight.first()
             if entry is None:
                 return
-            await self._complete(entry)
+            await self._delivery.complete(entry)
             self._positions.dirty.add(entry.tp)
             await self._inflight.done(entry)
 
