@@ -22,6 +22,7 @@ from mirror.kafka import Admin
 from mirror.kafka.groups import read_partition
 from mirror.mm2.policy import DefaultReplicationPolicy, ReplicationPolicy
 from mirror.mm2.records import Checkpoint, RecordFormatError
+from mirror.types import TP
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -36,7 +37,6 @@ __all__ = [
     "upstream_clusters",
 ]
 
-TP = tuple[str, int]
 DEFAULT_TIMEOUT = 60.0
 
 

@@ -24,19 +24,19 @@ import structlog
 from mirror.client import MirrorClient
 from mirror.config import FlowSettings, Settings
 from mirror.errors import MirrorError
-from mirror.jobs.checkpoint import offset_syncs_location
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups, read_partition
 from mirror.mm2.offset_translation import OffsetSyncStore
-from mirror.mm2.policy import ReplicationPolicy, policy_from_config
+from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.replication.topology import make_policy, offset_syncs_location
+from mirror.types import TP
 
 __all__ = ["OffsetRow", "reread_bounds", "run_offsets", "upstream_partition"]
 
 log = structlog.get_logger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
-TP = tuple[str, int]
 _SYNCS_TIMEOUT = 15.0
 
 
@@ -48,15 +48,6 @@ class OffsetRow:
     downstream_offset: int
     reread_bound: int | None
     metadata: str = ""
-
-
-def _policy(flow: FlowSettings) -> ReplicationPolicy:
-    return policy_from_config(
-        flow.replication_policy_class,
-        flow.replication_policy_separator,
-        flow.replication_policy_internal_topic_separator_enabled,
-        flow.source,
-    )
 
 
 def upstream_partition(policy: ReplicationPolicy, source: str, target: str, checkpoint: Checkpoint) -> TP:
@@ -118,7 +109,7 @@ async def _read_syncs(settings: Settings, flow: FlowSettings, policy: Replicatio
 
 async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> list[OffsetRow]:
     flow = settings.flows[f"{args.source}->{args.target}"]
-    policy = _policy(flow)
+    policy = make_policy(flow)
     async with MirrorClient(settings.cluster(args.target), policy) as client:
         checkpoints = await client.remote_checkpoints(args.group, args.source)
     syncs: OffsetSyncStore | None = None

@@ -12,7 +12,7 @@ from mirror.errors import MirrorError
 from mirror.jobs.configsync import AclSyncPlan, ConfigSyncJob, ConfigSyncPlan
 from mirror.kafka import Admin
 from mirror.replication.remote_topics import TopicPlan, TopicSync
-from mirror.service.worker import make_policy
+from mirror.replication.topology import make_policy
 
 
 async def print_plan(settings: Settings) -> int:

@@ -16,30 +16,33 @@ Java MM2's MirrorCheckpointConnector + MirrorCheckpointTask (docs/mm2-compat.md 
    never moving a partition backwards.
 
 Errors never stop the job: a failed round is logged, kept in ``last_error`` and retried next interval;
-a failed session (e.g. the offset-syncs reader) restarts with backoff.
+a failed session (e.g. the offset-syncs reader) restarts with backoff (`mirror.retry`). Checkpoint records
+are written by `mirror.jobs.checkpoint_records`, group offsets (step 6) by `mirror.jobs.group_sync`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, Writer, ack_of, translate
+from mirror.jobs.checkpoint_records import CheckpointRecords
+from mirror.jobs.group_sync import GroupOffsetSync, bounded, plan_group_sync
+from mirror.kafka import Admin, Writer, translate
 from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailRecord, read_partition
 from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
-from mirror.replication.task import offset_syncs_location
+from mirror.replication.topology import checkpoints_topic, offset_syncs_location
+from mirror.retry import Backoff, pause, retrying
+from mirror.types import TP
 
 __all__ = [
     "CheckpointJob",
@@ -53,11 +56,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-TP = tuple[str, int]
-T = TypeVar("T")
 
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0
-_CONCURRENCY = 8  # group requests in flight per round
 _POLL_MS = 500
 _STOP_GRACE = 5.0
 
@@ -84,6 +84,20 @@ class CheckpointStore:
                 continue
             self._checkpoints.setdefault(checkpoint.group, {})[checkpoint.topic_partition] = checkpoint
         return bad
+
+    async def start(self, cluster: ClusterSettings, topic: str, client: str, log: Any) -> bool:
+        """Load ``topic`` (Java `CheckpointStore.start`): a failed load is not fatal (False); the offset
+        syncs are then read keeping only the newest during their initial load."""
+        try:
+            records = await read_partition(cluster, topic, client)
+        except MirrorError as exc:
+            log.warning("cannot load existing checkpoints", topic=topic, error=str(exc))
+            return False
+        bad = self.load(records or [])
+        if bad:
+            log.warning("skipped unreadable checkpoint records", topic=topic, records=bad)
+        log.info("checkpoints loaded", topic=topic, groups=len(self.groups()))
+        return True
 
     def get(self, group: str, tp: TP) -> Checkpoint | None:
         return self._checkpoints.get(group, {}).get(tp)
@@ -143,21 +157,17 @@ def translate_group(
     return out
 
 
-def plan_group_sync(
-    checkpoints: Mapping[TP, Checkpoint],
-    target_offsets: Mapping[TP, CommittedOffset],
-    unknown: Iterable[TP] = (),
-) -> dict[TP, tuple[int, str]]:
-    """Offsets to write into an idle target group: each checkpoint's downstream offset, except where the
-    group already is at or past it (never backwards) or its current offset is `unknown` (an error)."""
-    skip = set(unknown)
-    plan: dict[TP, tuple[int, str]] = {}
-    for tp, checkpoint in checkpoints.items():
-        current = target_offsets.get(tp)
-        if tp in skip or (current is not None and current.offset >= checkpoint.downstream_offset):
+def apply_offset_syncs(syncs: OffsetSyncStore, records: Sequence[TailRecord]) -> int:
+    """Apply the records of the offset-syncs topic in order; returns how many could not be parsed."""
+    bad = 0
+    for record in records:
+        if record.key is None or record.value is None:
             continue
-        plan[tp] = (checkpoint.downstream_offset, checkpoint.metadata)
-    return plan
+        try:
+            syncs.update(OffsetSync.decode(record.key, record.value))
+        except RecordFormatError:
+            bad += 1
+    return bad
 
 
 # --- the job -------------------------------------------------------------------------------------------
@@ -182,23 +192,22 @@ class CheckpointJob:
         self.source_groups = Groups(source_admin)
         self.target_groups = Groups(target_admin)
         self.target_admin = target_admin
-        self.topic = policy.checkpoints_topic(flow.source)
+        self.topic = checkpoints_topic(flow, policy)
         location, self.offset_syncs_topic = offset_syncs_location(flow, policy)
         self._syncs_cluster = source if location == flow.source else target
         self.group_filter = GroupFilter(flow.groups, flow.groups_exclude)
         self.topic_filter = TopicFilter(flow.topics, flow.topics_exclude)
         self.last_error: str | None = None
         self.groups = 0
-        self.checkpoints_emitted = 0
-        self.group_offsets_synced = 0
         self.ready = False  # the offset syncs were read to the end: checkpoints can be emitted
         self._group_ids: list[str] = []
         self._groups_loaded = asyncio.Event()
         self._syncs_read = asyncio.Event()
         self._stopping = asyncio.Event()
         self._labels = (flow.source, flow.target)
-        self._bound_labels: set[tuple[str, str, str]] = set()
         self._log = log.bind(flow=flow.name, job="checkpoint")
+        self._records = CheckpointRecords(self.topic, self._labels, self._log)
+        self._group_sync = GroupOffsetSync(self._labels, self._log, self._note_error)
         self._client = f"{flow.source}->{flow.target}|MirrorCheckpointConnector"
 
     def stop(self) -> None:
@@ -208,22 +217,31 @@ class CheckpointJob:
         """Run sessions until stopped; a failed session is retried with backoff."""
         if not self.flow.emit_checkpoints_enabled:
             return
-        backoff = _BACKOFF_MIN
-        while not self._stopping.is_set():
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    session = tg.create_task(self._session())
-                    tg.create_task(self._cancel_on_stop(session))
-                backoff = _BACKOFF_MIN
-            except (MirrorError, ExceptionGroup) as exc:
-                errors = _leaves(exc)
-                if not all(isinstance(e, MirrorError) for e in errors):
-                    raise
-                for err in errors:
-                    self._failed(translate(err))
-                self._log.warning("checkpoint job failed, retrying", error=self.last_error, backoff_s=backoff)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+        await retrying(
+            "checkpoint job",
+            self._guarded_session,
+            stopping=self._stopping,
+            backoff=Backoff(_BACKOFF_MIN, _BACKOFF_MAX),
+            log=self._log,
+            retry_on=(MirrorError, ExceptionGroup),
+            on_error=self._session_failed,
+            every=0,  # a session ends without an error only when stopping
+        )
+
+    async def _guarded_session(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            session = tg.create_task(self._session())
+            tg.create_task(self._cancel_on_stop(session))
+
+    def _session_failed(self, exc: Exception) -> MirrorError:
+        """Count every error of a failed session; the last one is reported. Anything else is a bug: raised."""
+        errors = _leaves(exc)
+        if not all(isinstance(e, MirrorError) for e in errors):
+            raise exc
+        failed = [translate(e) for e in errors]
+        for err in failed:
+            self._failed(err)
+        return failed[-1]
 
     async def _cancel_on_stop(self, session: asyncio.Task[None]) -> None:
         """On stop, the loops finish their round and return; a session still starting up (creating the
@@ -238,9 +256,7 @@ class CheckpointJob:
 
     async def _sleep(self, seconds: float) -> bool:
         """Wait `seconds` or until stopped; True when stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-        return self._stopping.is_set()
+        return await pause(self._stopping, seconds)
 
     async def _until(self, event: asyncio.Event) -> bool:
         """Wait for `event` or stop; True when the event is set."""
@@ -258,7 +274,8 @@ class CheckpointJob:
             self.topic, 1, self.flow.checkpoints_topic_replication_factor, {"cleanup.policy": "compact"}
         )
         store = CheckpointStore()
-        loaded = await self._load_checkpoints(store)
+        client = f"{self._client}|checkpoints-target-consumer"
+        loaded = await store.start(self.target, self.topic, client, self._log)
         syncs = OffsetSyncStore(initialization_must_read_to_end=not loaded)
         writer = Writer(self.target, f"{self._client}|checkpoints-target-producer", {})
         role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-consumer"
@@ -275,41 +292,18 @@ class CheckpointJob:
         finally:
             await asyncio.gather(tail.close(), writer.close())
 
-    async def _load_checkpoints(self, store: CheckpointStore) -> bool:
-        """Java `CheckpointStore.start`: a failed load is not fatal; the offset syncs are then read keeping
-        only the newest during their initial load."""
-        client = f"{self._client}|checkpoints-target-consumer"
-        try:
-            records = await read_partition(self.target, self.topic, client)
-        except MirrorError as exc:
-            self._log.warning("cannot load existing checkpoints", topic=self.topic, error=str(exc))
-            return False
-        bad = store.load(records or [])
-        if bad:
-            self._log.warning("skipped unreadable checkpoint records", topic=self.topic, records=bad)
-        self._log.info("checkpoints loaded", topic=self.topic, groups=len(store.groups()))
-        return True
-
     async def _read_syncs(self, tail: PartitionTail, syncs: OffsetSyncStore) -> None:
         """Read the offset syncs to the end (then translation may start) and keep tailing."""
-        self._apply_syncs(syncs, await tail.read_to_end())
+        self._applied(apply_offset_syncs(syncs, await tail.read_to_end()))
         syncs.mark_read_to_end()
         self.ready = True
         self._syncs_read.set()
         if not tail.exists:
             self._log.info("offset-syncs topic does not exist yet", topic=self.offset_syncs_topic)
         while not self._stopping.is_set():
-            self._apply_syncs(syncs, await tail.poll(_POLL_MS))
+            self._applied(apply_offset_syncs(syncs, await tail.poll(_POLL_MS)))
 
-    def _apply_syncs(self, syncs: OffsetSyncStore, records: Sequence[TailRecord]) -> None:
-        bad = 0
-        for record in records:
-            if record.key is None or record.value is None:
-                continue
-            try:
-                syncs.update(OffsetSync.decode(record.key, record.value))
-            except RecordFormatError:
-                bad += 1
+    def _applied(self, bad: int) -> None:
         if bad:
             self._log.warning(
                 "skipped unreadable offset-sync records", topic=self.offset_syncs_topic, records=bad
@@ -337,7 +331,7 @@ class CheckpointJob:
         """List the source's consumer groups, keep those the group filter accepts and that have a committed
         offset on a topic the topic filter accepts (Java `MirrorCheckpointConnector.findConsumerGroups`)."""
         listed = [g for g in await self.source_groups.list_consumer_groups() if self.group_filter.matches(g)]
-        offsets = await _bounded(listed, self.source_groups.fetch_offsets)
+        offsets = await bounded(listed, self.source_groups.fetch_offsets)
         found = []
         for group, result in zip(listed, offsets, strict=True):
             if isinstance(result, MirrorError):
@@ -350,15 +344,9 @@ class CheckpointJob:
         self._group_ids = found
         self.groups = len(found)
         metrics.checkpoint_groups.labels(*self._labels).set(len(found))
-        self._forget_bounds(gone)
+        self._records.forget(gone)
         self._groups_loaded.set()
         return found
-
-    def _forget_bounds(self, groups: set[str]) -> None:
-        for labels in [x for x in self._bound_labels if x[0] in groups]:
-            self._bound_labels.discard(labels)
-            with contextlib.suppress(KeyError):
-                metrics.checkpoint_reread_bound.remove(*self._labels, *labels)
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -377,7 +365,7 @@ class CheckpointJob:
     async def emit_checkpoints(self, writer: Writer, syncs: OffsetSyncStore, store: CheckpointStore) -> int:
         """One round: translate every group's offsets and write the checkpoints that move forward."""
         groups = list(self._group_ids)
-        results = await _bounded(groups, self.source_groups.fetch_offsets)
+        results = await bounded(groups, self.source_groups.fetch_offsets)
         new: list[Translated] = []
         failed: list[str] = []
         for group, result in zip(groups, results, strict=True):
@@ -403,43 +391,10 @@ class CheckpointJob:
             ]
         if failed:
             self._log.warning("cannot read offsets of some groups", groups=failed[:10], count=len(failed))
-        written = await self._write(writer, new, store)
+        written = await self._records.write(writer, new, store)
         if not failed:
             self.last_error = None
         return written
-
-    async def _write(self, writer: Writer, items: Sequence[Translated], store: CheckpointStore) -> int:
-        if not items:
-            return 0
-        now_ms = int(time.time() * 1000)
-        futures: list[tuple[Translated, asyncio.Future[Any]]] = []
-        for item in items:
-            cp = item.checkpoint
-            try:
-                key, value = cp.encode_key(), cp.encode_value()
-            except RecordFormatError as exc:  # e.g. commit metadata over 32767 bytes: skip this one only
-                self._log.warning(
-                    "checkpoint cannot be encoded", group=cp.group, topic=cp.topic, error=str(exc)
-                )
-                continue
-            futures.append((item, await writer.send(self.topic, key, value, 0, now_ms)))
-        acks = await asyncio.gather(*(ack_of(future) for _, future in futures), return_exceptions=True)
-        failed = [ack for ack in acks if isinstance(ack, BaseException)]
-        written = [
-            item for (item, _), ack in zip(futures, acks, strict=True) if not isinstance(ack, BaseException)
-        ]
-        for item in written:  # only what the target acknowledged counts: the rest is retried next round
-            cp = item.checkpoint
-            store.update(cp)
-            labels = (cp.group, cp.topic, str(cp.partition))
-            self._bound_labels.add(labels)
-            metrics.checkpoint_reread_bound.labels(*self._labels, *labels).set(item.reread_bound)
-        metrics.checkpoints_total.labels(*self._labels).inc(len(written))
-        metrics.checkpoint_latency.labels(*self._labels).observe(max(time.time() - now_ms / 1000, 0.0))
-        self.checkpoints_emitted += len(written)
-        if failed:
-            raise failed[0]
-        return len(written)
 
     # --- group offset sync -----------------------------------------------------------------------
 
@@ -459,65 +414,18 @@ class CheckpointJob:
         Returns what happened per group: "synced", "up-to-date", "active" (left alone) or an error.
         """
         groups = [g for g in store.groups() if self.group_filter.matches(g)]
-        outcomes = await _bounded(groups, lambda g: self._sync_group(g, store.checkpoints(g)))
-        result: dict[str, str] = {}
-        for group, outcome in zip(groups, outcomes, strict=True):
-            if isinstance(outcome, MirrorError):
-                self.last_error = str(outcome)
-                self._log.warning("cannot sync offsets of group", group=group, error=str(outcome))
-                result[group] = str(outcome)
-            else:
-                result[group] = outcome
-        return result
+        return await self._group_sync.sync(self.target_groups, groups, store.checkpoints)
 
-    async def _sync_group(self, group: str, checkpoints: Mapping[TP, Checkpoint]) -> str:
-        description = await self.target_groups.describe(group)
-        if description.is_active:
-            return "active"
-        # Always read the current offsets, even of a group DescribeGroups does not know (a KIP-848 group
-        # answers GROUP_ID_NOT_FOUND there): a commit must never move a partition backwards.
-        current = await self.target_groups.fetch_offsets(group)
-        plan = plan_group_sync(checkpoints, current.offsets, current.errors)
-        if not plan:
-            return "up-to-date"
-        outcome = await self.target_groups.alter_offsets(group, plan)
-        if outcome.group_active:
-            return "active"
-        if outcome.committed:
-            self.group_offsets_synced += len(outcome.committed)
-            metrics.group_offsets_synced_total.labels(*self._labels).inc(len(outcome.committed))
-        if outcome.errors:
-            (topic, partition), err = next(iter(outcome.errors.items()))
-            self.last_error = str(err)
-            self._log.warning(
-                "target refused some group offsets",
-                group=group,
-                partitions=len(outcome.errors),
-                first=f"{topic}-{partition}",
-                error=str(err),
-            )
-        return "synced"
+    @property
+    def checkpoints_emitted(self) -> int:
+        return self._records.emitted
 
+    @property
+    def group_offsets_synced(self) -> int:
+        return self._group_sync.synced
 
-async def _bounded(
-    items: Sequence[str], call: Callable[[str], Awaitable[T]], limit: int = _CONCURRENCY
-) -> list[T | MirrorError]:
-    """`call(item)` for every item, at most `limit` at a time; MirrorErrors are returned, not raised."""
-    semaphore = asyncio.Semaphore(limit)
-    results: list[T | MirrorError] = []
-
-    async def one(index: int, item: str) -> None:
-        async with semaphore:
-            try:
-                results[index] = await call(item)
-            except MirrorError as exc:
-                results[index] = exc
-
-    results = [MirrorError("not run")] * len(items)
-    async with asyncio.TaskGroup() as tg:
-        for index, item in enumerate(items):
-            tg.create_task(one(index, item))
-    return results
+    def _note_error(self, text: str) -> None:
+        self.last_error = text
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:

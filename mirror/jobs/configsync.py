@@ -20,7 +20,6 @@ distinct error, counted in ``mirror_errors_total`` and retried next round; the o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from mirror.kafka.configs import (
 from mirror.mm2.filters import ConfigOp, ConfigPropertyFilter, ConfigSource, config_sync_ops
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.replication.remote_topics import TopicSync
+from mirror.retry import Backoff, retrying
 
 __all__ = [
     "AclSyncPlan",
@@ -272,19 +272,29 @@ class ConfigSyncJob:
                 task.cancel()
 
     async def _loop(self, kind: str, sync: Callable[[], Awaitable[object]], interval: float) -> None:
-        """Java schedules both syncs from time 0, then every interval."""
-        while not self._stopping.is_set():
-            try:
-                await sync()
-                if self._round_errors.pop(kind, None) is not None:
-                    self._log.info(f"topic {kind} sync works again")
-            except MirrorError as exc:
-                metrics.errors_total.labels(*self._labels, exc.kind).inc()
-                if self._round_errors.get(kind) != str(exc):
-                    self._log.warning(f"topic {kind} sync failed; will retry", error=str(exc), kind=exc.kind)
-                self._round_errors[kind] = str(exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
+        """Java schedules both syncs from time 0, then every interval (a failed round too)."""
+
+        def failed(exc: Exception) -> MirrorError:
+            assert isinstance(exc, MirrorError)
+            metrics.errors_total.labels(*self._labels, exc.kind).inc()
+            self._round_errors[kind] = str(exc)
+            return exc
+
+        def succeeded() -> None:
+            if self._round_errors.pop(kind, None) is not None:
+                self._log.info(f"topic {kind} sync works again")
+
+        await retrying(
+            f"topic {kind} sync",
+            sync,
+            stopping=self._stopping,
+            backoff=Backoff(interval, interval),
+            log=self._log,
+            on_error=failed,
+            on_success=succeeded,
+            every=interval,
+            quiet_repeats=True,
+        )
 
     def _settle(self, kind: str, errors: Mapping[str, MirrorError]) -> None:
         """Record this round's per-topic errors: each counted, logged once per distinct error."""

@@ -5,7 +5,6 @@ replicated like any topic, which lets clients discover the replication topology 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
@@ -15,6 +14,8 @@ from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
 from mirror.kafka import Admin, Writer, ack_of
 from mirror.mm2.records import Heartbeat
+from mirror.replication.topology import heartbeats_topic
+from mirror.retry import Backoff, pause, retrying
 
 log = structlog.get_logger(__name__)
 
@@ -24,7 +25,7 @@ class HeartbeatJob:
         self.flow = flow
         self.target = target
         self.admin = target_admin
-        self.topic = "heartbeats"
+        self.topic = heartbeats_topic(flow)
         self.last_sent: float | None = None
         self.last_error: str | None = None
         self._stopping = asyncio.Event()
@@ -40,22 +41,29 @@ class HeartbeatJob:
         writer = Writer(self.target, f"{self.flow.name}|MirrorHeartbeatConnector|heartbeats-producer", {})
         try:
             await writer.start()
-            while not self._stopping.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), interval)
-                if self._stopping.is_set():
-                    break
-                now_ms = int(time.time() * 1000)
-                beat = Heartbeat(self.flow.source, self.flow.target, now_ms)
-                try:
-                    await ack_of(
-                        await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms)
-                    )
-                    self.last_sent, self.last_error = time.time(), None
-                    metrics.heartbeats_total.labels(self.flow.source, self.flow.target).inc()
-                except MirrorError as exc:
-                    if self.last_error is None:
-                        log.warning("heartbeat not written, retrying", flow=self.flow.name, error=str(exc))
-                    self.last_error = str(exc)
+            if await pause(self._stopping, interval):
+                return
+            await retrying(
+                "heartbeat",
+                lambda: self._beat(writer),
+                stopping=self._stopping,
+                backoff=Backoff(interval, interval),
+                log=log.bind(flow=self.flow.name),
+                on_error=self._failed,
+                every=interval,
+                quiet_repeats=True,
+            )
         finally:
             await writer.close(timeout=1.0)  # a heartbeat not sent by now is worthless
+
+    async def _beat(self, writer: Writer) -> None:
+        now_ms = int(time.time() * 1000)
+        beat = Heartbeat(self.flow.source, self.flow.target, now_ms)
+        await ack_of(await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms))
+        self.last_sent, self.last_error = time.time(), None
+        metrics.heartbeats_total.labels(self.flow.source, self.flow.target).inc()
+
+    def _failed(self, exc: Exception) -> MirrorError:
+        assert isinstance(exc, MirrorError)
+        self.last_error = str(exc)
+        return exc

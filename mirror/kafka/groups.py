@@ -37,6 +37,7 @@ from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
 from mirror.kafka import Admin, client_kwargs, closed, translate, translated
+from mirror.types import TP
 
 __all__ = [
     "CONSUMER_PROTOCOL_TYPES",
@@ -53,7 +54,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-TP = tuple[str, int]
 T = TypeVar("T")
 
 #: ListGroups protocol types of consumer groups (Java's `ConsumerGroupListing`): "" is a group that only

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from mirror.mm2.records import Checkpoint, OffsetSync
+from mirror.types import TP
 
 __all__ = [
     "DEFAULT_OFFSET_LAG_MAX",
@@ -25,7 +26,7 @@ __all__ = [
     "checkpoint_is_more_recent",
 ]
 
-TopicPartition = tuple[str, int]
+TopicPartition = TP  # the name this module exported before `mirror.types`
 
 DEFAULT_OFFSET_LAG_MAX: Final = 100
 MAX_OUTSTANDING_OFFSET_SYNCS: Final = 10

@@ -15,12 +15,10 @@ import structlog
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.kafka import Admin, Writer, ack_of, read_compacted
 from mirror.mm2 import records
+from mirror.replication.topology import progress_topic
+from mirror.types import TP
 
 log = structlog.get_logger(__name__)
-
-
-def offsets_topic(flow: FlowSettings) -> str:
-    return flow.offset_storage_topic or f"mm2-offsets.{flow.source}.internal"
 
 
 class ProgressStore:
@@ -29,7 +27,7 @@ class ProgressStore:
     def __init__(self, flow: FlowSettings, target: ClusterSettings) -> None:
         self.flow = flow
         self.target = target
-        self.topic = offsets_topic(flow)
+        self.topic = progress_topic(flow)
         self._writer: Writer | None = None
         self._partitions = flow.offset_storage_partitions
 
@@ -43,11 +41,11 @@ class ProgressStore:
         # An existing topic (e.g. created by Java MirrorMaker 2) keeps its own partition count.
         self._partitions = (await admin.list_topics()).get(self.topic, self._partitions)
 
-    async def load(self) -> dict[tuple[str, int], int]:
+    async def load(self) -> dict[TP, int]:
         """Read the flow's stored progress: the last copied offset per source partition (a fresh dict,
         the caller's own: tasks of one flow load at different times)."""
         state = await read_compacted(self.target, self.topic, client_id=f"{self.flow.name}|progress-reader")
-        stored: dict[tuple[str, int], int] = {}
+        stored: dict[TP, int] = {}
         for key, value in state.items():
             parsed = records.decode_source_offset_key(key)
             if parsed is None:
@@ -72,7 +70,7 @@ class ProgressStore:
             await self._writer.close()
             self._writer = None
 
-    async def store(self, last_offsets: Mapping[tuple[str, int], int]) -> None:
+    async def store(self, last_offsets: Mapping[TP, int]) -> None:
         """Write the last acknowledged source offset of each partition; returns once the target has it."""
         if not last_offsets:
             return
@@ -82,7 +80,7 @@ class ProgressStore:
         for fut in futures:
             await ack_of(fut)
 
-    async def send_with(self, writer: Writer, last_offsets: Mapping[tuple[str, int], int]) -> list[Any]:
+    async def send_with(self, writer: Writer, last_offsets: Mapping[TP, int]) -> list[Any]:
         """Queue progress records on ``writer`` (in exactly-once mode: the task's transactional producer,
         so records and their progress commit together); returns the delivery futures."""
         futures = []

@@ -9,7 +9,7 @@ cleanly leaves the group and its tasks move at once; one that dies loses them af
 
 Each flow's singletons (remote topic creation, heartbeats, checkpoints) run on the worker owning task 0.
 Every worker computes which source partitions belong to which task with the same pure function
-(`mirror.replication.task.assign_partitions`) over the same task count — the one the group's leader
+(`mirror.replication.assignment.assign_partitions`) over the same task count — the one the group's leader
 assigned with, carried in the assignment — so two workers never copy the same partition at once
 (modulo a zombie's tail, which at-least-once tolerates and exactly-once fences),
 also while ``tasks.max`` grows.
@@ -18,7 +18,6 @@ also while ``tasks.max`` grows.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,10 +33,12 @@ from mirror.jobs.configsync import ConfigSyncJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
-from mirror.mm2.policy import ReplicationPolicy, policy_from_config
+from mirror.replication.assignment import assign_partitions
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
-from mirror.replication.task import DRAIN_TIMEOUT, TP, SourceTask, assign_partitions, offset_syncs_location
+from mirror.replication.task import DRAIN_TIMEOUT, SourceTask
+from mirror.replication.topology import make_policy, offset_syncs_location, tasks_topic
+from mirror.retry import Backoff, retrying
 from mirror.service.status import (
     ClusterStatus,
     FlowStatus,
@@ -47,6 +48,7 @@ from mirror.service.status import (
     TopicLag,
     WorkerStatus,
 )
+from mirror.types import TP
 
 log = structlog.get_logger(__name__)
 
@@ -81,20 +83,6 @@ def job_name(job: Job) -> str:
     return type(job).__name__.removesuffix("Job").lower()
 
 
-def make_policy(flow: FlowSettings) -> ReplicationPolicy:
-    return policy_from_config(
-        flow.replication_policy_class,
-        flow.replication_policy_separator,
-        flow.replication_policy_internal_topic_separator_enabled,
-        flow.source,
-    )
-
-
-def tasks_topic(flow: FlowSettings) -> str:
-    """Named like MM2's internal topics, so every replication policy and the default filters skip it."""
-    return f"mm2-tasks.{flow.source}.internal"
-
-
 @dataclass
 class FlowState:
     """What a flow runner keeps up to date as it runs; `FlowRunner.snapshot` copies it for /status."""
@@ -121,29 +109,24 @@ async def _retrying(
 
     Each distinct error is logged once (repeats at debug level: no flood while, say, a password is wrong);
     ``on_error`` sees every failure (status, metrics)."""
-    backoff = _BACKOFF_MIN
-    last: str | None = None
-    while not stopping.is_set():
-        try:
-            await attempt()
-            return True
-        except FatalError:
-            raise
-        except MirrorError as exc:
-            if on_error is not None:
-                on_error(exc)
-            text = str(exc)
-            if text == last:
-                log.debug(f"{what} failed again, retrying", error=text, kind=exc.kind, backoff_s=backoff)
-            elif exc.kind in _NEEDS_ACTION:
-                log.error(f"{what} failed, retrying", error=text, kind=exc.kind, backoff_s=backoff)
-            else:
-                log.warning(f"{what} failed, retrying", error=text, kind=exc.kind, backoff_s=backoff)
-            last = text
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
-    return False
+
+    def failed(exc: Exception) -> MirrorError:
+        assert isinstance(exc, MirrorError)
+        if on_error is not None:
+            on_error(exc)
+        return exc
+
+    return await retrying(
+        what,
+        attempt,
+        stopping=stopping,
+        backoff=Backoff(_BACKOFF_MIN, _BACKOFF_MAX),
+        log=log,
+        fatal=(FatalError,),
+        on_error=failed,
+        quiet_repeats=True,
+        urgent=_NEEDS_ACTION,
+    )
 
 
 class FlowRunner:

@@ -16,9 +16,11 @@ from mirror import metrics
 from mirror.config import ConfigError, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import SourceBatch, Writer
+from mirror.replication.inflight import InFlight as _InFlight
 from mirror.replication.progress import ProgressStore
-from mirror.replication.task import TP, SourceTask, _InFlight, _unwrapped
-from mirror.service.worker import make_policy
+from mirror.replication.task import SourceTask, _unwrapped
+from mirror.replication.topology import make_policy
+from mirror.types import TP
 
 BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
 

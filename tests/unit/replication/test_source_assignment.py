@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.replication.task import assign_partitions, task_for_partition
+from mirror.replication.assignment import assign_partitions, task_for_partition
 
 topics = st.text(alphabet="abcxyz.-_0123", min_size=1, max_size=12)
 

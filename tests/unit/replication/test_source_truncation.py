@@ -10,8 +10,9 @@ import structlog
 from mirror import metrics
 from mirror.config import load_settings
 from mirror.replication.progress import ProgressStore
-from mirror.replication.task import TP, SourceTask
-from mirror.service.worker import make_policy
+from mirror.replication.task import SourceTask
+from mirror.replication.topology import make_policy
+from mirror.types import TP
 
 
 class FakeReader:

@@ -1,0 +1,154 @@
+"""Sending a source task's fetched batches to the target, and accounting for the target's acknowledgements.
+
+Records of one source partition become one (or a few) target batches for the same partition of the
+remote topic. At-least-once, the first batch a session sends to a partition goes alone and is awaited
+before the rest is queued (docs/guarantees.md, "Behind a refused batch"). An acknowledged batch moves the
+partition's acknowledged position, feeds the offset syncs and the metrics; a refused one raises
+`RecordRejected` naming its partition and first record (`mirror.replication.halting` takes it from there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from mirror.errors import RecordRejected
+from mirror.kafka import SourceBatch, Writer, ack_of
+from mirror.replication.halting import Halting
+from mirror.replication.inflight import InFlight
+from mirror.replication.observe import TaskMetrics
+from mirror.replication.offset_syncs import OffsetSyncEmitter
+from mirror.replication.positions import Positions
+from mirror.replication.status import TaskStatus
+from mirror.types import TP
+
+__all__ = ["Delivery"]
+
+#: A partition whose last acknowledgement is older than this counts as new to the producer again: the
+#: broker may have dropped the producer's state for it (idle producer ids expire, retention may delete
+#: all of its batches), and then would accept batches queued behind a refused one.
+_CONFIRMED_FOR = 30.0
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a failed delivery future's error as seen (asyncio would log it as never retrieved)."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Delivery:
+    """The sending and acknowledgement side of one task (its parts are the task's own)."""
+
+    def __init__(  # noqa: PLR0917 (the task's parts, in one place)
+        self,
+        positions: Positions,
+        halting: Halting,
+        observed: TaskMetrics,
+        syncs: OffsetSyncEmitter,
+        status: TaskStatus,
+        exactly_once: bool,
+    ) -> None:
+        self.positions = positions
+        self.halting = halting
+        self.observed = observed
+        self.syncs = syncs
+        self.status = status
+        self.exactly_once = exactly_once
+        # partitions this session's producer wrote to, and when the target last acknowledged them
+        self.confirmed: dict[TP, float] = {}
+
+    async def send_all(self, writer: Writer, batches: list[SourceBatch]) -> list[InFlight]:
+        """Queue every fetched batch on the writer. When one fails, the others are cancelled and awaited
+        before this returns: nothing of this fetch may go on sending into the next session."""
+        async with asyncio.TaskGroup() as tg:
+            sends = [tg.create_task(self.send(writer, b)) for b in batches]
+        return [s.result() for s in sends]
+
+    async def send(self, writer: Writer, batch: SourceBatch) -> InFlight:
+        tp = (batch.topic, batch.partition)
+        remote = self.observed.remote_topic(batch.topic)
+        per_batch = self.halting.per_batch(tp, batch.first_offset)
+        records = batch.records
+        confirmed = self.confirmed.get(tp)
+        if self.exactly_once or (confirmed is not None and time.monotonic() - confirmed < _CONFIRMED_FOR):
+            futures = await writer.send_records(remote, batch.partition, records, per_batch)
+        else:
+            # At-least-once, the first batch of a partition in this session (its producer is new): the
+            # broker keeps no sequence state for a new producer, so were that batch refused, the ones
+            # queued behind it would be accepted — written past a record that is not there. It goes
+            # alone, and the rest follows once it is in (after that, a refused batch makes the broker
+            # refuse those behind it as out of sequence).
+            futures = await writer.send_records(remote, batch.partition, records, per_batch, max_batches=1)
+            fut, _start, n = futures[0]
+            try:
+                await ack_of(asyncio.shield(fut))
+            except RecordRejected as exc:
+                raise RecordRejected(
+                    exc.reason,
+                    topic=tp[0],
+                    partition=tp[1],
+                    offset=records[0].offset,
+                    count=n,
+                    last_offset=records[n - 1].offset,
+                    too_large=exc.too_large,
+                ) from exc
+            self.confirmed[tp] = time.monotonic()
+            if n < len(records):
+                rest = await writer.send_records(remote, batch.partition, records[n:], per_batch)
+                futures += [(f, start + n, count) for f, start, count in rest]
+        self.positions.position[tp] = batch.last_offset + 1
+        return InFlight(
+            tp,
+            remote,
+            batch.records,
+            max(batch.records[-1].timestamp, batch.records[0].timestamp),
+            batch.value_bytes(),
+            futures,
+        )
+
+    async def acks_of(self, entry: InFlight) -> list[int]:
+        """The target's base offset of each batch of ``entry``; a refused batch raises `RecordRejected`
+        naming its partition and first record."""
+        bases = []
+        for fut, start, n in entry.futures:
+            try:
+                bases.append((await ack_of(fut)).base_offset)
+            except RecordRejected as exc:
+                for later, _, _ in entry.futures:  # refused too, or out of sequence: nothing to report
+                    later.add_done_callback(_retrieve)
+                raise RecordRejected(
+                    exc.reason,
+                    topic=entry.tp[0],
+                    partition=entry.tp[1],
+                    offset=entry.records[start].offset,
+                    count=n,
+                    last_offset=entry.records[start + n - 1].offset,
+                    too_large=exc.too_large,
+                ) from exc
+        return bases
+
+    async def complete(self, entry: InFlight) -> None:
+        """The target acknowledged (or the transaction committed) ``entry``: account for it, per batch."""
+        count = 0
+        recs = entry.records
+        try:
+            for base, (_fut, start, n) in zip(await self.acks_of(entry), entry.futures, strict=True):
+                count += n
+                first_up, last_up = recs[start].offset, recs[start + n - 1].offset
+                gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
+                self.syncs.acked(entry.tp, first_up, base, n, gaps)
+        except RecordRejected:
+            # the batches of this entry before the refused one were acknowledged: they count
+            for fut, start, n in entry.futures:
+                if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                    break
+                self.positions.acked[entry.tp] = recs[start + n - 1].offset
+                self.positions.dirty.add(entry.tp)
+            raise
+        self.syncs.notify()
+        self.positions.acked[entry.tp] = recs[-1].offset
+        if entry.tp in self.confirmed:
+            self.confirmed[entry.tp] = time.monotonic()
+        self.status.records += count
+        self.observed.completed(entry, count)

@@ -1,0 +1,81 @@
+"""Back-pressure: what a source task sent and the target has not acknowledged yet, bounded in bytes.
+
+At-least-once, the fetch loop queues each fetch's sent batches here (waiting while the bytes in flight
+reach the task's bound, so a slow target slows the reads instead of growing memory) and the ack loop
+takes them off in order, once accounted for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mirror.types import TP
+
+__all__ = ["InFlight", "InFlightQueue"]
+
+
+@dataclass(slots=True)
+class InFlight:
+    """The target batches of one fetched source batch: (delivery future, first record index, records)."""
+
+    tp: TP
+    remote_topic: str
+    records: list[Any]  # the source records, kept until acked (offset syncs need their offsets)
+    newest_timestamp: int
+    value_bytes: int
+    futures: list[tuple[asyncio.Future[Any], int, int]]
+
+
+class InFlightQueue:
+    """Sent entries in order, then None once the fetcher stopped (the end marker)."""
+
+    def __init__(self) -> None:
+        self._entries: deque[InFlight | None] = deque()
+        self._bytes = 0
+        self._changed = asyncio.Condition()
+
+    async def room(self, max_bytes: int) -> None:
+        """Until fewer than ``max_bytes`` are in flight."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._bytes < max_bytes)
+
+    async def put(self, entries: Iterable[InFlight]) -> None:
+        async with self._changed:
+            for entry in entries:
+                self._entries.append(entry)
+                self._bytes += entry.value_bytes
+            self._changed.notify_all()
+
+    async def end(self) -> None:
+        """The fetcher stopped: the ack loop returns after the entries before this."""
+        async with self._changed:
+            self._entries.append(None)
+            self._changed.notify_all()
+
+    async def first(self) -> InFlight | None:
+        """The oldest entry, still queued (None: the end)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._entries))
+            return self._entries[0]
+
+    async def done(self, entry: InFlight) -> None:
+        """The oldest entry, ``entry``, is accounted for: take it off."""
+        async with self._changed:
+            self._entries.popleft()
+            self._bytes -= entry.value_bytes
+            self._changed.notify_all()
+
+    async def drained(self, acker: asyncio.Task[None], timeout: float) -> bool:
+        """The fetcher stopped: let ``acker`` (the loop taking entries off) account for every entry in
+        flight, within ``timeout`` seconds; else it is cancelled (False)."""
+        await self.end()
+        try:
+            await asyncio.wait_for(asyncio.shield(acker), timeout)
+        except TimeoutError:
+            acker.cancel()
+            return False
+        return True

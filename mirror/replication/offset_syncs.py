@@ -1,0 +1,77 @@
+"""Offset syncs of a source task (docs/mm2-compat.md §5): decided per acknowledged target batch, sent to the
+flow's offset-syncs topic by their own loop, with their own producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from mirror import metrics
+from mirror.config import ClusterSettings, FlowSettings
+from mirror.kafka import Writer, ack_of
+from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
+from mirror.mm2.policy import ReplicationPolicy
+from mirror.mm2.records import OffsetSync
+from mirror.replication.topology import offset_syncs_location
+from mirror.types import TP
+
+__all__ = ["OffsetSyncEmitter"]
+
+
+class OffsetSyncEmitter:
+    """The offset syncs of one task; ``cluster`` None: none are sent (no producer is made)."""
+
+    def __init__(
+        self, flow: FlowSettings, policy: ReplicationPolicy, cluster: ClusterSettings | None
+    ) -> None:
+        self.flow = flow
+        self.cluster = cluster
+        self.topic = offset_syncs_location(flow, policy)[1]
+        self._syncs = OffsetSyncWriter(flow.offset_lag_max)
+        self._ready = asyncio.Event()
+        self._labels = (flow.source, flow.target)
+
+    def writer(self, client: str) -> Writer | None:
+        """The producer of a session (None: syncs are not emitted)."""
+        if self.cluster is None:
+            return None
+        role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-producer"
+        return Writer(self.cluster, f"{client}|{role}", {"linger.ms": "0"})
+
+    def acked(self, tp: TP, first_upstream: int, base: int, count: int, gaps: list[int] | None) -> None:
+        """The target acknowledged ``count`` records of ``tp`` from ``first_upstream`` at ``base``."""
+        if base >= 0:  # -1: a duplicate the broker had already (no offset known), no sync
+            self._syncs.on_ack_batch(tp, first_upstream, base, count, gaps)
+
+    def notify(self) -> None:
+        """An entry is accounted for: wake the sending loop when it made syncs to send."""
+        if self._syncs.has_pending():
+            self._ready.set()
+
+    def tick(self) -> None:
+        """Like Java's commit(): idle partitions get an exact sync for their last record."""
+        self._syncs.promote_delayed()
+        self._ready.set()
+
+    def remove_partitions(self, partitions: Sequence[TP]) -> None:
+        self._syncs.remove_partitions(partitions)
+
+    async def loop(self, writer: Writer) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            await self.send(writer)
+
+    async def final(self, writer: Writer) -> None:
+        """The session stops: send every sync still delayed or pending."""
+        self._syncs.promote_delayed()
+        await self.send(writer)
+
+    async def send(self, writer: Writer) -> None:
+        """Send pending syncs, at most MAX_OUTSTANDING_OFFSET_SYNCS (10) in flight, as Java does."""
+        while self._syncs.has_pending():
+            batch: list[OffsetSync] = self._syncs.take_pending(MAX_OUTSTANDING_OFFSET_SYNCS)
+            futures = [await writer.send(self.topic, s.encode_key(), s.encode_value(), 0) for s in batch]
+            for fut in futures:
+                await ack_of(fut)
+            metrics.offset_syncs_total.labels(*self._labels).inc(len(batch))
