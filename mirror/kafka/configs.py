@@ -13,7 +13,6 @@ cannot be reached raises (`KafkaUnavailable`), so one bad topic never hides the 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -30,7 +29,8 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
-from mirror.kafka import Admin, translate
+from mirror.kafka.admin import Admin
+from mirror.kafka.errors import translate
 
 __all__ = [
     "AclBinding",
@@ -77,8 +77,7 @@ async def _send(admin: Admin, request: Any, what: str) -> Any:
     """Send `request` to any broker; a request the broker cannot take raises an "unsupported_version"
     `KafkaRequestFailed`, other failures their translated error."""
     try:
-        async with asyncio.timeout(admin._timeout_ms / 1000):
-            return await admin._client._send_request(request)
+        return await admin.raw_request(request)
     except (ke.IncompatibleBrokerVersion, NotImplementedError) as exc:
         # Not advertised at all / no version both sides speak (`Request.prepare`).
         raise _unsupported(what, exc) from exc

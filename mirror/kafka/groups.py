@@ -36,7 +36,11 @@ from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
-from mirror.kafka import Admin, client_kwargs, closed, translate, translated
+from mirror.kafka import _internals
+from mirror.kafka.admin import Admin
+from mirror.kafka.client_args import client_kwargs
+from mirror.kafka.closing import closed
+from mirror.kafka.errors import translate, translated
 
 __all__ = [
     "CONSUMER_PROTOCOL_TYPES",
@@ -198,23 +202,15 @@ class Groups:
         self.admin = admin
         self._coordinators: dict[str, int] = {}
 
-    @property
-    def _client(self) -> Any:
-        return self.admin._client
-
-    @property
-    def _timeout(self) -> float:
-        return self.admin._timeout_ms / 1000
-
     async def _send(self, request: Any, node_id: int | None) -> Any:
-        async with translated(), asyncio.timeout(self._timeout):
-            return await self._client._send_request(request, node_id)
+        async with translated():
+            return await self.admin.raw_request(request, node_id)
 
     async def coordinator(self, group: str) -> int:
         node = self._coordinators.get(group)
         if node is None:
-            async with translated(), asyncio.timeout(self._timeout):
-                node = int(await self._client.find_coordinator(group))
+            async with translated():
+                node = await self.admin.find_coordinator(group)
             self._coordinators[group] = node
         return node
 
@@ -243,11 +239,8 @@ class Groups:
 
     async def list_consumer_groups(self) -> list[str]:
         """Every consumer group of the cluster (ListGroups on each broker), sorted."""
-        async with translated(), asyncio.timeout(self._timeout):
-            brokers = [b.nodeId for b in self._client._client.cluster.brokers()]
-            if not brokers:
-                await self._client._client.force_metadata_update()
-                brokers = [b.nodeId for b in self._client._client.cluster.brokers()]
+        async with translated():
+            brokers = await self.admin.broker_ids()
         responses = await asyncio.gather(*(self._send(ListGroupsRequest(), b) for b in brokers))
         found: set[str] = set()
         for response in responses:
@@ -439,7 +432,7 @@ class PartitionTail:
         if self._assigned:
             return True
         async with translated():
-            await self._consumer._client.force_metadata_update()
+            await _internals.kafka_client(self._consumer).force_metadata_update()
             partitions = self._consumer.partitions_for_topic(self.topic)
             if not partitions or self._tp.partition not in partitions:
                 return False

@@ -293,14 +293,14 @@ class FakeAdminClient:
         self.coordinator_lookups += 1
         return 1
 
-    async def _send_request(self, request: Any, node_id: int | None = None) -> Any:
+    async def raw_request(self, request: Any, node_id: int | None = None) -> Any:
         self.requests.append(request)
         return self.respond(request)
 
 
 def groups_over(respond: Callable[[Any], Any]) -> tuple[Groups, FakeAdminClient]:
     client = FakeAdminClient(respond)
-    admin: Any = types.SimpleNamespace(_client=client, _timeout_ms=5000)
+    admin: Any = client  # Admin's raw-request door and coordinator lookup
     return Groups(admin), client
 
 
