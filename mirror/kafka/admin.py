@@ -21,7 +21,7 @@ from mirror.errors import AuthorizationFailed, KafkaRequestFailed, MirrorError
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import closed
-from mirror.kafka.errors import _error_for, translated
+from mirror.kafka.errors import error_for_code, translated
 
 log = structlog.get_logger(__name__)
 
@@ -111,12 +111,16 @@ class Admin:
         result: dict[str, list[ConfigEntry] | MirrorError] = {}
         for response in responses:
             for code, message, _rtype, name, entries in response.resources:
-                err = _error_for(
-                    code,
-                    f"describe configs of {name}",
-                    message,
-                    self.cluster,
-                    ("DESCRIBE_CONFIGS", f"topic '{name}'"),
+                err = (
+                    error_for_code(
+                        code,
+                        f"describe configs of {name}",
+                        message,
+                        cluster=self.cluster,
+                        denied_as=("DESCRIBE_CONFIGS", f"topic '{name}'"),
+                    )
+                    if code
+                    else None
                 )
                 result[name] = err or [
                     ConfigEntry(e[0], e[1], bool(e[2]), bool(e[4]), int(e[3])) for e in entries
@@ -138,9 +142,13 @@ class Admin:
             message = item[2] if len(item) > 2 else None
             result[name] = (
                 None
-                if code == ke.TopicAlreadyExistsError.errno
-                else _error_for(
-                    code, f"create topic {name}", message, self.cluster, ("CREATE", f"topic '{name}'")
+                if code in (0, ke.TopicAlreadyExistsError.errno)
+                else error_for_code(
+                    code,
+                    f"create topic {name}",
+                    message,
+                    cluster=self.cluster,
+                    denied_as=("CREATE", f"topic '{name}'"),
                 )
             )
         return result

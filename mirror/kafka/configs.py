@@ -7,8 +7,9 @@
   authorizer (SECURITY_DISABLED).
 - `create_acls`: CreateAcls with all bindings in one request (aiokafka's wrapper carries one binding).
 
-Broker error codes come back as `mirror.errors` values per topic or per binding; only a cluster that
-cannot be reached raises (`KafkaUnavailable`), so one bad topic never hides the others.
+Broker error codes come back as `mirror.errors` values (`mirror.kafka.errors.error_for_code`) per topic
+or per binding; only a cluster that cannot be reached raises (`KafkaUnavailable`), so one bad topic never
+hides the others.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, 
 
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
 from mirror.kafka.admin import Admin
-from mirror.kafka.errors import translate
+from mirror.kafka.errors import error_for_code, translate
 
 __all__ = [
     "AclBinding",
@@ -46,22 +47,7 @@ __all__ = [
 _TOPIC_RESOURCE: Final = 2  # ConfigResource type of a topic (DescribeConfigs / IncrementalAlterConfigs)
 _OPS: Final = {"SET": 0, "DELETE": 1, "APPEND": 2, "SUBTRACT": 3}
 _UNSUPPORTED_VERSION: Final = ke.UnsupportedVersionError.errno  # 35
-_POLICY_VIOLATION: Final = ke.PolicyViolationError.errno  # 44
 _SECURITY_DISABLED: Final = ke.SecurityDisabled.errno  # 54
-_KINDS: Final = {_UNSUPPORTED_VERSION: "unsupported_version", _POLICY_VIOLATION: "policy_violation"}
-
-
-def _error(code: int, what: str, message: str | None = None) -> MirrorError | None:
-    """A `mirror.errors` value for a broker error code (None for 0)."""
-    if code == 0:
-        return None
-    cls = ke.for_code(code)
-    text = f"{what}: {message or cls.description or f'broker error code {code}'}"
-    if code in _KINDS:
-        return KafkaRequestFailed(text, code=code, retriable=True, kind=_KINDS[code])
-    if cls is ke.UnknownError:
-        return KafkaRequestFailed(f"{what}: broker error code {code}", code=code, retriable=True)
-    return translate(cls(text))
 
 
 def _unsupported(what: str, exc: BaseException) -> MirrorError:
@@ -170,7 +156,7 @@ async def incremental_alter_topic_configs(
     result: dict[str, MirrorError | None] = {}
     for code, message, _rtype, name in response.responses:
         if name in wanted:
-            result[name] = _error(code, f"alter configs of topic {name}", message)
+            result[name] = error_for_code(code, f"alter configs of topic {name}", message) if code else None
     for topic in wanted:
         result.setdefault(topic, KafkaRequestFailed(f"alter configs of topic {topic}: no answer"))
     return result
@@ -270,9 +256,8 @@ async def describe_topic_acls(admin: Admin) -> list[AclBinding] | None:
     response = await _send(admin, _DescribeTopicAcls(), "describe topic ACLs")
     if response.error_code == _SECURITY_DISABLED:
         return None
-    err = _error(response.error_code, "describe topic ACLs", response.error_message)
-    if err is not None:
-        raise err
+    if response.error_code:
+        raise error_for_code(response.error_code, "describe topic ACLs", response.error_message)
     bindings = []
     for resource in response.resources:
         if len(resource) == 3:  # v0: no pattern type, always LITERAL
@@ -339,5 +324,5 @@ async def create_acls(admin: Admin, bindings: Sequence[AclBinding]) -> list[Mirr
             results.append(KafkaRequestFailed(f"create ACL {binding}: no answer"))
             continue
         code, message = answers[index]
-        results.append(_error(code, f"create ACL {binding}", message))
+        results.append(error_for_code(code, f"create ACL {binding}", message) if code else None)
     return results

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
+from typing import Final
 
 import aiokafka.errors as ke
 
@@ -224,21 +225,36 @@ async def diagnose(cluster: ClusterSettings, timeout: float = 5.0) -> MirrorErro
     return None
 
 
-def _error_for(
+#: Error codes with a `KafkaRequestFailed.kind` of their own (a caller acts on them, e.g. config sync).
+_KINDS: Final = {
+    ke.UnsupportedVersionError.errno: "unsupported_version",  # 35
+    ke.PolicyViolationError.errno: "policy_violation",  # 44
+}
+
+
+def error_for_code(
     code: int,
     what: str,
-    message: str | None,
+    message: str | None = None,
+    *,
     cluster: ClusterSettings | None = None,
     denied_as: tuple[str, str] | None = None,
-) -> MirrorError | None:
-    """The error of a per-resource error code; ``denied_as`` = (operation, resource) names an
-    authorization failure."""
-    if code == 0:
-        return None
+) -> MirrorError:
+    """The `mirror.errors` exception for a broker error code (not 0) answered to ``what``, with the
+    broker's ``message`` if any. Every error code of a response becomes an error here.
+
+    ``denied_as`` = (operation, resource) names an authorization failure; a code this aiokafka does not
+    know stays a retriable `KafkaRequestFailed` carrying the code."""
     cls = ke.for_code(code)
+    if cls is ke.UnknownError:
+        detail = f": {message}" if message else ""
+        return KafkaRequestFailed(f"{what}: broker error code {code}{detail}", code=code, retriable=True)
     if denied_as is not None and issubclass(cls, _AUTH_ERRORS):
         return denied(cluster, *denied_as, cls())
-    return translate(cls(f"{what}: {message or cls.description}"), cluster)
+    text = f"{what}: {message or cls.description or f'broker error code {code}'}"
+    if code in _KINDS:
+        return KafkaRequestFailed(text, code=code, retriable=True, kind=_KINDS[code])
+    return translate(cls(text), cluster)
 
 
 class InvalidRecordError(ke.BrokerResponseError):  # type: ignore[misc]

@@ -8,7 +8,8 @@
 - `PartitionTail` reads partition 0 of a topic (offset syncs, checkpoints) from the beginning to its end
   and then keeps tailing it; `read_partition` reads it once.
 
-Broker error codes are turned into `mirror.errors` types here; nothing above sees aiokafka.
+Broker error codes become `mirror.errors` types (`mirror.kafka.errors.error_for_code`); nothing above
+sees aiokafka.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from mirror.kafka import _internals
 from mirror.kafka.admin import Admin
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import closed
-from mirror.kafka.errors import translate, translated
+from mirror.kafka.errors import error_for_code, translated
 
 __all__ = [
     "CONSUMER_PROTOCOL_TYPES",
@@ -90,14 +91,6 @@ _ACTIVE_GROUP_ERRORS: Final = frozenset(
     }
 )
 _ATTEMPTS = 4
-
-
-def _error(code: int, what: str) -> MirrorError:
-    """A `mirror.errors` exception for a broker error code."""
-    cls = ke.for_code(code)
-    if cls is ke.UnknownError:
-        return KafkaRequestFailed(f"{what}: broker error code {code}", code=code, retriable=True)
-    return translate(cls(f"{what}: {cls.description}"))
 
 
 # --- DescribeGroups with the v3 response schema aiokafka 0.14 gets wrong -------------------------------
@@ -245,7 +238,7 @@ class Groups:
         found: set[str] = set()
         for response in responses:
             if response.error_code:
-                raise _error(response.error_code, "list consumer groups")
+                raise error_for_code(response.error_code, "list consumer groups")
             found.update(g for g, protocol in response.groups if protocol in CONSUMER_PROTOCOL_TYPES)
         return sorted(found)
 
@@ -261,7 +254,7 @@ class Groups:
                 if code == _GROUP_ID_NOT_FOUND:
                     return GroupDescription(group, "Dead", "")
                 if code:
-                    return _error(code, f"describe group {group}")
+                    return error_for_code(code, f"describe group {group}")
                 return GroupDescription(
                     group,
                     state,
@@ -294,13 +287,13 @@ class Groups:
             if top == _GROUP_ID_NOT_FOUND:
                 return GroupOffsets()
             if top:
-                return _error(top, f"fetch offsets of group {group}")
+                return error_for_code(top, f"fetch offsets of group {group}")
             result = GroupOffsets()
             for topic, parts in response.topics:
                 for partition, offset, metadata, code in parts:
                     tp = (topic, partition)
                     if code:
-                        result.errors[tp] = _error(
+                        result.errors[tp] = error_for_code(
                             code, f"fetch offset of group {group} on {topic}-{partition}"
                         )
                     elif offset >= 0:
@@ -347,7 +340,7 @@ class Groups:
         result = AlterResult()
         for tp, code in codes.items():
             if code:
-                result.errors[tp] = _error(code, f"commit offset of group {group} on {tp[0]}-{tp[1]}")
+                result.errors[tp] = error_for_code(code, f"commit offset of group {group} on {tp[0]}-{tp[1]}")
             else:
                 result.committed[tp] = offsets[tp][0]
         return result
