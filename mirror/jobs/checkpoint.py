@@ -26,14 +26,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, Writer, ack_of, translate
+from mirror.kafka import Admin, Pending, Writer, translate
 from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailRecord, read_partition
 from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
@@ -412,7 +412,7 @@ class CheckpointJob:
         if not items:
             return 0
         now_ms = int(time.time() * 1000)
-        futures: list[tuple[Translated, asyncio.Future[Any]]] = []
+        futures: list[tuple[Translated, Pending]] = []
         for item in items:
             cp = item.checkpoint
             try:
@@ -423,7 +423,7 @@ class CheckpointJob:
                 )
                 continue
             futures.append((item, await writer.send(self.topic, key, value, 0, now_ms)))
-        acks = await asyncio.gather(*(ack_of(future) for _, future in futures), return_exceptions=True)
+        acks = await asyncio.gather(*(future.ack() for _, future in futures), return_exceptions=True)
         failed = [ack for ack in acks if isinstance(ack, BaseException)]
         written = [
             item for (item, _), ack in zip(futures, acks, strict=True) if not isinstance(ack, BaseException)

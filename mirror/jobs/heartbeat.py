@@ -13,7 +13,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, Writer, ack_of
+from mirror.kafka import Admin, Writer
 from mirror.mm2.records import Heartbeat
 
 log = structlog.get_logger(__name__)
@@ -48,9 +48,9 @@ class HeartbeatJob:
                 now_ms = int(time.time() * 1000)
                 beat = Heartbeat(self.flow.source, self.flow.target, now_ms)
                 try:
-                    await ack_of(
+                    await (
                         await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms)
-                    )
+                    ).ack()
                     self.last_sent, self.last_error = time.time(), None
                     metrics.heartbeats_total.labels(self.flow.source, self.flow.target).inc()
                 except MirrorError as exc:

@@ -24,20 +24,20 @@ from mirror.kafka.compacted import read_compacted
 from mirror.kafka.errors import denied, diagnose, security_failure, translate, translated
 from mirror.kafka.reader import Reader
 from mirror.kafka.records import Ack, RecordData, SourceBatch, SourceRecord
-from mirror.kafka.writer import Writer, ack_of
+from mirror.kafka.writer import Pending, Writer
 
 __all__ = [
     "Ack",
     "Admin",
     "ConfigEntry",
     "NewTopicSpec",
+    "Pending",
     "Reader",
     "RecordData",
     "Role",
     "SourceBatch",
     "SourceRecord",
     "Writer",
-    "ack_of",
     "client_kwargs",
     "closed",
     "denied",

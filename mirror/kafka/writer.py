@@ -22,6 +22,44 @@ from mirror.kafka.records import Ack, RecordData
 log = structlog.get_logger(__name__)
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a failed delivery future's error as seen (asyncio would log it as never retrieved)."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Pending:
+    """The target's answer to come for one produced batch (or record), from `Writer.send_records` or
+    `Writer.send`: `ack` waits for it."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self._future = future
+
+    async def ack(self, *, shield: bool = False) -> Ack:
+        """Wait for the target's answer. Errors are translated: a batch the target refuses for good is a
+        `RecordRejected`, one it does not let us write an `AuthorizationFailed` naming the topic. With
+        ``shield``, cancelling the caller leaves the delivery itself alone."""
+        future = asyncio.shield(self._future) if shield else self._future
+        try:
+            meta = await future
+        except (ke.KafkaError, OSError, TimeoutError) as exc:
+            raise delivery_error(exc) from exc
+        return Ack(int(meta.offset), 0)
+
+    @property
+    def acknowledged(self) -> bool:
+        """The target has acknowledged it already (an error it ended with counts as seen)."""
+        future = self._future
+        return future.done() and not future.cancelled() and future.exception() is None
+
+    def ignore_failure(self) -> None:
+        """Its failure is expected and needs no report (refused too, or out of sequence behind a refused
+        batch): asyncio must not log its error as never retrieved."""
+        self._future.add_done_callback(_retrieve)
+
+
 class Writer:
     """A producer that writes whole batches to fixed partitions of the target (no per-record send)."""
 
@@ -69,15 +107,15 @@ class Writer:
         records: Sequence[RecordData],
         per_batch: int = 0,
         max_batches: int = 0,
-    ) -> list[tuple[asyncio.Future[Any], int, int]]:
+    ) -> list[tuple[Pending, int, int]]:
         """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order;
         with ``per_batch`` > 0, at most that many records per batch; with ``max_batches`` > 0, only the
         records that fit in that many batches (the caller sends the rest later).
 
-        Returns one (delivery future, index of its first record, record count) per target batch;
-        await the futures with `ack_of`.
+        Returns one (its acknowledgement to come, index of its first record, record count) per target
+        batch.
         """
-        futures: list[tuple[asyncio.Future[Any], int, int]] = []
+        futures: list[tuple[Pending, int, int]] = []
         i, n = 0, len(records)
         await self._known_partition(topic, partition)
         async with translated(self.cluster):
@@ -88,7 +126,7 @@ class Writer:
                     batch, records, start, min(n, start + per_batch) if per_batch > 0 else n
                 )
                 fut = await self._producer.send_batch(batch, topic, partition=partition)
-                futures.append((fut, start, i - start))
+                futures.append((Pending(fut), start, i - start))
         return futures
 
     async def _known_partition(self, topic: str, partition: int) -> None:
@@ -116,13 +154,13 @@ class Writer:
         value: bytes | None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
-    ) -> asyncio.Future[Any]:
-        """Queue one record (for internal topics, not the data path); returns its delivery future."""
+    ) -> Pending:
+        """Queue one record (for internal topics, not the data path); returns its acknowledgement to come."""
         async with translated(self.cluster):
             fut: asyncio.Future[Any] = await self._producer.send(
                 topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
             )
-        return fut
+        return Pending(fut)
 
     async def flush(self) -> None:
         async with translated(self.cluster):
@@ -141,13 +179,3 @@ class Writer:
     async def abort_transaction(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._producer.abort_transaction(), 10)
-
-
-async def ack_of(future: asyncio.Future[Any]) -> Ack:
-    """Wait for a batch future from `Writer.send_records`; errors are translated (a batch the target
-    refuses for good is a `RecordRejected`)."""
-    try:
-        meta = await future
-    except (ke.KafkaError, OSError, TimeoutError) as exc:
-        raise delivery_error(exc) from exc
-    return Ack(int(meta.offset), 0)

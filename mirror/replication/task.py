@@ -33,7 +33,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange
-from mirror.kafka import Reader, SourceBatch, Writer, ack_of, translate
+from mirror.kafka import Pending, Reader, SourceBatch, Writer, translate
 from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Heartbeat, OffsetSync, RecordFormatError
@@ -97,12 +97,6 @@ async def _unwrapped(session: Awaitable[None]) -> None:
         raise (fenced + located + leaves)[0] from None
 
 
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    """Mark a failed delivery future's error as seen (asyncio would log it as never retrieved)."""
-    if not fut.cancelled():
-        fut.exception()
-
-
 def _cancelling() -> bool:
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0
@@ -123,7 +117,7 @@ class _InFlight:
     records: list[Any]  # the source records, kept until acked (offset syncs need their offsets)
     newest_timestamp: int
     value_bytes: int
-    futures: list[tuple[asyncio.Future[Any], int, int]]
+    futures: list[tuple[Pending, int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +373,7 @@ class SourceTask:
                 await syncs.send(self._syncs_topic, s.encode_key(), s.encode_value(), 0) for s in batch
             ]
             for fut in futures:
-                await ack_of(fut)
+                await fut.ack()
             metrics.offset_syncs_total.labels(*self._labels).inc(len(batch))
 
     async def _assign(self, reader: Reader) -> None:
@@ -601,7 +595,7 @@ class SourceTask:
                 for entry in entries:
                     await self._acks_of(entry)
                 for fut in stored:
-                    await ack_of(fut)
+                    await fut.ack()
                 await writer.commit_transaction()
             except BaseException:
                 await writer.abort_transaction()
@@ -636,7 +630,7 @@ class SourceTask:
             futures = await writer.send_records(remote, batch.partition, records, per_batch, max_batches=1)
             fut, _start, n = futures[0]
             try:
-                await ack_of(asyncio.shield(fut))
+                await fut.ack(shield=True)
             except RecordRejected as exc:
                 raise RecordRejected(
                     exc.reason,
@@ -681,10 +675,10 @@ class SourceTask:
         bases = []
         for fut, start, n in entry.futures:
             try:
-                bases.append((await ack_of(fut)).base_offset)
+                bases.append((await fut.ack()).base_offset)
             except RecordRejected as exc:
                 for later, _, _ in entry.futures:  # refused too, or out of sequence: nothing to report
-                    later.add_done_callback(_retrieve)
+                    later.ignore_failure()
                 raise RecordRejected(
                     exc.reason,
                     topic=entry.tp[0],
@@ -711,7 +705,7 @@ class SourceTask:
         except RecordRejected:
             # the batches of this entry before the refused one were acknowledged: they count
             for fut, start, n in entry.futures:
-                if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                if not fut.acknowledged:
                     break
                 self._acked[entry.tp] = recs[start + n - 1].offset
                 self._dirty.add(entry.tp)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mirror.config import ClusterSettings, ConfigError, load_settings, redacted
 from mirror.errors import AuthenticationFailed, AuthorizationFailed, KafkaUnavailable, MirrorError, TlsFailed
-from mirror.kafka import ack_of, client_kwargs, security_failure, tls, translate
+from mirror.kafka import Pending, client_kwargs, security_failure, tls, translate
 from mirror.local.certs import STORE_PASSWORD, CertificateAuthority
 from mirror.local.kafka import Distribution, HarnessError, LocalKafkaCluster, Security
 
@@ -506,7 +506,7 @@ async def test_produce_denied_names_write_and_topic() -> None:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.set_exception(ke.TopicAuthorizationFailedError("A.orders"))
     with pytest.raises(AuthorizationFailed, match=r"not authorized to WRITE to topic 'A.orders'"):
-        await ack_of(future)
+        await Pending(future).ack()
 
 
 async def test_flow_start_failures_logged_once_and_reported() -> None:
