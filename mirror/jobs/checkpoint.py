@@ -33,7 +33,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, Pending, Writer, translate
+from mirror.kafka import Admin, Pending, Writer, as_mirror_error
 from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailRecord, read_partition
 from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
@@ -220,7 +220,7 @@ class CheckpointJob:
                 if not all(isinstance(e, MirrorError) for e in errors):
                     raise
                 for err in errors:
-                    self._failed(translate(err))
+                    self._failed(as_mirror_error(err))
                 self._log.warning("checkpoint job failed, retrying", error=self.last_error, backoff_s=backoff)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from mirror.kafka.admin import Admin, ConfigEntry, NewTopicSpec
 from mirror.kafka.client_args import Role, client_kwargs
-from mirror.kafka.closing import closed
+from mirror.kafka.closing import close_within
 from mirror.kafka.compacted import read_compacted
-from mirror.kafka.errors import denied, diagnose, security_failure, translate, translated
+from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
 from mirror.kafka.reader import Reader
 from mirror.kafka.records import Ack, RecordData, SourceBatch, SourceRecord
 from mirror.kafka.writer import Pending, Writer
@@ -38,12 +38,12 @@ __all__ = [
     "SourceBatch",
     "SourceRecord",
     "Writer",
+    "as_mirror_error",
     "client_kwargs",
-    "closed",
-    "denied",
+    "close_within",
+    "denied_error",
     "diagnose",
+    "errors_translated",
     "read_compacted",
     "security_failure",
-    "translate",
-    "translated",
 ]

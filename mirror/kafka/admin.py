@@ -20,8 +20,8 @@ from mirror.config import ClusterSettings
 from mirror.errors import AuthorizationFailed, KafkaRequestFailed, MirrorError
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
-from mirror.kafka.closing import closed
-from mirror.kafka.errors import error_for_code, translated
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import error_for_code, errors_translated
 
 log = structlog.get_logger(__name__)
 
@@ -56,12 +56,12 @@ class Admin:
 
     async def start(self) -> None:
         if not self._started:
-            async with translated(self.cluster):
+            async with errors_translated(self.cluster):
                 await asyncio.wait_for(self._client.start(), self._timeout_ms / 1000)
             self._started = True
 
     async def close(self) -> None:
-        await closed(self._client.close())
+        await close_within(self._client.close())
         self._started = False
 
     async def raw_request(self, request: Any, node_id: int | None = None) -> Any:
@@ -88,13 +88,13 @@ class Admin:
         return brokers
 
     async def broker_count(self) -> int:
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             meta = await self._client.describe_cluster()
         return len(meta["brokers"])
 
     async def list_topics(self) -> dict[str, int]:
         """Non-internal topics and their partition counts."""
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             topics = await self._client.describe_topics()
         return {
             t["topic"]: len(t["partitions"]) for t in topics if not t["is_internal"] and t["error_code"] == 0
@@ -106,7 +106,7 @@ class Admin:
         if not topics:
             return {}
         resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             responses = await self._client.describe_configs(resources)
         result: dict[str, list[ConfigEntry] | MirrorError] = {}
         for response in responses:
@@ -134,7 +134,7 @@ class Admin:
         new = [
             NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs)) for s in specs
         ]
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             response = await self._client.create_topics(new, timeout_ms=self._timeout_ms)
         result: dict[str, MirrorError | None] = {}
         for item in response.topic_errors:
@@ -155,7 +155,7 @@ class Admin:
 
     async def create_partitions(self, topic: str, total: int) -> MirrorError | None:
         try:
-            async with translated(self.cluster):
+            async with errors_translated(self.cluster):
                 await self._client.create_partitions({topic: NewPartitions(total)})
         except KafkaRequestFailed as exc:
             if exc.code == ke.InvalidPartitionsError.errno:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 
-async def closed(closing: Awaitable[Any], timeout: float = 3.0) -> None:
+async def close_within(closing: Awaitable[Any], timeout: float = 3.0) -> None:
     """Close an aiokafka client: bounded by ``timeout``, errors ignored, and never a stray cancellation.
 
     aiokafka's ``stop()`` cancels its background requests and awaits them; when one was waiting (say, in

@@ -10,8 +10,8 @@ from mirror.config import ClusterSettings
 from mirror.errors import KafkaUnavailable
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
-from mirror.kafka.closing import closed
-from mirror.kafka.errors import translated
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import errors_translated
 
 
 async def read_compacted(
@@ -29,7 +29,7 @@ async def read_compacted(
     consumer = AIOKafkaConsumer(**{**kwargs, "isolation_level": "read_committed"})
     ends = AIOKafkaConsumer(**{**kwargs, "isolation_level": "read_uncommitted"})
     state: dict[bytes, bytes | None] = {}
-    async with translated(cluster):
+    async with errors_translated(cluster):
         try:
             await consumer.start()
             await ends.start()
@@ -60,6 +60,6 @@ async def read_compacted(
                     if await consumer.position(tp) >= end[tp]:
                         pending.discard(tp)
         finally:
-            await closed(ends.stop())
-            await closed(consumer.stop())
+            await close_within(ends.stop())
+            await close_within(consumer.stop())
     return state

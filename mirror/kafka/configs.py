@@ -31,7 +31,7 @@ from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, 
 
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
 from mirror.kafka.admin import Admin
-from mirror.kafka.errors import error_for_code, translate
+from mirror.kafka.errors import as_mirror_error, error_for_code
 
 __all__ = [
     "AclBinding",
@@ -68,7 +68,7 @@ async def _send(admin: Admin, request: Any, what: str) -> Any:
         # Not advertised at all / no version both sides speak (`Request.prepare`).
         raise _unsupported(what, exc) from exc
     except (ke.KafkaError, OSError, TimeoutError) as exc:
-        raise translate(exc) from exc
+        raise as_mirror_error(exc) from exc
 
 
 # --- IncrementalAlterConfigs v0 (non-flexible) ---------------------------------------------------------

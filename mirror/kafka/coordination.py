@@ -28,8 +28,8 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from mirror.config import ClusterSettings
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
-from mirror.kafka.closing import closed
-from mirror.kafka.errors import translated
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import errors_translated
 
 log = structlog.get_logger(__name__)
 
@@ -162,7 +162,7 @@ class GroupMembership:
         assignor = TaskAssignor()
         consumer = self._consumer = self._new_consumer(assignor)
         try:
-            async with translated():
+            async with errors_translated():
                 await consumer.start()
                 await _internals.kafka_client(consumer).force_metadata_update()
             consumer.subscribe(
@@ -171,9 +171,9 @@ class GroupMembership:
             while not stopping.is_set():
                 # getmany's own timeout does not hold while a rebalance waits for a coordinator that
                 # cannot be reached: bound it here, or a stop would wait for the cluster to come back
-                async with translated():
+                async with errors_translated():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(consumer.getmany(timeout_ms=500), 1.0)
             await before_leaving()
         finally:
-            await closed(consumer.stop(), 5)
+            await close_within(consumer.stop(), 5)

@@ -32,7 +32,7 @@ _AUTH_ERRORS = (
 )
 
 
-def translate(exc: BaseException, cluster: ClusterSettings | None = None) -> MirrorError:
+def as_mirror_error(exc: BaseException, cluster: ClusterSettings | None = None) -> MirrorError:
     """Map an aiokafka (or socket) error onto the `mirror` error tree; with ``cluster``, authentication and
     TLS failures name it."""
     if isinstance(exc, MirrorError):
@@ -44,9 +44,9 @@ def translate(exc: BaseException, cluster: ClusterSettings | None = None) -> Mir
         return security
     named = _named(exc)
     if isinstance(exc, ke.TopicAuthorizationFailedError) and named is not None:
-        return denied(cluster, "use", f"topic {named}", exc)
+        return denied_error(cluster, "use", f"topic {named}", exc)
     if isinstance(exc, ke.GroupAuthorizationFailedError) and named is not None:
-        return denied(cluster, "use", f"consumer group {named}", exc)
+        return denied_error(cluster, "use", f"consumer group {named}", exc)
     if isinstance(exc, _AUTH_ERRORS):
         return AuthorizationFailed(
             f"{_where(cluster)}{type(exc).__name__}: {exc}", code=getattr(exc, "errno", -1)
@@ -63,14 +63,14 @@ def translate(exc: BaseException, cluster: ClusterSettings | None = None) -> Mir
 
 
 @contextlib.asynccontextmanager
-async def translated(cluster: ClusterSettings | None = None) -> AsyncIterator[None]:
+async def errors_translated(cluster: ClusterSettings | None = None) -> AsyncIterator[None]:
     """Translate aiokafka errors raised inside; with ``cluster``, a failed bootstrap (which aiokafka reports
     without its cause) is diagnosed with one direct connection, so that a refused password or an untrusted
     certificate says so instead of "Unable to bootstrap"."""
     try:
         yield
     except (ke.KafkaError, OSError, TimeoutError) as exc:
-        err = translate(exc, cluster)
+        err = as_mirror_error(exc, cluster)
         if (
             cluster is not None
             and isinstance(err, KafkaUnavailable)
@@ -109,7 +109,7 @@ def _named(exc: BaseException) -> str | None:
     return None
 
 
-def denied(
+def denied_error(
     cluster: ClusterSettings | None, operation: str, resource: str, exc: BaseException
 ) -> AuthorizationFailed:
     """An authorization error naming the cluster, the operation and the resource."""
@@ -250,11 +250,11 @@ def error_for_code(
         detail = f": {message}" if message else ""
         return KafkaRequestFailed(f"{what}: broker error code {code}{detail}", code=code, retriable=True)
     if denied_as is not None and issubclass(cls, _AUTH_ERRORS):
-        return denied(cluster, *denied_as, cls())
+        return denied_error(cluster, *denied_as, cls())
     text = f"{what}: {message or cls.description or f'broker error code {code}'}"
     if code in _KINDS:
         return KafkaRequestFailed(text, code=code, retriable=True, kind=_KINDS[code])
-    return translate(cls(text), cluster)
+    return as_mirror_error(cls(text), cluster)
 
 
 class InvalidRecordError(ke.BrokerResponseError):  # type: ignore[misc]
@@ -295,5 +295,5 @@ def delivery_error(exc: BaseException) -> MirrorError:
         reason = f"{type(exc).__name__}: {getattr(exc, 'description', '') or exc}"
         return RecordRejected(reason, too_large=isinstance(exc, _TOO_LARGE))
     if isinstance(exc, ke.TopicAuthorizationFailedError) and _named(exc) is not None:
-        return denied(None, "WRITE to", f"topic {_named(exc)}", exc)
-    return translate(exc)
+        return denied_error(None, "WRITE to", f"topic {_named(exc)}", exc)
+    return as_mirror_error(exc)

@@ -40,8 +40,8 @@ from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
 from mirror.kafka import _internals
 from mirror.kafka.admin import Admin
 from mirror.kafka.client_args import client_kwargs
-from mirror.kafka.closing import closed
-from mirror.kafka.errors import error_for_code, translated
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import error_for_code, errors_translated
 
 __all__ = [
     "CONSUMER_PROTOCOL_TYPES",
@@ -196,13 +196,13 @@ class Groups:
         self._coordinators: dict[str, int] = {}
 
     async def _send(self, request: Any, node_id: int | None) -> Any:
-        async with translated():
+        async with errors_translated():
             return await self.admin.raw_request(request, node_id)
 
     async def coordinator(self, group: str) -> int:
         node = self._coordinators.get(group)
         if node is None:
-            async with translated():
+            async with errors_translated():
                 node = await self.admin.find_coordinator(group)
             self._coordinators[group] = node
         return node
@@ -232,7 +232,7 @@ class Groups:
 
     async def list_consumer_groups(self) -> list[str]:
         """Every consumer group of the cluster (ListGroups on each broker), sorted."""
-        async with translated():
+        async with errors_translated():
             brokers = await self.admin.broker_ids()
         responses = await asyncio.gather(*(self._send(ListGroupsRequest(), b) for b in brokers))
         found: set[str] = set()
@@ -404,11 +404,11 @@ class PartitionTail:
         self._assigned = False
 
     async def start(self) -> None:
-        async with translated():
+        async with errors_translated():
             await self._consumer.start()
 
     async def close(self) -> None:
-        await closed(self._consumer.stop(), 10)  # also after a failed or cancelled start
+        await close_within(self._consumer.stop(), 10)  # also after a failed or cancelled start
 
     async def __aenter__(self) -> PartitionTail:
         try:
@@ -424,7 +424,7 @@ class PartitionTail:
     async def _ensure_assigned(self) -> bool:
         if self._assigned:
             return True
-        async with translated():
+        async with errors_translated():
             await _internals.kafka_client(self._consumer).force_metadata_update()
             partitions = self._consumer.partitions_for_topic(self.topic)
             if not partitions or self._tp.partition not in partitions:
@@ -445,7 +445,7 @@ class PartitionTail:
         if not await self._ensure_assigned():
             return []
         records: list[TailRecord] = []
-        async with translated():
+        async with errors_translated():
             async with asyncio.timeout(timeout):
                 end = (await self._consumer.end_offsets([self._tp]))[self._tp]
             loop = asyncio.get_running_loop()
@@ -464,7 +464,7 @@ class PartitionTail:
         if not await self._ensure_assigned():
             await asyncio.sleep(timeout_ms / 1000)
             return []
-        async with translated():
+        async with errors_translated():
             return self._convert(await self._consumer.getmany(self._tp, timeout_ms=timeout_ms))
 
     @staticmethod

@@ -12,8 +12,8 @@ from mirror.config import ClusterSettings
 from mirror.errors import AuthorizationFailed, KafkaRequestFailed, SourceOutOfRange
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
-from mirror.kafka.closing import closed
-from mirror.kafka.errors import _named, denied, translated
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import _named, denied_error, errors_translated
 from mirror.kafka.records import SourceBatch
 
 
@@ -39,11 +39,11 @@ class Reader:
         self._consumer = AIOKafkaConsumer(**kwargs)
 
     async def start(self) -> None:
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             await self._consumer.start()
 
     async def close(self) -> None:
-        await closed(self._consumer.stop())
+        await close_within(self._consumer.stop())
 
     async def assign(self, positions: Mapping[tuple[str, int], int | None]) -> None:
         """Assign exactly these partitions; seek each to its position (None: where ``start_at`` says,
@@ -54,7 +54,7 @@ class Reader:
         if any(tp.partition not in (cluster.partitions_for_topic(tp.topic) or ()) for tp in tps):
             # new topics or partitions: without this the consumer may not fetch them before its next
             # periodic metadata refresh (5 minutes by default)
-            async with translated(self.cluster):
+            async with errors_translated(self.cluster):
                 await client.force_metadata_update()
         self._consumer.assign(list(tps))
         unknown = [tp for tp, pos in tps.items() if pos is None]
@@ -62,7 +62,7 @@ class Reader:
             if pos is not None:
                 self._consumer.seek(tp, pos)
         if unknown:
-            async with translated(self.cluster):
+            async with errors_translated(self.cluster):
                 if self.start_at == "latest":
                     await self._consumer.seek_to_end(*unknown)
                 else:
@@ -80,7 +80,7 @@ class Reader:
     async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             result = await asyncio.wait_for(
                 self._consumer.beginning_offsets([TopicPartition(t, p) for t, p in partitions]), 30
             )
@@ -89,7 +89,7 @@ class Reader:
     async def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             result = await asyncio.wait_for(
                 self._consumer.end_offsets([TopicPartition(t, p) for t, p in partitions]), 30
             )
@@ -101,7 +101,7 @@ class Reader:
 
     async def fetch(self, timeout_ms: int) -> list[SourceBatch]:
         try:
-            async with translated(self.cluster):
+            async with errors_translated(self.cluster):
                 data = await self._consumer.getmany(timeout_ms=timeout_ms)
         except KafkaRequestFailed as exc:
             cause = exc.__cause__
@@ -112,6 +112,6 @@ class Reader:
                 raise
 
             if isinstance(cause, ke.TopicAuthorizationFailedError) and _named(cause) is not None:
-                raise denied(self.cluster, "READ", f"topic {_named(cause)}", cause) from cause
+                raise denied_error(self.cluster, "READ", f"topic {_named(cause)}", cause) from cause
             raise
         return [SourceBatch(tp.topic, tp.partition, recs) for tp, recs in data.items() if recs]

@@ -15,8 +15,8 @@ from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
-from mirror.kafka.closing import closed
-from mirror.kafka.errors import delivery_error, denied, translated
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import delivery_error, denied_error, errors_translated
 from mirror.kafka.records import Ack, RecordData
 
 log = structlog.get_logger(__name__)
@@ -82,7 +82,7 @@ class Writer:
         self._producer = AIOKafkaProducer(**kwargs)
 
     async def start(self) -> None:
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             await self._producer.start()
 
     async def close(self, timeout: float = 3.0) -> None:
@@ -92,13 +92,13 @@ class Writer:
         retrying and deliver stale batches later, behind the back of the task's next session. So the
         sender and the connections are ended here, whatever happened to ``stop()``."""
         try:
-            await closed(self._producer.stop(), timeout)
+            await close_within(self._producer.stop(), timeout)
         finally:  # also when the close itself is cancelled (a bounded task stop)
             task = _internals.sender_task(self._producer)
             if task is not None and not task.done():
                 task.cancel()
                 log.warning("producer not closed in time; its unsent batches are dropped", timeout_s=timeout)
-                await closed(self._producer.client.close(), 1.0)
+                await close_within(self._producer.client.close(), 1.0)
 
     async def send_records(
         self,
@@ -118,7 +118,7 @@ class Writer:
         futures: list[tuple[Pending, int, int]] = []
         i, n = 0, len(records)
         await self._known_partition(topic, partition)
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             while i < n and (max_batches <= 0 or len(futures) < max_batches):
                 batch = self._producer.create_batch()
                 start = i
@@ -135,11 +135,11 @@ class Writer:
         known = client.cluster.partitions_for_topic(topic)
         if known is not None and partition in known:
             return
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             await client.force_metadata_update()
         known = client.cluster.partitions_for_topic(topic)
         if topic in client.cluster.unauthorized_topics:
-            raise denied(
+            raise denied_error(
                 self.cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError()
             )
         if known is None or partition not in known:
@@ -156,24 +156,24 @@ class Writer:
         timestamp_ms: int | None = None,
     ) -> Pending:
         """Queue one record (for internal topics, not the data path); returns its acknowledgement to come."""
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             fut: asyncio.Future[Any] = await self._producer.send(
                 topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
             )
         return Pending(fut)
 
     async def flush(self) -> None:
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             await self._producer.flush()
 
     # Transactions (exactly-once mode; needs ``transactional_id``). Starting the producer already
     # fenced every older producer with the same transactional id.
     async def begin_transaction(self) -> None:
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             await self._producer.begin_transaction()
 
     async def commit_transaction(self) -> None:
-        async with translated(self.cluster):
+        async with errors_translated(self.cluster):
             await self._producer.commit_transaction()
 
     async def abort_transaction(self) -> None:

@@ -33,7 +33,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange
-from mirror.kafka import Pending, Reader, SourceBatch, Writer, translate
+from mirror.kafka import Pending, Reader, SourceBatch, Writer, as_mirror_error
 from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Heartbeat, OffsetSync, RecordFormatError
@@ -222,7 +222,7 @@ class SourceTask:
                 err = exc
                 backoff = max(backoff, _FENCED_BACKOFF)
             except Exception as exc:  # a task must survive anything: report it and start a new session
-                err = translate(exc)
+                err = as_mirror_error(exc)
                 if not isinstance(exc, (MirrorError, OSError)):
                     logger.exception("unexpected error in task session", error=str(exc))
             if not self._stopping.is_set():
