@@ -42,7 +42,7 @@ def as_mirror_error(exc: BaseException, cluster: ClusterSettings | None = None) 
     security = security_failure(exc, cluster)
     if security is not None:
         return security
-    named = _named(exc)
+    named = named_resources(exc)
     if isinstance(exc, ke.TopicAuthorizationFailedError) and named is not None:
         return denied_error(cluster, "use", f"topic {named}", exc)
     if isinstance(exc, ke.GroupAuthorizationFailedError) and named is not None:
@@ -98,7 +98,7 @@ def _where(cluster: ClusterSettings | None) -> str:
     return f"cluster {cluster.alias}: " if cluster is not None else ""
 
 
-def _named(exc: BaseException) -> str | None:
+def named_resources(exc: BaseException) -> str | None:
     """The resource(s) an aiokafka authorization error was raised for (its first argument), quoted; None
     when the argument is a message rather than names."""
     arg = exc.args[0] if exc.args else None
@@ -225,6 +225,8 @@ async def diagnose(cluster: ClusterSettings, timeout: float = 5.0) -> MirrorErro
     return None
 
 
+# --- error codes in responses ----------------------------------------------------------------------------
+
 #: Error codes with a `KafkaRequestFailed.kind` of their own (a caller acts on them, e.g. config sync).
 _KINDS: Final = {
     ke.UnsupportedVersionError.errno: "unsupported_version",  # 35
@@ -255,6 +257,9 @@ def error_for_code(
     if code in _KINDS:
         return KafkaRequestFailed(text, code=code, retriable=True, kind=_KINDS[code])
     return as_mirror_error(cls(text), cluster)
+
+
+# --- produce errors ------------------------------------------------------------------------------------
 
 
 class InvalidRecordError(ke.BrokerResponseError):  # type: ignore[misc]
@@ -294,6 +299,6 @@ def delivery_error(exc: BaseException) -> MirrorError:
     if isinstance(exc, _REFUSED):
         reason = f"{type(exc).__name__}: {getattr(exc, 'description', '') or exc}"
         return RecordRejected(reason, too_large=isinstance(exc, _TOO_LARGE))
-    if isinstance(exc, ke.TopicAuthorizationFailedError) and _named(exc) is not None:
-        return denied_error(None, "WRITE to", f"topic {_named(exc)}", exc)
+    if isinstance(exc, ke.TopicAuthorizationFailedError) and named_resources(exc) is not None:
+        return denied_error(None, "WRITE to", f"topic {named_resources(exc)}", exc)
     return as_mirror_error(exc)

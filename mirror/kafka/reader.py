@@ -13,7 +13,7 @@ from mirror.errors import AuthorizationFailed, KafkaRequestFailed, SourceOutOfRa
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
-from mirror.kafka.errors import _named, denied_error, errors_translated
+from mirror.kafka.errors import denied_error, errors_translated, named_resources
 from mirror.kafka.records import SourceBatch
 
 
@@ -111,7 +111,7 @@ class Reader:
             if not isinstance(exc, AuthorizationFailed):
                 raise
 
-            if isinstance(cause, ke.TopicAuthorizationFailedError) and _named(cause) is not None:
-                raise denied_error(self.cluster, "READ", f"topic {_named(cause)}", cause) from cause
+            if isinstance(cause, ke.TopicAuthorizationFailedError) and named_resources(cause) is not None:
+                raise denied_error(self.cluster, "READ", f"topic {named_resources(cause)}", cause) from cause
             raise
         return [SourceBatch(tp.topic, tp.partition, recs) for tp, recs in data.items() if recs]
