@@ -49,7 +49,7 @@ class Admin:
     def __init__(self, cluster: ClusterSettings, client_id: str, timeout_ms: int = 30000) -> None:
         self.cluster = cluster
         self._timeout_ms = timeout_ms
-        self._client = AIOKafkaAdminClient(
+        self._aiokafka = AIOKafkaAdminClient(
             **client_kwargs(cluster, "admin", client_id=client_id), request_timeout_ms=timeout_ms
         )
         self._started = False
@@ -57,11 +57,11 @@ class Admin:
     async def start(self) -> None:
         if not self._started:
             async with errors_translated(self.cluster):
-                await asyncio.wait_for(self._client.start(), self._timeout_ms / 1000)
+                await asyncio.wait_for(self._aiokafka.start(), self._timeout_ms / 1000)
             self._started = True
 
     async def close(self) -> None:
-        await close_within(self._client.close())
+        await close_within(self._aiokafka.close())
         self._started = False
 
     async def raw_request(self, request: Any, node_id: int | None = None) -> Any:
@@ -69,17 +69,17 @@ class Admin:
         ``node_id``, or to any broker, within this admin's timeout; its decoded response. Errors are
         aiokafka's, untranslated: each caller maps them (and the response's error codes) its own way."""
         async with asyncio.timeout(self._timeout_ms / 1000):
-            return await _internals.admin_request(self._client, request, node_id)
+            return await _internals.admin_request(self._aiokafka, request, node_id)
 
     async def find_coordinator(self, group: str) -> int:
         """The node id of ``group``'s coordinator, within this admin's timeout (errors untranslated)."""
         async with asyncio.timeout(self._timeout_ms / 1000):
-            return int(await self._client.find_coordinator(group))
+            return int(await self._aiokafka.find_coordinator(group))
 
     async def broker_ids(self) -> list[int]:
         """The node ids of the cluster's brokers (metadata refreshed when none is known yet), within this
         admin's timeout (errors untranslated)."""
-        client = _internals.kafka_client(self._client)
+        client = _internals.kafka_client(self._aiokafka)
         async with asyncio.timeout(self._timeout_ms / 1000):
             brokers = [b.nodeId for b in client.cluster.brokers()]
             if not brokers:
@@ -89,13 +89,13 @@ class Admin:
 
     async def broker_count(self) -> int:
         async with errors_translated(self.cluster):
-            meta = await self._client.describe_cluster()
+            meta = await self._aiokafka.describe_cluster()
         return len(meta["brokers"])
 
     async def list_topics(self) -> dict[str, int]:
         """Non-internal topics and their partition counts."""
         async with errors_translated(self.cluster):
-            topics = await self._client.describe_topics()
+            topics = await self._aiokafka.describe_topics()
         return {
             t["topic"]: len(t["partitions"]) for t in topics if not t["is_internal"] and t["error_code"] == 0
         }
@@ -107,7 +107,7 @@ class Admin:
             return {}
         resources = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
         async with errors_translated(self.cluster):
-            responses = await self._client.describe_configs(resources)
+            responses = await self._aiokafka.describe_configs(resources)
         result: dict[str, list[ConfigEntry] | MirrorError] = {}
         for response in responses:
             for code, message, _rtype, name, entries in response.resources:
@@ -135,7 +135,7 @@ class Admin:
             NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.configs)) for s in specs
         ]
         async with errors_translated(self.cluster):
-            response = await self._client.create_topics(new, timeout_ms=self._timeout_ms)
+            response = await self._aiokafka.create_topics(new, timeout_ms=self._timeout_ms)
         result: dict[str, MirrorError | None] = {}
         for item in response.topic_errors:
             name, code = item[0], item[1]
@@ -156,7 +156,7 @@ class Admin:
     async def create_partitions(self, topic: str, total: int) -> MirrorError | None:
         try:
             async with errors_translated(self.cluster):
-                await self._client.create_partitions({topic: NewPartitions(total)})
+                await self._aiokafka.create_partitions({topic: NewPartitions(total)})
         except KafkaRequestFailed as exc:
             if exc.code == ke.InvalidPartitionsError.errno:
                 return None  # somebody else grew it already
