@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mirror import metrics
 from mirror.config import load_settings
-from mirror.kafka import Admin, NewTopicSpec, Writer, ack_of
+from mirror.kafka import Admin, NewTopicSpec, Writer
 from mirror.local.kafka import LocalKafka
 from mirror.service.worker import Worker
 
@@ -59,7 +59,7 @@ async def _fill(bootstrap_settings: Admin, writer: Writer, records: int, partiti
             for i in range(per_partition + (1 if p < records % partitions else 0))
         ]
         for fut, _start, _n in await writer.send_records(TOPIC, p, batch):
-            await ack_of(fut)
+            await fut.ack()
 
 
 def _copied(remote_topic: str) -> int:

@@ -34,7 +34,7 @@ from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
 from mirror.jobs.checkpoint_records import CheckpointRecords
 from mirror.jobs.group_sync import GroupOffsetSync, bounded, plan_group_sync
-from mirror.kafka import Admin, Writer, translate
+from mirror.kafka import Admin, Writer, as_mirror_error
 from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailRecord, read_partition
 from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
@@ -238,7 +238,7 @@ class CheckpointJob:
         errors = _leaves(exc)
         if not all(isinstance(e, MirrorError) for e in errors):
             raise exc
-        failed = [translate(e) for e in errors]
+        failed = [as_mirror_error(e) for e in errors]
         for err in failed:
             self._failed(err)
         return failed[-1]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mirror import metrics
-from mirror.kafka import Writer, ack_of
+from mirror.kafka import Pending, Writer
 from mirror.mm2.records import RecordFormatError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class CheckpointRecords:
         if not items:
             return 0
         now_ms = int(time.time() * 1000)
-        futures: list[tuple[Translated, asyncio.Future[Any]]] = []
+        futures: list[tuple[Translated, Pending]] = []
         for item in items:
             cp = item.checkpoint
             try:
@@ -47,7 +47,7 @@ class CheckpointRecords:
                 )
                 continue
             futures.append((item, await writer.send(self.topic, key, value, 0, now_ms)))
-        acks = await asyncio.gather(*(ack_of(future) for _, future in futures), return_exceptions=True)
+        acks = await asyncio.gather(*(future.ack() for _, future in futures), return_exceptions=True)
         failed = [ack for ack in acks if isinstance(ack, BaseException)]
         written = [
             item for (item, _), ack in zip(futures, acks, strict=True) if not isinstance(ack, BaseException)

@@ -12,7 +12,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, Writer, ack_of
+from mirror.kafka import Admin, Writer
 from mirror.mm2.records import Heartbeat
 from mirror.replication.topology import heartbeats_topic
 from mirror.retry import Backoff, pause, retrying
@@ -59,7 +59,7 @@ class HeartbeatJob:
     async def _beat(self, writer: Writer) -> None:
         now_ms = int(time.time() * 1000)
         beat = Heartbeat(self.flow.source, self.flow.target, now_ms)
-        await ack_of(await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms))
+        await (await writer.send(self.topic, beat.encode_key(), beat.encode_value(), 0, now_ms)).ack()
         self.last_sent, self.last_error = time.time(), None
         metrics.heartbeats_total.labels(self.flow.source, self.flow.target).inc()
 

@@ -7,13 +7,13 @@
   authorizer (SECURITY_DISABLED).
 - `create_acls`: CreateAcls with all bindings in one request (aiokafka's wrapper carries one binding).
 
-Broker error codes come back as `mirror.errors` values per topic or per binding; only a cluster that
-cannot be reached raises (`KafkaUnavailable`), so one bad topic never hides the others.
+Broker error codes come back as `mirror.errors` values (`mirror.kafka.errors.error_for_code`) per topic
+or per binding; only a cluster that cannot be reached raises (`KafkaUnavailable`), so one bad topic never
+hides the others.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -30,7 +30,8 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int8, Int16, Int32, Schema, String
 
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
-from mirror.kafka import Admin, translate
+from mirror.kafka.admin import Admin
+from mirror.kafka.errors import as_mirror_error, error_for_code
 
 __all__ = [
     "AclBinding",
@@ -46,22 +47,7 @@ __all__ = [
 _TOPIC_RESOURCE: Final = 2  # ConfigResource type of a topic (DescribeConfigs / IncrementalAlterConfigs)
 _OPS: Final = {"SET": 0, "DELETE": 1, "APPEND": 2, "SUBTRACT": 3}
 _UNSUPPORTED_VERSION: Final = ke.UnsupportedVersionError.errno  # 35
-_POLICY_VIOLATION: Final = ke.PolicyViolationError.errno  # 44
 _SECURITY_DISABLED: Final = ke.SecurityDisabled.errno  # 54
-_KINDS: Final = {_UNSUPPORTED_VERSION: "unsupported_version", _POLICY_VIOLATION: "policy_violation"}
-
-
-def _error(code: int, what: str, message: str | None = None) -> MirrorError | None:
-    """A `mirror.errors` value for a broker error code (None for 0)."""
-    if code == 0:
-        return None
-    cls = ke.for_code(code)
-    text = f"{what}: {message or cls.description or f'broker error code {code}'}"
-    if code in _KINDS:
-        return KafkaRequestFailed(text, code=code, retriable=True, kind=_KINDS[code])
-    if cls is ke.UnknownError:
-        return KafkaRequestFailed(f"{what}: broker error code {code}", code=code, retriable=True)
-    return translate(cls(text))
 
 
 def _unsupported(what: str, exc: BaseException) -> MirrorError:
@@ -77,13 +63,12 @@ async def _send(admin: Admin, request: Any, what: str) -> Any:
     """Send `request` to any broker; a request the broker cannot take raises an "unsupported_version"
     `KafkaRequestFailed`, other failures their translated error."""
     try:
-        async with asyncio.timeout(admin._timeout_ms / 1000):
-            return await admin._client._send_request(request)
+        return await admin.raw_request(request)
     except (ke.IncompatibleBrokerVersion, NotImplementedError) as exc:
         # Not advertised at all / no version both sides speak (`Request.prepare`).
         raise _unsupported(what, exc) from exc
     except (ke.KafkaError, OSError, TimeoutError) as exc:
-        raise translate(exc) from exc
+        raise as_mirror_error(exc) from exc
 
 
 # --- IncrementalAlterConfigs v0 (non-flexible) ---------------------------------------------------------
@@ -171,7 +156,7 @@ async def incremental_alter_topic_configs(
     result: dict[str, MirrorError | None] = {}
     for code, message, _rtype, name in response.responses:
         if name in wanted:
-            result[name] = _error(code, f"alter configs of topic {name}", message)
+            result[name] = error_for_code(code, f"alter configs of topic {name}", message) if code else None
     for topic in wanted:
         result.setdefault(topic, KafkaRequestFailed(f"alter configs of topic {topic}: no answer"))
     return result
@@ -271,9 +256,8 @@ async def describe_topic_acls(admin: Admin) -> list[AclBinding] | None:
     response = await _send(admin, _DescribeTopicAcls(), "describe topic ACLs")
     if response.error_code == _SECURITY_DISABLED:
         return None
-    err = _error(response.error_code, "describe topic ACLs", response.error_message)
-    if err is not None:
-        raise err
+    if response.error_code:
+        raise error_for_code(response.error_code, "describe topic ACLs", response.error_message)
     bindings = []
     for resource in response.resources:
         if len(resource) == 3:  # v0: no pattern type, always LITERAL
@@ -340,5 +324,5 @@ async def create_acls(admin: Admin, bindings: Sequence[AclBinding]) -> list[Mirr
             results.append(KafkaRequestFailed(f"create ACL {binding}: no answer"))
             continue
         code, message = answers[index]
-        results.append(_error(code, f"create ACL {binding}", message))
+        results.append(error_for_code(code, f"create ACL {binding}", message) if code else None)
     return results

@@ -26,7 +26,10 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from mirror.config import ClusterSettings
-from mirror.kafka import client_kwargs, closed, translated
+from mirror.kafka import _internals
+from mirror.kafka.client_args import client_kwargs
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import errors_translated
 
 log = structlog.get_logger(__name__)
 
@@ -150,8 +153,7 @@ class GroupMembership:
         """This worker's id in the group, as the coordinator last assigned it (None before joining)."""
         if self._consumer is None:
             return None
-        member: str | None = getattr(self._consumer._coordinator, "member_id", None)
-        return member or None
+        return _internals.group_member_id(self._consumer)
 
     async def run(self, stopping: asyncio.Event, before_leaving: Callable[[], Awaitable[None]]) -> None:
         """Stay in the group until ``stopping`` is set, then leave it (the others rebalance at once).
@@ -160,18 +162,18 @@ class GroupMembership:
         assignor = TaskAssignor()
         consumer = self._consumer = self._new_consumer(assignor)
         try:
-            async with translated():
+            async with errors_translated():
                 await consumer.start()
-                await consumer._client.force_metadata_update()
+                await _internals.kafka_client(consumer).force_metadata_update()
             consumer.subscribe(
                 topics=self._topics, listener=_Listener(assignor, self._on_assigned, self._on_revoked)
             )
             while not stopping.is_set():
                 # getmany's own timeout does not hold while a rebalance waits for a coordinator that
                 # cannot be reached: bound it here, or a stop would wait for the cluster to come back
-                async with translated():
+                async with errors_translated():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(consumer.getmany(timeout_ms=500), 1.0)
             await before_leaving()
         finally:
-            await closed(consumer.stop(), 5)
+            await close_within(consumer.stop(), 5)

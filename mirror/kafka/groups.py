@@ -8,7 +8,8 @@
 - `PartitionTail` reads partition 0 of a topic (offset syncs, checkpoints) from the beginning to its end
   and then keeps tailing it; `read_partition` reads it once.
 
-Broker error codes are turned into `mirror.errors` types here; nothing above sees aiokafka.
+Broker error codes become `mirror.errors` types (`mirror.kafka.errors.error_for_code`); nothing above
+sees aiokafka.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ from aiokafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
 
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed, KafkaUnavailable, MirrorError
-from mirror.kafka import Admin, client_kwargs, closed, translate, translated
+from mirror.kafka import _internals
+from mirror.kafka.admin import Admin
+from mirror.kafka.client_args import client_kwargs
+from mirror.kafka.closing import close_within
+from mirror.kafka.errors import error_for_code, errors_translated
 from mirror.types import TP
 
 __all__ = [
@@ -86,14 +91,6 @@ _ACTIVE_GROUP_ERRORS: Final = frozenset(
     }
 )
 _ATTEMPTS = 4
-
-
-def _error(code: int, what: str) -> MirrorError:
-    """A `mirror.errors` exception for a broker error code."""
-    cls = ke.for_code(code)
-    if cls is ke.UnknownError:
-        return KafkaRequestFailed(f"{what}: broker error code {code}", code=code, retriable=True)
-    return translate(cls(f"{what}: {cls.description}"))
 
 
 # --- DescribeGroups with the v3 response schema aiokafka 0.14 gets wrong -------------------------------
@@ -198,23 +195,15 @@ class Groups:
         self.admin = admin
         self._coordinators: dict[str, int] = {}
 
-    @property
-    def _client(self) -> Any:
-        return self.admin._client
-
-    @property
-    def _timeout(self) -> float:
-        return self.admin._timeout_ms / 1000
-
     async def _send(self, request: Any, node_id: int | None) -> Any:
-        async with translated(), asyncio.timeout(self._timeout):
-            return await self._client._send_request(request, node_id)
+        async with errors_translated():
+            return await self.admin.raw_request(request, node_id)
 
     async def coordinator(self, group: str) -> int:
         node = self._coordinators.get(group)
         if node is None:
-            async with translated(), asyncio.timeout(self._timeout):
-                node = int(await self._client.find_coordinator(group))
+            async with errors_translated():
+                node = await self.admin.find_coordinator(group)
             self._coordinators[group] = node
         return node
 
@@ -243,16 +232,13 @@ class Groups:
 
     async def list_consumer_groups(self) -> list[str]:
         """Every consumer group of the cluster (ListGroups on each broker), sorted."""
-        async with translated(), asyncio.timeout(self._timeout):
-            brokers = [b.nodeId for b in self._client._client.cluster.brokers()]
-            if not brokers:
-                await self._client._client.force_metadata_update()
-                brokers = [b.nodeId for b in self._client._client.cluster.brokers()]
+        async with errors_translated():
+            brokers = await self.admin.broker_ids()
         responses = await asyncio.gather(*(self._send(ListGroupsRequest(), b) for b in brokers))
         found: set[str] = set()
         for response in responses:
             if response.error_code:
-                raise _error(response.error_code, "list consumer groups")
+                raise error_for_code(response.error_code, "list consumer groups")
             found.update(g for g, protocol in response.groups if protocol in CONSUMER_PROTOCOL_TYPES)
         return sorted(found)
 
@@ -268,7 +254,7 @@ class Groups:
                 if code == _GROUP_ID_NOT_FOUND:
                     return GroupDescription(group, "Dead", "")
                 if code:
-                    return _error(code, f"describe group {group}")
+                    return error_for_code(code, f"describe group {group}")
                 return GroupDescription(
                     group,
                     state,
@@ -301,13 +287,13 @@ class Groups:
             if top == _GROUP_ID_NOT_FOUND:
                 return GroupOffsets()
             if top:
-                return _error(top, f"fetch offsets of group {group}")
+                return error_for_code(top, f"fetch offsets of group {group}")
             result = GroupOffsets()
             for topic, parts in response.topics:
                 for partition, offset, metadata, code in parts:
                     tp = (topic, partition)
                     if code:
-                        result.errors[tp] = _error(
+                        result.errors[tp] = error_for_code(
                             code, f"fetch offset of group {group} on {topic}-{partition}"
                         )
                     elif offset >= 0:
@@ -354,7 +340,7 @@ class Groups:
         result = AlterResult()
         for tp, code in codes.items():
             if code:
-                result.errors[tp] = _error(code, f"commit offset of group {group} on {tp[0]}-{tp[1]}")
+                result.errors[tp] = error_for_code(code, f"commit offset of group {group} on {tp[0]}-{tp[1]}")
             else:
                 result.committed[tp] = offsets[tp][0]
         return result
@@ -418,11 +404,11 @@ class PartitionTail:
         self._assigned = False
 
     async def start(self) -> None:
-        async with translated():
+        async with errors_translated():
             await self._consumer.start()
 
     async def close(self) -> None:
-        await closed(self._consumer.stop(), 10)  # also after a failed or cancelled start
+        await close_within(self._consumer.stop(), 10)  # also after a failed or cancelled start
 
     async def __aenter__(self) -> PartitionTail:
         try:
@@ -438,8 +424,8 @@ class PartitionTail:
     async def _ensure_assigned(self) -> bool:
         if self._assigned:
             return True
-        async with translated():
-            await self._consumer._client.force_metadata_update()
+        async with errors_translated():
+            await _internals.kafka_client(self._consumer).force_metadata_update()
             partitions = self._consumer.partitions_for_topic(self.topic)
             if not partitions or self._tp.partition not in partitions:
                 return False
@@ -459,7 +445,7 @@ class PartitionTail:
         if not await self._ensure_assigned():
             return []
         records: list[TailRecord] = []
-        async with translated():
+        async with errors_translated():
             async with asyncio.timeout(timeout):
                 end = (await self._consumer.end_offsets([self._tp]))[self._tp]
             loop = asyncio.get_running_loop()
@@ -478,7 +464,7 @@ class PartitionTail:
         if not await self._ensure_assigned():
             await asyncio.sleep(timeout_ms / 1000)
             return []
-        async with translated():
+        async with errors_translated():
             return self._convert(await self._consumer.getmany(self._tp, timeout_ms=timeout_ms))
 
     @staticmethod

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from mirror.errors import RecordRejected
-from mirror.kafka import SourceBatch, Writer, ack_of
+from mirror.kafka import SourceBatch, Writer
 from mirror.replication.halting import Halting
 from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
@@ -29,12 +28,6 @@ __all__ = ["Delivery"]
 #: broker may have dropped the producer's state for it (idle producer ids expire, retention may delete
 #: all of its batches), and then would accept batches queued behind a refused one.
 _CONFIRMED_FOR = 30.0
-
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    """Mark a failed delivery future's error as seen (asyncio would log it as never retrieved)."""
-    if not fut.cancelled():
-        fut.exception()
 
 
 class Delivery:
@@ -82,7 +75,7 @@ class Delivery:
             futures = await writer.send_records(remote, batch.partition, records, per_batch, max_batches=1)
             fut, _start, n = futures[0]
             try:
-                await ack_of(asyncio.shield(fut))
+                await fut.ack(shield=True)
             except RecordRejected as exc:
                 raise RecordRejected(
                     exc.reason,
@@ -113,10 +106,10 @@ class Delivery:
         bases = []
         for fut, start, n in entry.futures:
             try:
-                bases.append((await ack_of(fut)).base_offset)
+                bases.append((await fut.ack()).base_offset)
             except RecordRejected as exc:
                 for later, _, _ in entry.futures:  # refused too, or out of sequence: nothing to report
-                    later.add_done_callback(_retrieve)
+                    later.ignore_failure()
                 raise RecordRejected(
                     exc.reason,
                     topic=entry.tp[0],
@@ -141,7 +134,7 @@ class Delivery:
         except RecordRejected:
             # the batches of this entry before the refused one were acknowledged: they count
             for fut, start, n in entry.futures:
-                if not fut.done() or fut.cancelled() or fut.exception() is not None:
+                if not fut.acknowledged:
                     break
                 self.positions.acked[entry.tp] = recs[start + n - 1].offset
                 self.positions.dirty.add(entry.tp)

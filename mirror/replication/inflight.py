@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from mirror.kafka import Pending
 from mirror.types import TP
 
 __all__ = ["InFlight", "InFlightQueue"]
@@ -27,7 +28,7 @@ class InFlight:
     records: list[Any]  # the source records, kept until acked (offset syncs need their offsets)
     newest_timestamp: int
     value_bytes: int
-    futures: list[tuple[asyncio.Future[Any], int, int]]
+    futures: list[tuple[Pending, int, int]]
 
 
 class InFlightQueue:

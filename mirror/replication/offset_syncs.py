@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
-from mirror.kafka import Writer, ack_of
+from mirror.kafka import Writer
 from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import OffsetSync
@@ -73,5 +73,5 @@ class OffsetSyncEmitter:
             batch: list[OffsetSync] = self._syncs.take_pending(MAX_OUTSTANDING_OFFSET_SYNCS)
             futures = [await writer.send(self.topic, s.encode_key(), s.encode_value(), 0) for s in batch]
             for fut in futures:
-                await ack_of(fut)
+                await fut.ack()
             metrics.offset_syncs_total.labels(*self._labels).inc(len(batch))

@@ -8,12 +8,11 @@ at N+1. The same bytes as Java MirrorMaker 2, so either can take over from the o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import structlog
 
 from mirror.config import ClusterSettings, FlowSettings
-from mirror.kafka import Admin, Writer, ack_of, read_compacted
+from mirror.kafka import Admin, Pending, Writer, read_compacted
 from mirror.mm2 import records
 from mirror.replication.topology import progress_topic
 from mirror.types import TP
@@ -78,11 +77,11 @@ class ProgressStore:
         futures = await self.send_with(self._writer, last_offsets)
         await self._writer.flush()
         for fut in futures:
-            await ack_of(fut)
+            await fut.ack()
 
-    async def send_with(self, writer: Writer, last_offsets: Mapping[TP, int]) -> list[Any]:
+    async def send_with(self, writer: Writer, last_offsets: Mapping[TP, int]) -> list[Pending]:
         """Queue progress records on ``writer`` (in exactly-once mode: the task's transactional producer,
-        so records and their progress commit together); returns the delivery futures."""
+        so records and their progress commit together); returns their acknowledgements to come."""
         futures = []
         for (topic, partition), offset in last_offsets.items():
             key = records.source_offset_key(self.flow.source, topic, partition)

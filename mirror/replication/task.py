@@ -30,7 +30,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange
-from mirror.kafka import Reader, SourceBatch, Writer, ack_of, translate
+from mirror.kafka import Reader, SourceBatch, Writer, as_mirror_error
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.replication.delivery import Delivery
 from mirror.replication.halting import Halting
@@ -208,7 +208,7 @@ class SourceTask:
             # soon, and it stops), or the coordinator aborted a transaction that outlived
             # transaction.timeout.ms. A new session re-initialises and reloads committed progress.
             self._backoff.floor(_FENCED_BACKOFF)
-        err = translate(exc)  # a MirrorError (fenced, refused...) is itself
+        err = as_mirror_error(exc)  # a MirrorError (fenced, refused...) is itself
         if not isinstance(exc, (MirrorError, OSError)):
             self._log.exception("unexpected error in task session", error=str(exc))
         if self._stopping.is_set():
@@ -366,7 +366,7 @@ class SourceTask:
                 for entry in entries:
                     await self._delivery.acks_of(entry)
                 for fut in stored:
-                    await ack_of(fut)
+                    await fut.ack()
                 await writer.commit_transaction()
             except BaseException:
                 await writer.abort_transaction()

@@ -23,6 +23,7 @@ from mirror.jobs.checkpoint import (
     reread_bound,
     translate_group,
 )
+from mirror.kafka import Pending
 from mirror.kafka.groups import (
     CommittedOffset,
     GroupDescription,
@@ -179,7 +180,7 @@ class FakeWriter:
         self.sent.append(Checkpoint.decode(key, value))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         future.set_result(types.SimpleNamespace(offset=len(self.sent) - 1))
-        return future
+        return Pending(future)
 
 
 def make_job(**flow: Any) -> tuple[CheckpointJob, FakeGroups, FakeGroups]:
@@ -293,14 +294,14 @@ class FakeAdminClient:
         self.coordinator_lookups += 1
         return 1
 
-    async def _send_request(self, request: Any, node_id: int | None = None) -> Any:
+    async def raw_request(self, request: Any, node_id: int | None = None) -> Any:
         self.requests.append(request)
         return self.respond(request)
 
 
 def groups_over(respond: Callable[[Any], Any]) -> tuple[Groups, FakeAdminClient]:
     client = FakeAdminClient(respond)
-    admin: Any = types.SimpleNamespace(_client=client, _timeout_ms=5000)
+    admin: Any = client  # Admin's raw-request door and coordinator lookup
     return Groups(admin), client
 
 
@@ -445,7 +446,7 @@ async def test_a_checkpoint_the_target_refused_is_retried_next_round() -> None:
             if self.sent[-1].partition == 1 and len(self.sent) == 2:
                 failing: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
                 failing.set_exception(KafkaRequestFailed("not enough replicas"))
-                return failing
+                return Pending(failing)
             return future
 
     writer = FlakyWriter()

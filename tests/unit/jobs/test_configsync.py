@@ -262,14 +262,14 @@ class FakeClient:
         self.versions = dict(versions or {29: (1, 3), 30: (1, 3), 44: (0, 1)})
         self.sent: list[Any] = []
 
-    async def _send_request(self, request: Any, node_id: int | None = None) -> Any:
+    async def raw_request(self, request: Any, node_id: int | None = None) -> Any:
         struct = request.prepare(self.versions)  # as aiokafka's connection does
         self.sent.append(struct)
         return self.handler(struct)
 
 
 def admin_over(client: FakeClient) -> Any:
-    return types.SimpleNamespace(_client=client, _timeout_ms=2000)
+    return types.SimpleNamespace(raw_request=client.raw_request)
 
 
 def alter_answer(codes: Mapping[str, int]) -> Callable[[Any], Any]:
@@ -362,8 +362,10 @@ class FakeAdmin:
     def __init__(self, topics: dict[str, list[ConfigEntry]], client: FakeClient) -> None:
         self.topics = topics
         self._client = client
-        self._timeout_ms = 2000
         self.describe_errors: dict[str, MirrorError] = {}
+
+    async def raw_request(self, request: Any, node_id: int | None = None) -> Any:
+        return await self._client.raw_request(request, node_id)
 
     async def list_topics(self) -> dict[str, int]:
         return dict.fromkeys(self.topics, 1)

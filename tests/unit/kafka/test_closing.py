@@ -1,4 +1,4 @@
-"""`mirror.kafka.closed`: closing a client is bounded and never leaks a stray cancellation."""
+"""`mirror.kafka.close_within`: closing a client is bounded and never leaks a stray cancellation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mirror.kafka import closed
+from mirror.kafka import close_within
 
 
 async def _stop_awaiting_a_cancelled_request() -> None:
@@ -21,13 +21,13 @@ async def _stop_awaiting_a_cancelled_request() -> None:
 async def test_a_cancelled_background_request_does_not_cancel_the_caller() -> None:
     with pytest.raises(asyncio.CancelledError):  # the aiokafka behaviour this guards against
         await _stop_awaiting_a_cancelled_request()
-    await closed(_stop_awaiting_a_cancelled_request())
+    await close_within(_stop_awaiting_a_cancelled_request())
     await asyncio.sleep(0)  # still running: not cancelled
 
 
 async def test_a_close_that_hangs_is_given_up_after_the_timeout() -> None:
     t0 = time.monotonic()
-    await closed(asyncio.sleep(60), timeout=0.2)
+    await close_within(asyncio.sleep(60), timeout=0.2)
     assert time.monotonic() - t0 < 2
 
 
@@ -35,7 +35,7 @@ async def test_errors_while_closing_are_ignored() -> None:
     async def failing() -> None:
         raise ConnectionResetError("broker went away")
 
-    await closed(failing())
+    await close_within(failing())
 
 
 async def test_cancelling_the_caller_still_cancels_it() -> None:
@@ -48,7 +48,7 @@ async def test_cancelling_the_caller_still_cancels_it() -> None:
         finally:
             ended.set()
 
-    caller = asyncio.create_task(closed(slow_close(), timeout=0.5))
+    caller = asyncio.create_task(close_within(slow_close(), timeout=0.5))
     await started.wait()
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from mirror.config import ClusterSettings, ConfigError, load_settings, redacted
 from mirror.errors import AuthenticationFailed, AuthorizationFailed, KafkaUnavailable, MirrorError, TlsFailed
-from mirror.kafka import ack_of, client_kwargs, security_failure, tls, translate
+from mirror.kafka import Pending, as_mirror_error, client_kwargs, security_failure, tls
 from mirror.local.certs import STORE_PASSWORD, CertificateAuthority
 from mirror.local.kafka import Distribution, HarnessError, LocalKafkaCluster, Security
 
@@ -473,7 +473,7 @@ def test_security_failures_are_classified(exc: BaseException, kind: type[MirrorE
     wrapped = ke.KafkaConnectionError("Connection at 127.0.0.1:9093 closed")
     wrapped.__cause__ = exc
     for candidate in (exc, wrapped):
-        err = translate(candidate, settings)
+        err = as_mirror_error(candidate, settings)
         assert isinstance(err, kind), err
         assert text in str(err)
         assert SECRET not in str(err)
@@ -485,20 +485,22 @@ def test_client_certificate_rejection_and_plain_errors() -> None:
     err = security_failure(alert, cluster(security_protocol="SSL"))
     assert isinstance(err, TlsFailed) and "rejected our client certificate" in str(err)
     assert security_failure(ke.KafkaConnectionError("refused"), cluster()) is None
-    assert isinstance(translate(ke.KafkaConnectionError("Unable to bootstrap"), cluster()), KafkaUnavailable)
+    assert isinstance(
+        as_mirror_error(ke.KafkaConnectionError("Unable to bootstrap"), cluster()), KafkaUnavailable
+    )
 
 
 def test_authorization_errors_name_topic_and_operation() -> None:
-    err = translate(ke.TopicAuthorizationFailedError("orders"), cluster())
+    err = as_mirror_error(ke.TopicAuthorizationFailedError("orders"), cluster())
     assert isinstance(err, AuthorizationFailed) and err.kind == "authorization"
     assert str(err).startswith(
         "cluster A: not authorized to use topic 'orders' (TopicAuthorizationFailedError)"
     )
-    group = translate(ke.GroupAuthorizationFailedError("g1"))
+    group = as_mirror_error(ke.GroupAuthorizationFailedError("g1"))
     assert "not authorized to use consumer group 'g1'" in str(group)
     # a message rather than a name keeps the message
     assert "fetch offsets of g: x" in str(
-        translate(ke.TopicAuthorizationFailedError("fetch offsets of g: x"))
+        as_mirror_error(ke.TopicAuthorizationFailedError("fetch offsets of g: x"))
     )
 
 
@@ -506,7 +508,7 @@ async def test_produce_denied_names_write_and_topic() -> None:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.set_exception(ke.TopicAuthorizationFailedError("A.orders"))
     with pytest.raises(AuthorizationFailed, match=r"not authorized to WRITE to topic 'A.orders'"):
-        await ack_of(future)
+        await Pending(future).ack()
 
 
 async def test_flow_start_failures_logged_once_and_reported() -> None:

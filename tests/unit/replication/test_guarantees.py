@@ -15,7 +15,7 @@ import structlog
 from mirror import metrics
 from mirror.config import ConfigError, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
-from mirror.kafka import SourceBatch, Writer
+from mirror.kafka import Pending, SourceBatch, Writer
 from mirror.replication.inflight import InFlight as _InFlight
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask, _unwrapped
@@ -106,7 +106,7 @@ def _refused_entry(tp: TP, records: list[Any], sizes: list[int], refused_at: int
             from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
 
             fut.set_exception(InvalidTimestampError())
-        futures.append((fut, start, n))
+        futures.append((Pending(fut), start, n))
         start += n
     return _InFlight(tp, "A.t", records, records[-1].timestamp, 10, futures)
 
@@ -150,7 +150,7 @@ class Target:
             else:
                 self.written += chunk
                 fut.set_result(SimpleNamespace(offset=len(self.written) - len(chunk)))
-            out.append((fut, start, len(chunk)))
+            out.append((Pending(fut), start, len(chunk)))
         return out
 
 
@@ -276,7 +276,7 @@ class QueueingWriter:
                 fut.set_exception(InvalidTimestampError())
             else:
                 fut.set_result(SimpleNamespace(offset=0))
-            out.append((fut, start, len(chunk)))
+            out.append((Pending(fut), start, len(chunk)))
         return out
 
 

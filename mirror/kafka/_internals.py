@@ -1,0 +1,180 @@
+"""Every aiokafka private API `mirror` relies on, in one place, checked when this module is imported.
+
+aiokafka lacks a few things `mirror` needs (a raw protocol request, a metadata refresh on demand, the
+group member id, the producer's sender, a C-speed batch fill, fetched records without a Python wrapper);
+they are reached through its private attributes, here only, behind typed functions. Those attributes
+may change in any aiokafka release: importing this module fails with an `ImportError` naming the
+installed and the expected version when the release series differs from the one this was written
+against (pyproject.toml pins ``aiokafka==0.14.*``), and naming the attribute when one is missing.
+
+Other modules of `mirror.kafka` use aiokafka's public API only, plus this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from types import FunctionType
+from typing import Any, Final
+
+import aiokafka
+import aiokafka.conn as _conn
+import aiokafka.consumer.fetcher as _fetcher
+import aiokafka.errors as ke
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.producer.sender import Sender
+
+from mirror.kafka.records import RecordData
+
+__all__ = [
+    "WRITTEN_FOR",
+    "admin_request",
+    "fill_batch",
+    "group_member_id",
+    "kafka_client",
+    "open_connection",
+    "raw_records",
+    "register_error",
+    "sender_task",
+]
+
+#: The aiokafka release the private APIs below were read from.
+WRITTEN_FOR: Final = "0.14.0"
+
+
+def _series(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def _check_version(installed: str) -> None:
+    if _series(installed) != _series(WRITTEN_FOR):
+        raise ImportError(
+            f"mirror.kafka uses private APIs of aiokafka {WRITTEN_FOR}, but aiokafka {installed} is "
+            f"installed: install aiokafka=={'.'.join(_series(WRITTEN_FOR))}.* (constraints.txt), or check "
+            "every API listed in mirror/kafka/_internals.py against the new release"
+        )
+
+
+def _require(owner: Any, name: str, *, set_in: str | None = None) -> None:
+    """``owner.name`` exists, or (``set_in``) the method ``set_in`` of class ``owner`` uses that name
+    (instance attributes exist only once an object is built: they are looked for in its code)."""
+    label = getattr(owner, "__qualname__", None) or getattr(owner, "__name__", str(owner))
+    if set_in is None:
+        if not hasattr(owner, name):
+            raise ImportError(
+                f"aiokafka {aiokafka.__version__}: {label}.{name} is gone (mirror.kafka._internals)"
+            )
+        return
+    method = getattr(owner, set_in, None)
+    code = getattr(method, "__code__", None)
+    if not isinstance(method, FunctionType) or code is None or name not in code.co_names:
+        raise ImportError(
+            f"aiokafka {aiokafka.__version__}: {label}.{set_in} no longer uses {name} ({__name__})"
+        )
+
+
+_check_version(aiokafka.__version__)
+_require(AIOKafkaAdminClient, "_client", set_in="__init__")
+_require(AIOKafkaAdminClient, "_send_request")
+_require(AIOKafkaAdminClient, "find_coordinator")
+_require(AIOKafkaConsumer, "_client", set_in="__init__")
+_require(AIOKafkaConsumer, "_coordinator", set_in="__init__")
+_require(AIOKafkaProducer, "_sender", set_in="__init__")
+_require(Sender, "sender_task")
+_require(AIOKafkaClient, "force_metadata_update")
+_require(BatchBuilder, "_builder", set_in="__init__")
+_require(BatchBuilder, "_relative_offset", set_in="__init__")
+_require(_fetcher, "PartitionRecords")
+_require(_fetcher.PartitionRecords, "_consumer_record")
+_require(_fetcher.PartitionRecords, "_key_deserializer", set_in="__init__")
+_require(_fetcher.Fetcher, "PartitionRecords", set_in="_proc_fetch_request")
+_require(_conn, "create_conn")
+_require(ke, "kafka_errors")
+
+
+# --- clients' insides ----------------------------------------------------------------------------------
+
+
+def kafka_client(client: AIOKafkaConsumer | AIOKafkaAdminClient) -> AIOKafkaClient:
+    """The connection and metadata client inside an aiokafka consumer or admin client (its ``cluster``
+    metadata, ``force_metadata_update()``). A producer has it as its public ``client``."""
+    return client._client
+
+
+async def admin_request(client: AIOKafkaAdminClient, request: Any, node_id: int | None = None) -> Any:
+    """Send one protocol request (a `aiokafka.protocol` request) to ``node_id``, or to any broker; the
+    decoded response. aiokafka's errors as they are."""
+    return await client._send_request(request, node_id)
+
+
+def group_member_id(consumer: AIOKafkaConsumer) -> str | None:
+    """The member id the group coordinator last gave this consumer (None before it joined)."""
+    member: str | None = getattr(consumer._coordinator, "member_id", None)
+    return member or None
+
+
+def sender_task(producer: AIOKafkaProducer) -> asyncio.Task[Any] | None:
+    """The producer's background sender (None when it never started)."""
+    sender = getattr(producer, "_sender", None)
+    task: asyncio.Task[Any] | None = getattr(sender, "sender_task", None)
+    return task
+
+
+def fill_batch(batch: BatchBuilder, records: Sequence[RecordData], start: int, end: int) -> int:
+    """Append ``records[start:end]`` to ``batch`` (from `AIOKafkaProducer.create_batch`) as far as they
+    fit, then close it; the index after the last record appended.
+
+    The C record builder directly (BatchBuilder.append adds ~1 us/record of Python): it wants headers as
+    a list and relative offsets from 0."""
+    raw_append = batch._builder.append
+    i = start
+    while i < end:
+        r = records[i]
+        h = r.headers
+        if h.__class__ is not list:  # fetched records have lists already
+            h = list(h)
+        if raw_append(i - start, r.timestamp, r.key, r.value, h) is None:
+            break
+        i += 1
+    batch._relative_offset = i - start
+    batch.close()
+    return i
+
+
+#: `aiokafka.conn.create_conn`: one direct connection (and authentication) to one broker.
+open_connection: Callable[..., Any] = _conn.create_conn
+
+
+def register_error(cls: type[ke.BrokerResponseError]) -> None:
+    """Make aiokafka raise ``cls`` for its error code (when it has no class of its own for it)."""
+    ke.kafka_errors.setdefault(cls.errno, cls)
+
+
+# --- fetched records without a Python wrapper ------------------------------------------------------------
+
+
+def raw_records(key: bytes | None) -> bytes | None:  # a marker, never called
+    """The ``key_deserializer`` that makes a consumer hand out records as `SourceRecord`s
+    (`_RawPartitionRecords`)."""
+    return key
+
+
+class _RawPartitionRecords(_fetcher.PartitionRecords):  # type: ignore[misc]
+    """aiokafka wraps every fetched record in a Python ``ConsumerRecord`` (a function call, a dataclass
+    and a headers tuple per record: about half of `mirror`'s CPU on small records, measured). For the
+    replication consumer only (marked by the `raw_records` key deserializer), hand out the C-level
+    ``DefaultRecord`` itself: it has ``offset``, ``timestamp``, ``key``, ``value`` and ``headers`` (a list),
+    which is all the data path reads. CRC checks, transaction filtering and offsets are untouched."""
+
+    def _consumer_record(self, tp: TopicPartition, record: Any) -> Any:
+        if self._key_deserializer is raw_records:
+            return record
+        return super()._consumer_record(tp, record)
+
+
+# aiokafka looks the class up in its fetcher module at each fetch (`Fetcher._proc_fetch_request`);
+# other consumers behave exactly as before.
+_fetcher.PartitionRecords = _RawPartitionRecords

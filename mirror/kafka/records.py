@@ -1,0 +1,58 @@
+"""The records and acknowledgements that cross the boundary of `mirror.kafka` (no aiokafka types)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class RecordData(Protocol):
+    """What `Writer.send_records` copies of a record."""
+
+    @property
+    def timestamp(self) -> int: ...
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
+
+class SourceRecord(RecordData, Protocol):
+    """One fetched record, as the data path reads it (aiokafka's C ``DefaultRecord`` has this shape)."""
+
+    @property
+    def offset(self) -> int: ...
+
+
+@dataclass(slots=True)
+class SourceBatch:
+    """Records fetched from one source partition, in offset order."""
+
+    topic: str
+    partition: int
+    records: list[SourceRecord]
+
+    @property
+    def first_offset(self) -> int:
+        return int(self.records[0].offset)
+
+    @property
+    def last_offset(self) -> int:
+        return int(self.records[-1].offset)
+
+    def value_bytes(self) -> int:
+        return sum([len(v) for r in self.records if (v := r.value) is not None])
+
+
+@dataclass(slots=True)
+class Ack:
+    """The target's answer for one produced batch."""
+
+    base_offset: int
+    count: int
