@@ -21,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, cast, overload
 
 import structlog
 
@@ -34,7 +33,7 @@ from mirror.kafka import Reader, SourceBatch, Writer, as_mirror_error
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.replication.delivery import Delivery
 from mirror.replication.halting import Halting
-from mirror.replication.inflight import InFlight, InFlightQueue
+from mirror.replication.inflight import InFlightQueue
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.offset_syncs import OffsetSyncEmitter
 from mirror.replication.positions import Positions
@@ -47,7 +46,6 @@ __all__ = ["DEFAULT_MAX_INFLIGHT_BYTES", "DRAIN_TIMEOUT", "Halt", "SourceTask", 
 
 log = structlog.get_logger(__name__)
 
-T = TypeVar("T")
 
 #: Bound on bytes fetched but not yet acknowledged by the target, per task.
 DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024
@@ -88,26 +86,6 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-class _Part(Generic[T]):
-    """An attribute of one of the task's parts under the task's own name for it (the unit tests drive
-    the task's state through these names)."""
-
-    def __init__(self, part: str, name: str) -> None:
-        self._part, self._name = part, name
-
-    @overload
-    def __get__(self, task: None, owner: type) -> _Part[T]: ...
-    @overload
-    def __get__(self, task: object, owner: type) -> T: ...
-    def __get__(self, task: object | None, owner: type) -> _Part[T] | T:
-        if task is None:
-            return self
-        return cast(T, getattr(getattr(task, self._part), self._name))
-
-    def __set__(self, task: object, value: T) -> None:
-        setattr(getattr(task, self._part), self._name, value)
-
-
 @dataclass
 class SourceTask:
     """Copies a fixed share of a flow's source partitions to the target."""
@@ -143,22 +121,6 @@ class SourceTask:
         self._delivery = Delivery(
             self._positions, self._halting, self._metrics, self._syncs, self.status, self.exactly_once
         )
-
-    # the names the unit tests drive the task's parts by
-    _acked = _Part[dict[TP, int]]("_positions", "acked")
-    _dirty = _Part[set[TP]]("_positions", "dirty")
-    _position = _Part[dict[TP, int]]("_positions", "position")
-    _loaded = _Part[dict[TP, int]]("_positions", "loaded")
-    _initial_unstored = _Part[dict[TP, int]]("_positions", "initial_unstored")
-    _confirmed = _Part[dict[TP, float]]("_delivery", "confirmed")
-    _probing = _Part[dict[TP, tuple[int, int]]]("_halting", "probing")
-    _cap = _Part[dict[TP, int]]("_halting", "cap")
-    _rejected = _Part[Callable[[RecordRejected], None]]("_halting", "rejected")
-    _cut_halted = _Part[Callable[[Reader, list[SourceBatch]], list[SourceBatch]]]("_halting", "cut")
-    _send_all = _Part[Callable[[Writer, list[SourceBatch]], Awaitable[list[InFlight]]]](
-        "_delivery", "send_all"
-    )
-    _complete = _Part[Callable[[InFlight], Awaitable[None]]]("_delivery", "complete")
 
     # --- control ---------------------------------------------------------------------------------
 

@@ -80,15 +80,15 @@ async def test_a_failed_send_cancels_its_siblings_before_the_session_ends(tmp_pa
     """An orphaned send still waiting for buffer space would later overwrite the next session's read
     position: when one send of a fetch fails, the others are cancelled and awaited first."""
     task = _task(tmp_path)
-    task._position = {}
+    task._positions.position = {}
     writer = FakeWriter()
     batches = [SourceBatch("t", 0, _records(0, 3)), SourceBatch("t", 1, _records(10, 3))]
     with pytest.raises(ExceptionGroup) as info:
-        await task._send_all(writer, batches)  # type: ignore[arg-type]
+        await task._delivery.send_all(writer, batches)  # type: ignore[arg-type]
     assert info.group_contains(KafkaUnavailable)
     assert writer.cancelled  # the sibling is gone, not left running
     await asyncio.sleep(0.05)
-    assert task._position == {}  # and it never recorded a position
+    assert task._positions.position == {}  # and it never recorded a position
 
 
 # --- item 1: a refused batch is located, narrowed to one record, then halts its partition --------------
@@ -159,22 +159,22 @@ async def _sessions(task: SourceTask, target: Target, records: list[Any], limit:
     copied; each session has a new producer, as a real one. Returns the number of sessions."""
     tp = ("t", 0)
     for session in range(1, limit + 1):
-        task._confirmed = {}
-        task._position = {}
-        start = task._acked.get(tp, records[0].offset - 1) + 1
+        task._delivery.confirmed = {}
+        task._positions.position = {}
+        start = task._positions.acked.get(tp, records[0].offset - 1) + 1
         batch = [r for r in records if r.offset >= start]
-        kept = task._cut_halted(FakeReader(), [SourceBatch("t", 0, batch)] if batch else [])  # type: ignore[arg-type]
+        kept = task._halting.cut(FakeReader(), [SourceBatch("t", 0, batch)] if batch else [])  # type: ignore[arg-type]
         if not kept:
             return session
 
         async def one() -> None:
-            for entry in await task._send_all(target, kept):  # type: ignore[arg-type]  # noqa: B023
-                await task._complete(entry)
+            for entry in await task._delivery.send_all(target, kept):  # type: ignore[arg-type]  # noqa: B023
+                await task._delivery.complete(entry)
 
         try:
             await _unwrapped(one())
         except RecordRejected as exc:
-            task._rejected(exc)
+            task._halting.rejected(exc)
     raise AssertionError(f"not done after {limit} sessions")
 
 
@@ -203,7 +203,7 @@ async def test_batches_too_large_for_the_target_are_split_until_they_fit(tmp_pat
     target = Target(size=100, max_records=30)
     sessions = await _sessions(task, target, _records(0, 200))
     assert target.written == list(range(200))
-    assert not task.status.halted and task._cap[("t", 0)] == 25
+    assert not task.status.halted and task._halting.cap[("t", 0)] == 25
     assert sessions <= 6
     refused_before = target.batches
     await _sessions(task, target, _records(200, 100))
@@ -216,13 +216,14 @@ async def test_a_refused_first_batch_reports_its_range(tmp_path: Path) -> None:
     # at-least-once: batches of 4 and 6 records (offsets 20..29); the second is refused
     entry = _refused_entry(("t", 0), _records(20, 10), [4, 6], refused_at=1)
     with pytest.raises(RecordRejected) as info:
-        await task._complete(entry)
+        await task._delivery.complete(entry)
     exc = info.value
     assert (exc.topic, exc.partition, exc.offset, exc.count, exc.last_offset) == ("t", 0, 24, 6, 29)
     assert "InvalidTimestampError" in exc.reason
-    assert task._acked[("t", 0)] == 23 and ("t", 0) in task._dirty  # the first batch counts
-    task._rejected(exc)
-    assert task._probing == {("t", 0): (29, 3)} and not task.status.halted
+    # the first batch counts
+    assert task._positions.acked[("t", 0)] == 23 and ("t", 0) in task._positions.dirty
+    task._halting.rejected(exc)
+    assert task._halting.probing == {("t", 0): (29, 3)} and not task.status.halted
 
 
 class FakeReader:
@@ -235,9 +236,9 @@ class FakeReader:
 
 def test_records_from_the_halt_offset_on_are_never_sent(tmp_path: Path) -> None:
     task = _task(tmp_path)
-    task._rejected(RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=5, count=1))
+    task._halting.rejected(RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=5, count=1))
     reader = FakeReader()
-    kept = task._cut_halted(
+    kept = task._halting.cut(
         reader,  # type: ignore[arg-type]
         [
             SourceBatch("t", 0, _records(2, 6)),
@@ -288,7 +289,7 @@ async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_un
     task = _task(tmp_path)
     writer = QueueingWriter(size=4, refused=30)
     with pytest.raises(ExceptionGroup) as info:
-        await task._send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
+        await task._delivery.send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
     refused = info.value.exceptions[0]
     assert isinstance(refused, RecordRejected)
     assert (refused.offset, refused.count) == (30, 4)
@@ -296,10 +297,10 @@ async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_un
 
     # once the partition's first batch is in, the rest is pipelined as usual
     writer = QueueingWriter(size=4, refused=-1)
-    [entry] = await task._send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
+    [entry] = await task._delivery.send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
     assert writer.sent == [[30, 31, 32, 33], [34, 35, 36, 37], [38, 39]]
     assert [(start, n) for _f, start, n in entry.futures] == [(0, 4), (4, 4), (8, 2)]
-    await task._send_all(writer, [SourceBatch("t", 0, _records(40, 10))])  # type: ignore[arg-type]
+    await task._delivery.send_all(writer, [SourceBatch("t", 0, _records(40, 10))])  # type: ignore[arg-type]
     assert writer.sent[3:] == [[40, 41, 42, 43], [44, 45, 46, 47], [48, 49]]
 
 
@@ -474,15 +475,16 @@ async def test_latest_is_resolved_once_and_stored_as_progress(tmp_path: Path, eo
     await task._assign(reader)  # type: ignore[arg-type]
     assert reader.positions == {("t", 0): 50, ("t", 1): 0}
     reader.ends = {("t", 0): 80, ("t", 1): 7}  # records arrive; the session fails before copying them
-    task._position = {}
+    task._positions.position = {}
     if eos:
-        task._acked.clear()  # what a new exactly-once session does
+        task._positions.acked.clear()  # what a new exactly-once session does
     await task._assign(reader)  # type: ignore[arg-type]
     assert reader.positions == {("t", 0): 50, ("t", 1): 0}
     if eos:
-        assert task._initial_unstored == {("t", 0): 49}  # committed with the next transaction
+        assert task._positions.initial_unstored == {("t", 0): 49}  # committed with the next transaction
     else:
-        assert task._acked == {("t", 0): 49} and task._dirty == {("t", 0)}  # stored with the next flush
+        # stored with the next flush
+        assert task._positions.acked == {("t", 0): 49} and task._positions.dirty == {("t", 0)}
 
 
 def test_a_generations_task_counts_do_not_outlive_it() -> None:
@@ -513,7 +515,7 @@ async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tm
     it is halted — still commits where it started: else a restart would start it at the end again, past
     the halted record (seen in a full broker run, where the partition had a task of its own)."""
     task = _task(tmp_path, "A->B.exactly.once.support = required\n")
-    task._initial_unstored = {("t", 0): 2}
+    task._positions.initial_unstored = {("t", 0): 2}
     task._partitions_changed.clear()
     calls: list[str] = []
 
@@ -540,4 +542,4 @@ async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tm
     task.progress = Progress()  # type: ignore[assignment]
     await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
     assert calls == ["begin", "progress {('t', 0): 2}", "commit"]
-    assert task._initial_unstored == {} and task._loaded[("t", 0)] == 2
+    assert task._positions.initial_unstored == {} and task._positions.loaded[("t", 0)] == 2

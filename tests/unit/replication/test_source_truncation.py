@@ -57,7 +57,7 @@ def _task(tmp_path: Path, stored: dict[TP, int], created: set[TP]) -> SourceTask
         progress,
         created_while_running=created,
     )
-    task._loaded = dict(stored)  # as the task's session read it
+    task._positions.loaded = dict(stored)  # as the task's session read it
     task.set_partitions({("old", 0), ("new", 0), ("kept", 0)})
     return task
 
