@@ -18,7 +18,7 @@ Everything above it sees `mirror` types (``SourceBatch``, ``Pending``, ``Ack``, 
 from __future__ import annotations
 
 from mirror.kafka.admin import Admin, ConfigEntry, NewTopicSpec
-from mirror.kafka.client_args import Role, client_kwargs
+from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.compacted import read_compacted
 from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
@@ -34,7 +34,6 @@ __all__ = [
     "Pending",
     "Reader",
     "RecordData",
-    "Role",
     "SourceBatch",
     "SourceRecord",
     "Writer",
