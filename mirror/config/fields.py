@@ -14,10 +14,8 @@ from pydantic import (
 )
 
 from mirror.config.routing import ALIAS_ALLOWED
-from mirror.mm2.filters import (
-    java_regex,
-    pattern_list,
-)
+from mirror.mm2.filters import pattern_list
+from mirror.mm2.java_regex import java_regex
 
 DEFAULT_REPLICATION_POLICY = "org.apache.kafka.connect.mirror.DefaultReplicationPolicy"
 IDENTITY_REPLICATION_POLICY = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"

@@ -35,13 +35,8 @@ from mirror.config.fields import (
     upper_text,
 )
 from mirror.config.problems import MASK, is_secret_key
-from mirror.mm2.filters import (
-    DEFAULT_CONFIG_PROPERTIES_EXCLUDE,
-    DEFAULT_GROUPS,
-    DEFAULT_GROUPS_EXCLUDE,
-    DEFAULT_TOPICS,
-    DEFAULT_TOPICS_EXCLUDE,
-)
+from mirror.mm2.filters import DEFAULT_GROUPS, DEFAULT_GROUPS_EXCLUDE, DEFAULT_TOPICS, DEFAULT_TOPICS_EXCLUDE
+from mirror.mm2.topic_configs import DEFAULT_CONFIG_PROPERTIES_EXCLUDE
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]

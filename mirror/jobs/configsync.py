@@ -41,8 +41,8 @@ from mirror.kafka.configs import (
     describe_topic_acls,
     incremental_alter_topic_configs,
 )
-from mirror.mm2.filters import ConfigOp, ConfigPropertyFilter, ConfigSource, config_sync_ops
 from mirror.mm2.policy import ReplicationPolicy
+from mirror.mm2.topic_configs import ConfigOp, ConfigPropertyFilter, ConfigSource, config_sync_ops
 from mirror.replication.remote_topics import TopicSync
 from mirror.retry import Backoff, retrying
 

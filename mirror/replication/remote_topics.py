@@ -16,8 +16,9 @@ from mirror import metrics
 from mirror.config import FlowSettings
 from mirror.errors import MirrorError
 from mirror.kafka import Admin, NewTopicSpec
-from mirror.mm2.filters import ConfigPropertyFilter, TopicFilter, filter_topic_configs
+from mirror.mm2.filters import TopicFilter
 from mirror.mm2.policy import ReplicationPolicy, should_replicate_topic
+from mirror.mm2.topic_configs import ConfigPropertyFilter, filter_topic_configs
 
 log = structlog.get_logger(__name__)
 

@@ -42,8 +42,9 @@ from mirror.kafka.configs import (
     describe_topic_acls,
     incremental_alter_topic_configs,
 )
-from mirror.mm2.filters import ConfigPropertyFilter, TopicFilter
+from mirror.mm2.filters import TopicFilter
 from mirror.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
+from mirror.mm2.topic_configs import ConfigPropertyFilter
 
 POLICY = DefaultReplicationPolicy()
 FILTER = ConfigPropertyFilter()

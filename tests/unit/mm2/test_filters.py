@@ -11,17 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.mm2.filters import (
+from mirror.mm2.filters import GroupFilter, TopicFilter, pattern_list
+from mirror.mm2.java_regex import java_regex
+from mirror.mm2.topic_configs import (
     DEFAULT_CONFIG_PROPERTIES_EXCLUDE,
     ConfigEntryTuple,
     ConfigPropertyFilter,
     ConfigSource,
-    GroupFilter,
-    TopicFilter,
     config_sync_ops,
     filter_topic_configs,
-    java_regex,
-    pattern_list,
 )
 
 # --- TopicFilter / GroupFilter --------------------------------------------------------------------------
