@@ -23,7 +23,7 @@ from typing import Any
 from mirror.config.layer import SECTIONS, ConfigLayer
 from mirror.config.models import Settings
 from mirror.config.problems import MASK, ConfigError, is_secret_key
-from mirror.config.routing import TARGET_WORKER_KEYS, java_key, translate
+from mirror.config.routing import TARGET_WORKER_KEYS, java_key, properties_layer
 from mirror.config.sources import read_env, read_file
 from mirror.config.validation import layer_problems, validated
 
@@ -49,7 +49,7 @@ def load_settings(
     file_layer = (
         ConfigLayer() if config_path is None else read_file(config_path, _aliases([env_layer]), environment)
     )
-    override_layer = translate(overrides or {}, aliases=_aliases([file_layer, env_layer]))
+    override_layer = properties_layer(overrides or {}, aliases=_aliases([file_layer, env_layer]))
     layers = [file_layer, env_layer, override_layer]  # lowest precedence first
     aliases = _aliases(layers)
     problems = [problem for layer in layers for problem in layer_problems(layer, aliases)]

@@ -1,6 +1,6 @@
-"""Where each mm2.properties key goes: :func:`translate` splits the keys the way Java's ``MirrorMakerConfig``
-does (docs/mm2-compat.md §8) into a :class:`~mirror.config.layer.ConfigLayer`, and :func:`java_key` names a
-model path the Java way for error messages.
+"""Where each mm2.properties key goes: :func:`properties_layer` splits the keys the way Java's
+``MirrorMakerConfig`` does (docs/mm2-compat.md §8) into a :class:`~mirror.config.layer.ConfigLayer`, and
+:func:`java_key` names a model path the Java way for error messages.
 
 The key tables (:data:`FLOW_KEYS`, :data:`SERVICE_KEYS`, the Java keys that are accepted but unused, the
 removed ones and the worker keys) are the one list of known keys: they drive both the translation and the
@@ -217,14 +217,14 @@ def is_client_key(key: str) -> bool:
     return key in ("bootstrap.servers", "security.protocol") or key.startswith(("ssl.", "sasl."))
 
 
-# --- Translation ----------------------------------------------------------------------------------
+# --- mm2.properties keys -> a layer ----------------------------------------------------------------------
 
 _ALIAS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 ALIAS_ALLOWED = "letters, digits, '_' and '-' (not starting with '-')"
 _FLOW_KEY_ALLOWED = "<source>-><target>.<key>, such as A->B.enabled"
 
 
-def translate(
+def properties_layer(
     properties: Mapping[str, str], *, aliases: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> ConfigLayer:
     """Split mm2.properties keys into a :class:`ConfigLayer` (values are trimmed, as Kafka's ConfigDef does).

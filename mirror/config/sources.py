@@ -18,13 +18,13 @@ from mirror.config.layer import SECTIONS, ConfigLayer
 from mirror.config.models import IMPLIED_FIELDS, SECTION_MODELS, Settings
 from mirror.config.problems import ConfigError, closest_key_hint
 from mirror.config.properties import Property, parse_properties
-from mirror.config.routing import split_flow_name, translate
+from mirror.config.routing import properties_layer, split_flow_name
 
 
 def read_properties(
     text: str, *, source: str, aliases: Sequence[str] = (), env: Mapping[str, str] | None = None
 ) -> ConfigLayer:
-    """Parse and translate the text of an mm2.properties file (the last of repeated keys wins, as in Java).
+    """Parse and route the text of an mm2.properties file (the last of repeated keys wins, as in Java).
 
     ``env`` is what ``${env:NAME}`` variables read (default: the process environment)."""
     entries, problems = parse_properties(text, source=source)
@@ -37,7 +37,7 @@ def read_properties(
                 f"key {entry.key!r} is set on lines {first} and {entry.line}; the last value wins"
             )
         latest[entry.key] = entry
-    layer = translate({key: entry.value for key, entry in latest.items()}, aliases=aliases, env=env)
+    layer = properties_layer({key: entry.value for key, entry in latest.items()}, aliases=aliases, env=env)
     layer.problems[:0] = problems
     layer.warnings[:0] = warnings
     return layer

@@ -17,8 +17,8 @@ from mirror.config.routing import (
     TARGET_WORKER_KEYS,
     flow_field,
     java_key,
+    properties_layer,
     split_flow_name,
-    translate,
 )
 from mirror.config.security import CLUSTER_KEYS
 from mirror.config.sources import read_properties
@@ -155,7 +155,7 @@ def test_surrogate_pair_escapes_decode_to_one_character() -> None:
 
 def test_cluster_keys_go_to_their_cluster() -> None:
     """`<alias>.<key>` keys become the cluster's fields, client overrides or verbatim properties."""
-    layer = translate(
+    layer = properties_layer(
         {
             "clusters": "A, B",
             "A.bootstrap.servers": "a:9092",
@@ -182,7 +182,7 @@ def test_cluster_keys_go_to_their_cluster() -> None:
 
 def test_top_level_client_keys_become_cluster_defaults() -> None:
     """Top-level security.protocol, ssl.* and sasl.* are defaults for every cluster (Java put-if-absent)."""
-    layer = translate(
+    layer = properties_layer(
         {
             "clusters": "A",
             "security.protocol": "SSL",
@@ -200,7 +200,7 @@ def test_top_level_client_keys_become_cluster_defaults() -> None:
 
 def test_flow_keys_and_flow_client_overrides() -> None:
     """`A->B.<key>` sets flow fields; client keys go to the replication consumer and producer."""
-    layer = translate(
+    layer = properties_layer(
         {
             "clusters": "A, B",
             "A->B.enabled": "true",
@@ -231,7 +231,9 @@ def test_flow_keys_and_flow_client_overrides() -> None:
 
 def test_top_level_connector_keys_are_flow_defaults() -> None:
     """Top-level MM2 connector keys apply to every flow, including `enabled`."""
-    layer = translate({"clusters": "A, B", "enabled": "true", "topics": "x", "offset.storage.topic": "t"})
+    layer = properties_layer(
+        {"clusters": "A, B", "enabled": "true", "topics": "x", "offset.storage.topic": "t"}
+    )
     assert layer.data["defaults"] == {"enabled": "true", "topics": "x", "offset_storage_topic": "t"}
 
 
@@ -305,21 +307,21 @@ def test_unchanged_java_file_gives_no_warnings() -> None:
 )
 def test_unknown_and_ineffective_keys_warn(key: str, warning: str) -> None:
     """Unknown keys warn with the closest known key; keys Java ignores where written say where they go."""
-    layer = translate({"clusters": "A, B", key: "1"})
+    layer = properties_layer({"clusters": "A, B", key: "1"})
     assert layer.warnings == [warning]
     assert layer.data["defaults"] == {}
 
 
 def test_keys_of_unlisted_aliases_are_unknown() -> None:
     """`C.bootstrap.servers` with C not in `clusters` is not a cluster key."""
-    layer = translate({"clusters": "A", "C.bootstrap.servers": "c:1"})
+    layer = properties_layer({"clusters": "A", "C.bootstrap.servers": "c:1"})
     assert layer.data["clusters"] == {"A": {}}
     assert "unknown key 'C.bootstrap.servers'" in layer.warnings[0]
 
 
 def test_aliases_from_other_sources() -> None:
     """Overrides without `clusters` use the aliases known from the other sources."""
-    layer = translate({"B.security.protocol": "SSL", "A->B.tasks.max": "3"}, aliases=["A", "B"])
+    layer = properties_layer({"B.security.protocol": "SSL", "A->B.tasks.max": "3"}, aliases=["A", "B"])
     assert layer.aliases is None
     assert layer.data["clusters"] == {"B": {"security_protocol": "SSL"}}
     assert layer.data["flows"] == {"A->B": {"tasks_max": "3"}}
@@ -327,7 +329,7 @@ def test_aliases_from_other_sources() -> None:
 
 def test_origins_remember_the_key_as_written() -> None:
     """Every value remembers the key the user wrote, for error messages."""
-    layer = translate({"clusters": "A", "A.sasl.jaas.config": _jaas("u", "p"), "tasks.max": "x"})
+    layer = properties_layer({"clusters": "A", "A.sasl.jaas.config": _jaas("u", "p"), "tasks.max": "x"})
     assert layer.origin(("clusters", "A", "sasl_password")) == "A.sasl.jaas.config"
     assert layer.origin(("defaults", "tasks_max")) == "tasks.max"
     assert layer.origin(("flows", "A->B")) == "flows.A->B"
@@ -361,7 +363,7 @@ def _jaas(username: str, password: str, module: str = "scram.ScramLoginModule") 
 )
 def test_sasl_jaas_config_is_parsed(jaas: str, username: str, password: str) -> None:
     """Username and password come out of the Plain or Scram login module line."""
-    layer = translate({"clusters": "A", "A.sasl.jaas.config": jaas})
+    layer = properties_layer({"clusters": "A", "A.sasl.jaas.config": jaas})
     assert layer.problems == []
     assert layer.data["clusters"]["A"] == {"sasl_username": username, "sasl_password": password}
 
@@ -377,7 +379,7 @@ def test_sasl_jaas_config_is_parsed(jaas: str, username: str, password: str) -> 
 )
 def test_unusable_sasl_jaas_config_is_a_problem_without_the_secret(jaas: str) -> None:
     """A JAAS line mirror cannot use is a problem; its value (which holds a password) is masked."""
-    layer = translate({"clusters": "A", "A.sasl.jaas.config": jaas})
+    layer = properties_layer({"clusters": "A", "A.sasl.jaas.config": jaas})
     [problem] = layer.problems
     assert problem.key == "A.sasl.jaas.config"
     assert problem.value == MASK
@@ -387,7 +389,7 @@ def test_unusable_sasl_jaas_config_is_a_problem_without_the_secret(jaas: str) ->
 
 def test_pem_stores_map_to_files() -> None:
     """PEM trust and key stores become ssl_cafile / ssl_certfile; ssl.key.password becomes ssl_password."""
-    layer = translate(
+    layer = properties_layer(
         {
             "clusters": "A",
             "A.ssl.truststore.type": "PEM",
@@ -414,7 +416,7 @@ def test_jks_and_pkcs12_stores_are_store_locations(store_type: str | None) -> No
     if store_type:
         props["A.ssl.truststore.type"] = store_type
         props["A.ssl.keystore.type"] = store_type
-    layer = translate(props)
+    layer = properties_layer(props)
     assert layer.problems == []
     assert layer.data["clusters"]["A"] == {
         "ssl_truststore_location": "/ca.jks",
@@ -424,7 +426,7 @@ def test_jks_and_pkcs12_stores_are_store_locations(store_type: str | None) -> No
 
 def test_other_store_types_are_problems_with_the_conversion() -> None:
     props = {"clusters": "A", "A.ssl.truststore.location": "/ca.jceks", "A.ssl.truststore.type": "JCEKS"}
-    [problem] = translate(props).problems
+    [problem] = properties_layer(props).problems
     assert problem.key == "A.ssl.truststore.type"
     assert "keytool -importkeystore -srckeystore /ca.jceks -srcstoretype JCEKS" in str(problem)
 
