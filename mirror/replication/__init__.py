@@ -1,0 +1,1 @@
+"""The data path of a flow: its topology, tasks, progress, offset syncs and remote topics."""

@@ -6,6 +6,7 @@ rather than in a review."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,15 @@ def test_only_the_kafka_room_imports_aiokafka() -> None:
         and not name.startswith("mirror.kafka")
     )
     assert importers == []
+
+
+def test_every_module_is_described_in_docs_architecture() -> None:
+    """docs/architecture.md lists every module of the package under its room."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    sections = dict(re.findall(r"### `(mirror[\w/]*)/`\n\n((?:- .*\n)+)", text))
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        room = str(path.parent.relative_to(PACKAGE.parent))
+        if path.name != "__main__.py" and f"- `{path.name}`:" not in sections.get(room, ""):
+            missing.append(str(path.relative_to(PACKAGE.parent)))
+    assert missing == [], f"describe these in docs/architecture.md: {missing}"
