@@ -15,9 +15,13 @@ from collections.abc import Sequence
 
 import structlog
 
+from mirror.retry import Backoff, pause
+
 log = structlog.get_logger(__name__)
 
-_RESTART_BACKOFF = 2.0
+#: Waits before restarting a dead worker: 2 s, doubling up to a minute while it keeps dying young; a
+#: worker that lived past a minute starts the count afresh.
+_RESTART_MIN, _RESTART_MAX = 2.0, 60.0
 
 
 def worker_argv(argv: Sequence[str]) -> list[str]:
@@ -44,15 +48,27 @@ async def supervise(argv: Sequence[str], workers: int, http_port: int) -> int:
         env = dict(os.environ)
         if http_port:
             env["MIRROR_SERVICE__HTTP_PORT"] = str(http_port + index)
+        backoff = Backoff(_RESTART_MIN, _RESTART_MAX)
         while True:
             proc = await asyncio.create_subprocess_exec(*worker_argv(argv), env=env)
             procs[index] = proc
+            started = loop.time()
             log.info("worker process started", index=index, pid=proc.pid)
             code = await proc.wait()
             if stopping.is_set():
                 return code
-            log.error("worker process died; restarting it", index=index, pid=proc.pid, exit_code=code)
-            await asyncio.sleep(_RESTART_BACKOFF)
+            if loop.time() - started > _RESTART_MAX:
+                backoff.reset()
+            delay = backoff.next()
+            log.error(
+                "worker process died; restarting it",
+                index=index,
+                pid=proc.pid,
+                exit_code=code,
+                backoff_s=delay,
+            )
+            if await pause(stopping, delay):  # stopped meanwhile: no new worker behind forward()'s back
+                return code
 
     async def forward() -> None:
         await stopping.wait()
