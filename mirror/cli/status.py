@@ -207,19 +207,34 @@ async def show_once(url: str, as_json: bool, console: Console) -> int:
 
 
 async def watch(url: str, every: float, console: Console) -> int:
-    """Redraw every ``every`` seconds until interrupted; a failed fetch is shown and retried."""
+    """Redraw every ``every`` seconds until interrupted; a failed fetch is shown (under the last status)
+    and retried. On a terminal the frame is redrawn in place; piped (a log, ``tee``), each frame is
+    printed after the last one."""
     async with aiohttp.ClientSession() as session:
         shown: RenderableType = Text(f"connecting to {url} ...", style="dim")
+        if not console.is_terminal:  # Live would show only its last frame, when it ends
+            while True:
+                shown, frame = await _frame(session, url, every, shown)
+                console.print(frame)
+                await asyncio.sleep(every)
         with Live(shown, console=console, auto_refresh=False) as live:
             while True:
-                stamp = time.strftime("%H:%M:%S")
-                try:
-                    shown = render(WorkerStatus.from_json(await fetch_status(session, url)))
-                    footer = Text(f"{url}  updated {stamp}, every {every:g}s (Ctrl-C to stop)", style="dim")
-                except Unreachable as exc:
-                    footer = Text(f"{stamp}: {exc}; retrying every {every:g}s (Ctrl-C to stop)", style="red")
-                live.update(Group(shown, footer), refresh=True)
+                shown, frame = await _frame(session, url, every, shown)
+                live.update(frame, refresh=True)
                 await asyncio.sleep(every)
+
+
+async def _frame(
+    session: aiohttp.ClientSession, url: str, every: float, shown: RenderableType
+) -> tuple[RenderableType, RenderableType]:
+    """The status now (or the last one shown, when it cannot be fetched) and the frame: it with a footer."""
+    stamp = time.strftime("%H:%M:%S")
+    try:
+        shown = render(WorkerStatus.from_json(await fetch_status(session, url)))
+        footer = Text(f"{url}  updated {stamp}, every {every:g}s (Ctrl-C to stop)", style="dim")
+    except Unreachable as exc:
+        footer = Text(f"{stamp}: {exc}; retrying every {every:g}s (Ctrl-C to stop)", style="red")
+    return shown, Group(shown, footer)
 
 
 def run_status(where: str | ServiceSettings, every: float | None = None, as_json: bool = False) -> int:

@@ -231,7 +231,7 @@ async def test_status_command_shows_lag_per_topic_while_a_load_runs(
             )  # fmt: skip
             assert proc.stdout is not None
             shown = b""
-            while b"updated" not in shown:  # the first frame is drawn: the command is past its start-up
+            while b"updated" not in shown:  # a frame is printed (piped: each in turn): past its start-up
                 line = await asyncio.wait_for(proc.stdout.readline(), 30)
                 assert line, "mirror status --watch ended before drawing a frame"
                 shown += line

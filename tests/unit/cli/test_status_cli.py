@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import socket
+
 import pytest
 from rich.console import Console
 
 from mirror.cli import main
-from mirror.cli.status import Unreachable, render, url_of
+from mirror.cli.status import Unreachable, render, url_of, watch
 from mirror.config import ServiceSettings
 from mirror.service.status import FlowStatus, HaltedPartition, TaskStatus, WorkerStatus
 
@@ -136,3 +140,20 @@ def test_render_reads_the_snapshot_a_document_or_its_typed_form_alike() -> None:
     rows = [[c.strip() for c in line.split("│") if c.strip()] for line in text.splitlines()]
     assert ["A->B", "partition orders-2", "halted at offset 41: InvalidTimestamp"] in rows
     assert "mirror 0.1.0  worker host:42  ready" in text
+
+
+async def test_piped_watch_prints_every_frame() -> None:
+    """Not on a terminal (a log, tee), --watch prints each frame after the last: rich's Live would only
+    print the last one when it ends. An unreachable worker gives a frame per round too."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False)
+    task = asyncio.create_task(watch(f"http://127.0.0.1:{port}", 0.05, console))
+    async with asyncio.timeout(10):
+        while out.getvalue().count("retrying every 0.05s") < 3:  # noqa: ASYNC110 (polling the output)
+            await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
