@@ -208,7 +208,7 @@ class CheckpointJob:
         self._log = log.bind(flow=flow.name, job="checkpoint")
         self._records = CheckpointRecords(self.topic, self._labels, self._log)
         self._group_sync = GroupOffsetSync(self._labels, self._log, self._note_error)
-        self._client = f"{flow.source}->{flow.target}|MirrorCheckpointConnector"
+        self._client_id = f"{flow.source}->{flow.target}|MirrorCheckpointConnector"
 
     def stop(self) -> None:
         self._stopping.set()
@@ -274,12 +274,12 @@ class CheckpointJob:
             self.topic, 1, self.flow.checkpoints_topic_replication_factor, {"cleanup.policy": "compact"}
         )
         store = CheckpointStore()
-        client = f"{self._client}|checkpoints-target-consumer"
+        client = f"{self._client_id}|checkpoints-target-consumer"
         loaded = await store.start(self.target, self.topic, client, self._log)
         syncs = OffsetSyncStore(initialization_must_read_to_end=not loaded)
-        writer = Writer(self.target, f"{self._client}|checkpoints-target-producer", {})
+        writer = Writer(self.target, f"{self._client_id}|checkpoints-target-producer", {})
         role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-consumer"
-        tail = PartitionTail(self._syncs_cluster, self.offset_syncs_topic, f"{self._client}|{role}")
+        tail = PartitionTail(self._syncs_cluster, self.offset_syncs_topic, f"{self._client_id}|{role}")
         try:
             await writer.start()
             await tail.start()
