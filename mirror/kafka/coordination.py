@@ -6,10 +6,12 @@ coordinator gives membership, failure detection and rebalancing; the partitions 
 are the tasks it runs. The consumer never reads data: it polls only so the group sees it alive.
 
 The task count of a flow is the partition count of its tasks topic *as the group's leader saw it when it
-computed the assignment*: the leader writes it into every member's assignment (user data), so all
-members of one generation split source partitions over the same number of tasks, even while their own
-metadata disagree about a tasks topic that just grew. Rebalances are eager (every task is stopped before
-a new generation starts), so two generations' mappings never run side by side in the group.
+computed the assignment*, capped by the leader's ``tasks.max`` (the tasks topic never shrinks: a lower
+``tasks.max`` leaves its surplus partitions unassigned, those tasks idle). The leader writes the count into
+every member's assignment (user data), so all members of one generation split source partitions over the
+same number of tasks, even while their own metadata disagree about a tasks topic that just grew.
+Rebalances are eager (every task is stopped before a new generation starts), so two generations'
+mappings never run side by side in the group.
 """
 
 from __future__ import annotations
@@ -40,18 +42,36 @@ AssignedHandler = Callable[[set[TaskRef], dict[str, int]], Awaitable[None]]
 RevokedHandler = Callable[[set[TaskRef]], Awaitable[None]]
 
 
+class _Capped:
+    """The cluster metadata the assignor sees: a tasks topic's partitions up to its task limit only."""
+
+    def __init__(self, cluster: Any, limits: Mapping[str, int]) -> None:
+        self._cluster = cluster
+        self._limits = limits
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        partitions: set[int] | None = self._cluster.partitions_for_topic(topic)
+        limit = self._limits.get(topic)
+        if partitions is None or limit is None:
+            return partitions
+        return {p for p in partitions if p < limit}
+
+
 class TaskAssignor(RoundRobinPartitionAssignor):  # type: ignore[misc]
-    """Round-robin over the tasks topics' partitions, plus the partition counts the leader used."""
+    """Round-robin over the tasks topics' partitions below each flow's task limit (``tasks.max``), plus
+    the task counts the leader used."""
 
     name = "mirror-tasks"
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Mapping[str, int] | None = None) -> None:
+        self.limits = dict(limits or {})
         self.task_counts: dict[str, int] = {}
 
     def assign(self, cluster: Any, members: Mapping[str, Any]) -> dict[str, Any]:
-        assignments: dict[str, Any] = super().assign(cluster, members)
+        capped = _Capped(cluster, self.limits)
+        assignments: dict[str, Any] = super().assign(capped, members)
         topics = sorted({t for meta in members.values() for t in meta.subscription})
-        counts = {t: len(cluster.partitions_for_topic(t) or ()) for t in topics}
+        counts = {t: len(capped.partitions_for_topic(t) or ()) for t in topics}
         user_data = json.dumps(counts, sort_keys=True).encode()
         return {
             member: ConsumerProtocolMemberAssignment(a.version, a.assignment, user_data)
@@ -113,9 +133,11 @@ class GroupMembership:
         on_assigned: AssignedHandler,
         on_revoked: RevokedHandler,
         client_id: str,
+        task_limits: Mapping[str, int] | None = None,
         session_timeout_ms: int = 10_000,
     ) -> None:
         self._cluster = cluster
+        self._task_limits = dict(task_limits or {})
         self._group_id = group_id
         self._client_id = client_id
         self._session_timeout_ms = session_timeout_ms
@@ -159,7 +181,7 @@ class GroupMembership:
         """Stay in the group until ``stopping`` is set, then leave it (the others rebalance at once).
 
         Each call uses a new consumer: an aiokafka consumer cannot be started again once stopped."""
-        assignor = TaskAssignor()
+        assignor = TaskAssignor(self._task_limits)
         consumer = self._consumer = self._new_consumer(assignor)
         try:
             async with errors_translated():

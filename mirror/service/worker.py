@@ -140,6 +140,8 @@ class FlowRunner:
         self.group = settings.service.group
         self.status = FlowState()
         self.tasks_topic = tasks_topic(flow)
+        #: How many tasks this flow runs: ``tasks.max``; one (the singletons) when it does not replicate.
+        self.task_limit = flow.tasks_max if flow.enabled else 1
         self.tasks: dict[int, SourceTask] = {}
         self.heartbeat: HeartbeatJob | None = None
         self.singletons: list[Job] = []
@@ -241,24 +243,23 @@ class FlowRunner:
         await self._check_replication_factors()
         flow, admin = self.flow, self.target_admin
         rf = flow.offset_storage_replication_factor
-        task_count = flow.tasks_max if flow.enabled else 1
+        task_count = self.task_limit
         await admin.ensure_topic(self.tasks_topic, task_count, rf, {"cleanup.policy": "compact"})
-        # The tasks topic's partition count is the task count, whatever each worker's config says,
-        # so that all workers agree on partition -> task. A larger tasks.max grows it (all workers
-        # follow at their next refresh; at-least-once tolerates the brief overlap); it never shrinks.
+        # One partition of the tasks topic per task. A larger tasks.max grows it; Kafka cannot shrink
+        # it, so a lower tasks.max leaves the surplus partitions unassigned (the group leader caps the
+        # assignment at its tasks.max and tells every member the count: mirror.kafka.coordination).
         existing = (await admin.list_topics()).get(self.tasks_topic, task_count)
         if existing < task_count:
             grow_error = await admin.create_partitions(self.tasks_topic, task_count)
             if grow_error is not None:
                 raise grow_error
-            existing = task_count
         elif existing > task_count:
-            self._log.warning(
-                "tasks.max is lower than the existing tasks topic's partitions; keeping those",
+            self._log.info(
+                "tasks.max is lower than the tasks topic's partitions; the surplus tasks stay idle",
                 tasks_max=task_count,
-                tasks=existing,
+                partitions=existing,
             )
-        self.status.task_count = existing
+        self.status.task_count = task_count
         if flow.enabled:
             await self.progress.ensure_topic(admin)
             await self.progress.start()
@@ -555,6 +556,7 @@ class Worker:
                 on_assigned=assigned,
                 on_revoked=revoked,
                 client_id=f"mirror-worker|{self.id}|{target}",
+                task_limits={topic: runner.task_limit for topic, runner in by_topic.items()},
             )
             self.memberships[target] = membership
 

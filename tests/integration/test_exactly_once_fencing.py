@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from pathlib import Path
@@ -178,6 +179,73 @@ async def test_raising_tasks_max_never_copies_a_partition_twice(
         f"{repeated} repeated and {missing} missing records in {len(diffs)} of {TOPIC_PARTITIONS} "
         "partitions: " + "; ".join(f"[{p}] {d}" for p, d in sorted(diffs.items()))
     )
+
+
+async def test_lowering_tasks_max_runs_fewer_tasks_and_copies_each_record_once(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Two workers copy with tasks.max=4, then restart one after the other with tasks.max=2. The tasks
+    topic keeps its four partitions (Kafka cannot shrink it); the group leader assigns only two of them,
+    so two tasks run, and in exactly-once mode every record still lands once."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    src = _alias()
+    flow, remote, tasks = f"{src}->B", f"{src}.{topic}", f"mm2-tasks.{src}.internal"
+    partitions = 12
+    await create_topic(a, topic, partitions)
+    group = f"mirror-test-{uuid.uuid4().hex[:8]}"
+
+    def config(name: str, tasks_max: int) -> Path:
+        path = tmp_path / f"{name}.properties"
+        extra = {
+            f"{flow}.topics": topic,
+            f"{flow}.exactly.once.support": "required",
+            "tasks.max": str(tasks_max),
+            "service.group": group,
+        }
+        path.write_text(mm2_properties({src: a, "B": b}, [flow], **extra))
+        return path
+
+    workers = [MirrorProcess(config(f"w{i}", 4), tmp_path / f"worker-{i}.log") for i in range(2)]
+    sent: dict[int, list[Rec]] = {p: [] for p in range(partitions)}
+    stop = asyncio.Event()
+    load = asyncio.create_task(steady_load(a, topic, partitions, stop, sent))
+    try:
+        try:
+            workers[0].start()
+            await all_partitions_advance(b, remote, partitions, 90)
+            workers[1].start()
+            await joined(workers[1], tasks)
+            await all_partitions_advance(b, remote, partitions, 30)
+            for i, worker in enumerate(workers):  # a rolling restart to tasks.max=2
+                # from here on every member has tasks.max=2 once this one is gone: mark the logs
+                marks = [w.log.stat().st_size for w in workers]
+                code, _ = worker.terminate()
+                assert code == 0
+                config(f"w{i}", 2)
+                worker.start()
+                await joined(worker, tasks, marks[i])
+            await all_partitions_advance(b, remote, partitions, 60)
+        finally:
+            stop.set()
+            await load
+        got, _ = await read_committed(b, remote, sent, timeout=120)
+    finally:
+        for w in workers:
+            with contextlib.suppress(Exception):
+                w.terminate()
+    # the generations once every member had tasks.max=2: only tasks 0 and 1 were ever assigned
+    lines = [line for w, mark in zip(workers, marks, strict=True) for line in _assigned_lines(w.log, mark)]
+    held = {task for line in lines for task in line if task.startswith(f"{tasks}/")}
+    assert held == {f"{tasks}/0", f"{tasks}/1"}, lines
+    diffs, repeated, missing = differences(sent, got)
+    assert not diffs, f"{repeated} repeated and {missing} missing records in {len(diffs)} partitions"
+
+
+def _assigned_lines(log: Path, since: int) -> list[list[str]]:
+    """The task lists of the worker's "tasks assigned" log lines after byte ``since``."""
+    with log.open(errors="replace") as f:
+        f.seek(since)
+        return [json.loads(line)["tasks"] for line in f if '"tasks assigned"' in line]
 
 
 # --- correctness item 3: a transaction that outlives transaction.timeout.ms ------------------------------

@@ -406,6 +406,25 @@ def test_the_leaders_task_counts_travel_in_the_assignment() -> None:
     assert decode_task_counts(b"") == {} and decode_task_counts(b"not json") == {}
 
 
+def test_a_lower_tasks_max_leaves_the_surplus_tasks_unassigned() -> None:
+    """The tasks topic never shrinks: the leader assigns only its first tasks.max partitions and says so."""
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata  # noqa: PLC0415
+
+    from mirror.kafka.coordination import TaskAssignor  # noqa: PLC0415
+
+    cluster = SimpleNamespace(partitions_for_topic=lambda t: set(range(6)))
+    topics = ["mm2-tasks.A.internal", "mm2-tasks.C.internal"]
+    members = {m: ConsumerProtocolMemberMetadata(0, topics, b"") for m in ("m1", "m2")}
+    out = TaskAssignor({"mm2-tasks.A.internal": 2, "mm2-tasks.C.internal": 9}).assign(cluster, members)
+    assigned = sorted((t, p) for a in out.values() for t, ps in a.assignment for p in ps)
+    assert assigned == [("mm2-tasks.A.internal", 0), ("mm2-tasks.A.internal", 1)] + [
+        ("mm2-tasks.C.internal", p) for p in range(6)
+    ]
+    member = TaskAssignor()
+    member.on_assignment(out["m1"])
+    assert member.task_counts == {"mm2-tasks.A.internal": 2, "mm2-tasks.C.internal": 6}
+
+
 # --- item 8: overrides that void the guarantees are refused -------------------------------------------------
 
 
