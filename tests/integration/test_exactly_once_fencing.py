@@ -15,6 +15,7 @@ import contextlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -105,6 +106,30 @@ def _seq(rec: Rec) -> str:
     return rec[2][0][1].decode()
 
 
+def _eos_group(
+    tmp_path: Path, a: str, b: str, topic: str, **extra: str
+) -> tuple[Callable[[str, int], Path], str, str]:
+    """Worker configs of one new exactly-once group copying ``topic`` from a new alias on ``a`` to B:
+    ``config(name, tasks_max)`` writes one; also the remote topic and the tasks topic."""
+    src = _alias()
+    flow = f"{src}->B"
+    group = f"mirror-test-{uuid.uuid4().hex[:8]}"
+
+    def config(name: str, tasks_max: int) -> Path:
+        path = tmp_path / f"{name}.properties"
+        keys = {
+            f"{flow}.topics": topic,
+            f"{flow}.exactly.once.support": "required",
+            "tasks.max": str(tasks_max),
+            "service.group": group,
+            **extra,
+        }
+        path.write_text(mm2_properties({src: a, "B": b}, [flow], **keys))
+        return path
+
+    return config, f"{src}.{topic}", f"mm2-tasks.{src}.internal"
+
+
 # --- correctness item 2: raising tasks.max in exactly-once mode ------------------------------------------
 
 TOPIC_PARTITIONS = 24
@@ -121,22 +146,9 @@ async def test_raising_tasks_max_never_copies_a_partition_twice(
     process id, so the oldest process in practice). With two workers that is always the one not
     restarted; with three, one stale worker always runs task 1 or 2 without task 0."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
-    src = _alias()
-    flow, remote, tasks = f"{src}->B", f"{src}.{topic}", f"mm2-tasks.{src}.internal"
     await create_topic(a, topic, TOPIC_PARTITIONS)
-    group = f"mirror-test-{uuid.uuid4().hex[:8]}"
-
-    def config(name: str, tasks_max: int) -> Path:
-        path = tmp_path / f"{name}.properties"
-        extra = {
-            f"{flow}.topics": topic,
-            f"{flow}.exactly.once.support": "required",
-            "tasks.max": str(tasks_max),
-            "refresh.topics.interval.seconds": "600",  # the bug hides behind a fast refresh
-            "service.group": group,
-        }
-        path.write_text(mm2_properties({src: a, "B": b}, [flow], **extra))
-        return path
+    # the bug hides behind a fast topic refresh
+    config, remote, tasks = _eos_group(tmp_path, a, b, topic, **{"refresh.topics.interval.seconds": "600"})
 
     workers = [MirrorProcess(config(f"w{i}", 3), tmp_path / f"worker-{i}.log") for i in range(3)]
     sent: dict[int, list[Rec]] = {p: [] for p in range(TOPIC_PARTITIONS)}
@@ -188,22 +200,9 @@ async def test_lowering_tasks_max_runs_fewer_tasks_and_copies_each_record_once(
     topic keeps its four partitions (Kafka cannot shrink it); the group leader assigns only two of them,
     so two tasks run, and in exactly-once mode every record still lands once."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
-    src = _alias()
-    flow, remote, tasks = f"{src}->B", f"{src}.{topic}", f"mm2-tasks.{src}.internal"
     partitions = 12
     await create_topic(a, topic, partitions)
-    group = f"mirror-test-{uuid.uuid4().hex[:8]}"
-
-    def config(name: str, tasks_max: int) -> Path:
-        path = tmp_path / f"{name}.properties"
-        extra = {
-            f"{flow}.topics": topic,
-            f"{flow}.exactly.once.support": "required",
-            "tasks.max": str(tasks_max),
-            "service.group": group,
-        }
-        path.write_text(mm2_properties({src: a, "B": b}, [flow], **extra))
-        return path
+    config, remote, tasks = _eos_group(tmp_path, a, b, topic)
 
     workers = [MirrorProcess(config(f"w{i}", 4), tmp_path / f"worker-{i}.log") for i in range(2)]
     sent: dict[int, list[Rec]] = {p: [] for p in range(partitions)}
