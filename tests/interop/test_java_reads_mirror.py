@@ -183,7 +183,13 @@ async def test_java_checkpoints_translate_through_mirror_offset_syncs(
                     found[p] = (upstream, downstream)
             return found if set(found) == {0, 1} else None
 
-        checkpoints = await wait_for(java_checkpoints, timeout=75, interval=1)
+        try:
+            checkpoints = await wait_for(java_checkpoints, timeout=75, interval=1)
+        except AssertionError:
+            raise AssertionError(
+                f"no checkpoints of {group} for both partitions from Java MM2 within 75 s: "
+                "did Java decode mirror's offset syncs? (java-mm2.log in the test's tmp_path)"
+            ) from None
     finally:
         await asyncio.to_thread(stop_java, java)
     for key, _ in (await read_topic(a, syncs_topic, 1, syncs_end))[0]:
