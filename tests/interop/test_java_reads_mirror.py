@@ -27,6 +27,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from mirror.local.kafka import Distribution, LocalKafkaCluster
+from mirror.mm2.offset_translation import OffsetSyncStore
+from mirror.mm2.records import OffsetSync
 from tests.integration.support import (
     Rec,
     admin,
@@ -192,7 +194,8 @@ async def test_java_checkpoints_translate_through_mirror_offset_syncs(
             ) from None
     finally:
         await asyncio.to_thread(stop_java, java)
-    for key, _ in (await read_topic(a, syncs_topic, 1, syncs_end))[0]:
+    syncs = (await read_topic(a, syncs_topic, 1))[0]
+    for key, _ in syncs[syncs_end:]:
         assert key is None or java_string(key, 0)[0] != topic, "Java MM2 wrote offset syncs of its own"
     on_b = await read_topic(b, remote, 2)
     print(f"\nJava's checkpoints through mirror's syncs, partition: (upstream, downstream): {checkpoints}")
@@ -206,3 +209,11 @@ async def test_java_checkpoints_translate_through_mirror_offset_syncs(
         next_id = source[p][committed[p]][1]
         at = [v for _, v in on_b[p]].index(next_id)
         assert 0 <= downstream <= at, f"p{p}: Java's checkpoint {downstream} skips records from {at}"
+    # and mirror's own translation (its OffsetSyncStore, as Java's checkpoint task runs it) agrees
+    store = OffsetSyncStore(initialization_must_read_to_end=False)
+    for key, value in syncs:
+        if key is not None and value is not None and java_string(key, 0)[0] == topic:
+            store.update(OffsetSync.decode(key, value))
+    store.mark_read_to_end()
+    ours = {p: store.translate_downstream(group, (topic, p), committed[p]) for p in committed}
+    assert ours == {p: downstream for p, (_, downstream) in checkpoints.items()}
