@@ -2,15 +2,17 @@
 
 (1) Java MM2 takes a flow over from the progress `mirror` stored in `mm2-offsets.A.internal`: it copies
 exactly the records `mirror` had not copied. Java's Connect runtime looks a partition's offset up by the
-exact key bytes and reads `{"offset":N}`; with any other key bytes or value it finds nothing and starts
-from the beginning (Java MM2's consumers reset to earliest), copying everything a second time.
+exact key bytes and resumes at N+1 of `{"offset":N}`: with other key bytes (another field order, say) it
+finds nothing and starts from the beginning (Java MM2's consumers reset to earliest), copying everything a
+second time; with a wrong N it copies records twice or skips some. The test fails on either.
 
 (2) Java MM2's checkpoint connector translates a consumer group's offsets through the offset syncs
 `mirror` wrote to `mm2-offset-syncs.B.internal` on A. Upstream and downstream offsets differ on purpose
 (records deleted on A in one partition, filler records on B in the other), so a sync Java decoded wrongly
 would point at other records. The checkpoints are checked against record ids read from both clusters.
 
-Both read only what Java wrote (records on B, checkpoint bytes decoded here), never `mirror`'s decoders.
+Both judge what Java did from the records on the clusters (checkpoint bytes decoded here), not with `mirror`'s
+decoders; (2) then checks that `mirror`'s own translation of the same syncs agrees with Java's.
 """
 
 from __future__ import annotations
