@@ -4,6 +4,8 @@ start."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from mirror.local.kafka import LocalKafkaCluster
 
-from .support import Rec, consume, consume_all, create_topic, running, settings_for
+from .support import Rec, consume, consume_all, create_topic, mm2_properties, running, settings_for
 
 PARTITIONS = 2
 
@@ -52,3 +54,27 @@ async def test_aborted_source_transactions_are_never_copied(
     async with running(settings):
         got = await consume_all(b, f"A.{topic}", committed, timeout=60)
     assert got == committed
+
+
+async def test_a_replication_factor_above_the_brokers_refuses_to_start_naming_the_key(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, tmp_path: Path
+) -> None:
+    """B has one broker: `replication.factor = 3` exits 2 at start with a message naming the key."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    config = tmp_path / "mm2.properties"
+    config.write_text(mm2_properties({"A": a, "B": b}, ["A->B"], **{"replication.factor": "3"}))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mirror", "run", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 2, (out.decode()[-2000:], err.decode()[-2000:])
+    assert err.decode().strip().splitlines()[-1] == (
+        "mirror: replication.factor=3 but cluster B has 1 broker(s): "
+        "set replication.factor (or A->B.replication.factor) to at most 1"
+    )
