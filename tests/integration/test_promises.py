@@ -5,6 +5,7 @@ start."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -13,7 +14,20 @@ from aiokafka import AIOKafkaProducer
 
 from mirror.local.kafka import LocalKafkaCluster
 
-from .support import Rec, consume, consume_all, create_topic, mm2_properties, running, settings_for
+from .support import (
+    Rec,
+    consume,
+    consume_all,
+    create_topic,
+    http_get,
+    list_topics,
+    mm2_properties,
+    produce,
+    running,
+    serving,
+    settings_for,
+    wait_for,
+)
 
 PARTITIONS = 2
 
@@ -78,3 +92,36 @@ async def test_a_replication_factor_above_the_brokers_refuses_to_start_naming_th
         "mirror: replication.factor=3 but cluster B has 1 broker(s): "
         "set replication.factor (or A->B.replication.factor) to at most 1"
     )
+
+
+async def test_a_remote_topic_the_target_refuses_leaves_the_others_flowing(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """B refuses to create `A.<t>_bad`: its name collides with B's own `A.<t>.bad` ('.' and '_' collide in
+    Kafka's metric names). The refusal is in /status `topic_errors`, and `<t>-ok` keeps flowing meanwhile."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    bad, ok = f"{topic}_bad", f"{topic}-ok"
+    await create_topic(b, f"A.{topic}.bad", 1)
+    await create_topic(a, bad, 1)
+    await create_topic(a, ok, 1)
+    first: list[Rec] = [(b"k%d" % i, b"first", (), 1_700_000_000_000 + i) for i in range(50)]
+    later: list[Rec] = [(b"k%d" % i, b"later", (), 1_700_000_001_000 + i) for i in range(50)]
+    await produce(a, bad, {0: first})
+    await produce(a, ok, {0: first})
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": f"{topic}.*"})
+    async with running(settings) as worker, serving(worker) as http:
+
+        async def refused() -> dict[str, str]:
+            status, body = await http_get(http.port, "/status")
+            assert status == 200
+            (flow,) = [f for f in json.loads(body)["flows"] if f["flow"] == "A->B"]
+            errors: dict[str, str] = flow["topic_errors"]
+            return errors
+
+        errors = await wait_for(refused, 30)
+        assert list(errors) == [bad] and "collides" in errors[bad], errors
+        await produce(a, ok, {0: later})  # written after the refusal: the other topic still flows
+        got = await consume_all(b, f"A.{ok}", {0: first + later}, timeout=30)
+        assert got == {0: first + later}
+        assert (await refused()) == errors  # still refused, still shown
+    assert f"A.{bad}" not in await list_topics(b)
