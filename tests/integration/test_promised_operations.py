@@ -3,11 +3,15 @@ and `mirror demo` runs end to end."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mirror.local.kafka import LocalKafkaCluster
 
@@ -64,3 +68,28 @@ async def test_sigusr1_logs_every_asyncio_task_stack_and_the_worker_goes_on(
     finally:
         code, took = worker.terminate()
     assert code == 0 and took < 15, (code, took)
+
+
+async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """`mirror demo` (small: 3000 records, 3 partitions) starts its own clusters A and B, fills `orders` on
+    A, mirrors all of it to `A.orders` on B, prints the summary and stops everything: exit 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "mirror", "demo", "--records", "3000", "--partitions", "3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    text = " ".join(out.decode(errors="replace").split())  # rich wraps lines at 80 columns when piped
+    assert proc.returncode == 0, text[-3000:]
+    ports = re.search(r"Kafka [\d.]+: A at 127\.0\.0\.1:(\d+), B at 127\.0\.0\.1:(\d+)", text)
+    assert ports is not None, text[-3000:]
+    assert "producing 3,000 records into orders (3 partitions) on A" in text, text[-3000:]
+    assert "A.orders on B" in text and "3000/3000" in text, text[-3000:]  # the progress bar, full
+    assert re.search(r"done: 3,000 records copied A -> B into topic A\.orders in [\d.]+s", text), text[-3000:]
+    for port in ports.groups():  # everything stopped: no broker answers any more
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", int(port))
