@@ -13,6 +13,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.local.kafka import LocalKafkaCluster
+from mirror.replication.remote_topics import TopicPlan
 from mirror.service.status import FlowStatus
 from mirror.service.worker import Worker
 
@@ -37,6 +38,20 @@ async def _until(check: Callable[[], bool], timeout: float = 60) -> None:
     await wait_for(holds, timeout)
 
 
+def _count_creations(worker: Worker) -> list[list[str]]:
+    """From now on, the remote topics each call of the worker's A->B topic sync asked the target for."""
+    (runner,) = [r for r in worker.flows if r.flow.name == "A->B"]
+    calls: list[list[str]] = []
+    apply = runner.topics.apply
+
+    async def counted(plan: TopicPlan) -> dict[str, int]:
+        calls.append([spec.name for spec in plan.create])
+        return await apply(plan)
+
+    runner.topics.apply = counted  # type: ignore[method-assign]
+    return calls
+
+
 def _flow(worker: Worker, name: str) -> FlowStatus:
     (flow,) = [f for f in worker.status().flows if f.flow == name]
     return flow
@@ -53,11 +68,13 @@ def _jobs(worker: Worker, name: str) -> set[str]:
 async def test_flow_singletons_run_only_on_the_worker_owning_task_0(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
-    """Two workers split two tasks: heartbeats, checkpoints and config sync (the /status jobs) run on the
-    owner of task 0 only; once the second worker left, the first runs both tasks and the singletons."""
+    """Two workers split two tasks: heartbeats, checkpoints and config sync (the /status jobs) and remote
+    topic creation run on the owner of task 0 only; once the second worker left, the first runs both tasks
+    and the singletons."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     await create_topic(a, topic, 4)
-    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic, "tasks.max": "2"})
+    topics = {"A->B.topics": f"{topic}, {topic}-new", "tasks.max": "2"}
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **topics)
     singletons = {"heartbeat", "checkpoint", "configsync"}
     async with running(settings) as first:
         await _until(lambda: _tasks(first, "A->B") == {0, 1})
@@ -71,6 +88,12 @@ async def test_flow_singletons_run_only_on_the_worker_owning_task_0(
             assert _jobs(other, "A->B") == set()
             # the heartbeat-only flow B->A: its one task, and its heartbeats, on exactly one worker
             assert sorted(len(_jobs(w, "B->A")) for w in workers) == [0, 1]
+            # remote topics are created by the owner of task 0 only: a new source topic appears on B,
+            # through the owner's topic sync; the other worker's never tried to create anything
+            creating = {id(w): _count_creations(w) for w in workers}
+            await create_topic(a, f"{topic}-new", 1)
+            await _until(lambda: any(f"A.{topic}-new" in names for names in creating[id(owner)]), 30)
+            assert creating[id(other)] == []
         # the second worker left: the first runs both tasks and, again, the singletons
         await _until(lambda: _tasks(first, "A->B") == {0, 1} and _jobs(first, "A->B") == singletons)
 
