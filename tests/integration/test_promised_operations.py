@@ -80,9 +80,13 @@ async def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), 180)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        if proc.returncode is None:  # Ctrl-C first: the demo stops its brokers on the way out
+            proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
     text = " ".join(out.decode(errors="replace").split())  # rich wraps lines at 80 columns when piped
     assert proc.returncode == 0, text[-3000:]
     ports = re.search(r"Kafka [\d.]+: A at 127\.0\.0\.1:(\d+), B at 127\.0\.0\.1:(\d+)", text)
