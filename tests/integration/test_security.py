@@ -458,6 +458,30 @@ async def test_untrusted_ca_is_a_tls_error(secured: LocalKafka, tmp_path: Path) 
     assert took < 15
 
 
+async def test_a_client_certificate_the_broker_does_not_trust_is_a_tls_error(
+    secured: LocalKafka, tmp_path: Path
+) -> None:
+    """SB requires client certificates signed by its CA: one from another CA is refused by the broker, and
+    that (not "unavailable", not the broker's own certificate) is what mirror reports."""
+    a, b = secured["SA"], secured["SB"]
+    stranger = CertificateAuthority(tmp_path / "stranger-ca", "stranger-ca").issue("mirror")
+    settings = settings_for(
+        tmp_path,
+        {"A": a.bootstrap_servers, "B": b.bootstrap_servers},
+        ["A->B"],
+        **a_props(a),
+        **{**b_props(b), "B.ssl.keystore.location": str(stranger.bundle)},
+        **FAST_FAIL,
+    )
+    before = errors_so_far("tls")
+    async with running(settings) as worker, serving(worker) as server:
+        took = await failure_seen(
+            server, "cluster B: TLS: the broker rejected our client certificate", "tls", before
+        )
+    print(f"untrusted client certificate reported in {took:.1f}s")
+    assert took < 15
+
+
 async def test_denied_topic_is_an_authorization_error(secured: LocalKafka, tmp_path: Path) -> None:
     """bob may see the topic but not read it: the task says which topic and which operation."""
     a, b = secured["SA"], secured["SB"]
