@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.protocol.admin import CreateAclsRequest
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -508,17 +508,30 @@ async def test_denied_topic_is_an_authorization_error(secured: LocalKafka, tmp_p
         took = await failure_seen(
             server, f"cluster A: not authorized to READ topic '{topic}'", "authorization", before, timeout=30
         )
+        # the operator fixes the ACL: the same worker copies the record, no restart
+        await add_acls(a.internal_bootstrap_servers, [(3, 2)], topic, "User:bob", delete=True)
+        got = await consume(b.internal_bootstrap_servers, f"A.{topic}", {0: 1}, timeout=60)
+        assert [(r[0], r[1]) for r in got[0]] == [(b"k", b"v")]
     print(f"denied topic reported in {took:.1f}s")
     assert took < 25
 
 
-async def add_acls(bootstrap: str, acls: list[tuple[int, int]], topic: str, principal: str) -> None:
-    """Topic ACLs through the PLAINTEXT internal listener (User:ANONYMOUS is a super user there)."""
+async def add_acls(
+    bootstrap: str, acls: list[tuple[int, int]], topic: str, principal: str, *, delete: bool = False
+) -> None:
+    """Topic ACLs (or, with ``delete``, their removal) through the PLAINTEXT internal listener
+    (User:ANONYMOUS is a super user there)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         for operation, permission in acls:
             # resource type 2 = TOPIC, pattern 3 = LITERAL
+            if delete:
+                response = await admin._send_request(
+                    DeleteAclsRequest(2, topic, 3, principal, "*", operation, permission)
+                )
+                assert all(r[0] == 0 and r[2] for r in response.filter_responses), response
+                continue
             response = await admin._send_request(
                 CreateAclsRequest(2, topic, 3, principal, "*", operation, permission)
             )
