@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from mirror.local.kafka import LocalKafkaCluster
 from mirror.mm2.records import Checkpoint
 from mirror.service.worker import make_policy
 
-from .support import create_topic, produce, running, settings_for, wait_for
+from .support import create_topic, end_offsets, produce, running, settings_for, wait_for
 
 PARTITIONS = 3
 PER_PARTITION = 1000
@@ -110,16 +109,6 @@ async def read_from(
         await consumer.stop()
 
 
-async def end_offsets(bootstrap: str, topic: str, partitions: Sequence[int]) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
-        return {tp.partition: off for tp, off in ends.items()}
-    finally:
-        await consumer.stop()
-
-
 def bound_metric(group: str, topic: str, partition: int) -> float | None:
     return metrics.REGISTRY.get_sample_value(
         "mirror_checkpoint_reread_bound_records",
@@ -156,7 +145,7 @@ async def test_failover_resumes_on_b_without_skipping(
     # the mirror stopped: the last checkpoints and their bounds are final
     cps = await checkpoints_on(settings, group, stop_at, topic)
     assert cps is not None
-    ends = await end_offsets(b, remote, range(PARTITIONS))
+    ends = await end_offsets(b, remote, PARTITIONS)
     start = {p: cps[(remote, p)].downstream_offset for p in range(PARTITIONS)}
     got = await read_from(b, remote, start, ends)
     report = {}
@@ -300,7 +289,25 @@ async def test_offsets_translate_and_failover_commands(
     assert {(r["topic"], r["partition"]): r["downstream_offset"] for r in rows} == {
         tp: cp.downstream_offset for tp, cp in cps.items()
     }
-    assert all(isinstance(r["reread_bound"], int) and r["reread_bound"] >= 0 for r in rows)
+    # An oracle that does not read through mirror's decoders: the records themselves. Read B's remote
+    # partition from the translated offset: the group's next record (value "<p>-<stop_at[p]>") must come
+    # at or after it (nothing skipped), no more than the stated re-read bound records later.
+    remote = f"A.{topic}"
+    translated = {r["partition"]: r["downstream_offset"] for r in rows}
+    bounds = {r["partition"]: r["reread_bound"] for r in rows}
+    ends = await end_offsets(b, remote, 2)
+    tail = await read_from(b, remote, translated, ends)
+    for p, values in tail.items():
+        upstream = [int(v.split(b"-")[1]) for v in values]
+        if stop_at[p] == 300:  # consumed to the end: the translation is the end of B, nothing re-read
+            assert (translated[p], upstream) == (ends[p], []), p
+            continue
+        assert upstream and upstream[0] <= stop_at[p], f"partition {p} skips records: {upstream[:3]}"
+        assert stop_at[p] in upstream, (
+            f"partition {p}: the group's next record is not on B after {translated[p]}"
+        )
+        reread = upstream.index(stop_at[p])
+        assert reread <= bounds[p], f"partition {p}: {reread} records re-read, bound {bounds[p]}"
 
     assert await asyncio.to_thread(main, ["offsets", "translate", *common]) == 0
     table = capsys.readouterr().out
