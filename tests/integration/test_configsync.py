@@ -158,6 +158,14 @@ async def test_validate_prints_what_the_next_config_sync_does(
     monkeypatch.setenv("COLUMNS", "400")  # one table row per line
     assert await print_plan(settings) == 0
     printed = [line for line in capsys.readouterr().out.splitlines() if f" {remote} " in line]
+    # what an operator must read there, written out here rather than taken from the code under test
+    for action, detail in [
+        ("set config", "max.message.bytes=200000"),
+        ("set config", "retention.ms=123456"),
+        ("reset config", "segment.ms"),
+    ]:
+        assert sum(action in line and detail in line for line in printed) == 1, (action, detail, printed)
+    assert len(printed) == 3, printed  # min.insync.replicas (excluded) and local-* are not touched
 
     source, target = Admin(settings.cluster("A"), "test-source"), Admin(settings.cluster("B"), "test-target")
     await source.start()
