@@ -98,7 +98,12 @@ async def test_bidirectional_never_loops_and_chain_prefixes(
         assert (await consume(a, f"B.{y}", {0: 100}))[0] == recs[0]
         assert (await consume(c, f"B.A.{x}", {0: 100}))[0] == recs[0]
         await wait_for(lambda: _has(c, "B.A.heartbeats"), timeout=30)
-        await asyncio.sleep(3)  # several refresh intervals: a loop would have created its topics by now
+        # Markers created now, after every topic a loop would copy back existed: once each flow created
+        # its marker's remote topic, a refresh of that flow that saw the loop candidates has run.
+        await create_topic(a, f"{x}-marker", 1)  # A->B, then B->C: `B.A.{x}-marker` on C
+        await create_topic(b, f"{y}-marker", 1)  # B->A: `B.{y}-marker` on A
+        await wait_for(lambda: _has(c, f"B.A.{x}-marker"), timeout=30)
+        await wait_for(lambda: _has(a, f"B.{y}-marker"), timeout=30)
         on_a, on_b, on_c = await list_topics(a), await list_topics(b), await list_topics(c)
     assert f"B.A.{x}" not in on_a and f"A.B.{y}" not in on_b
     assert f"A.B.{y}" not in on_a and f"B.A.{x}" not in on_b
