@@ -423,6 +423,7 @@ async def test_wrong_password_is_an_authentication_error(
 
         async def retried() -> bool:
             _, exposition = await http_get(server.port, "/metrics")
+            # the claim is "retried", not a count: three attempts show it did not give up after the first
             return errors_total(exposition, "authentication") >= before + 3
 
         await wait_for(retried, timeout=20)
