@@ -400,7 +400,7 @@ async def failure_seen(
 async def test_wrong_password_is_an_authentication_error(
     secured: LocalKafka, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Reported in about a second, retried with backoff, logged once (not once per retry)."""
+    """Reported within seconds (README: 0.5-2 s), retried with backoff, logged once (not once per retry)."""
     a, b = secured["SA"], secured["SB"]
     wrong = "wrong-" + secrets.token_hex(8)
     settings = settings_for(
@@ -430,7 +430,7 @@ async def test_wrong_password_is_an_authentication_error(
     output = capsys.readouterr()
     logged = output.out + output.err
     print(f"wrong password reported in {took:.1f}s")
-    assert took < 15
+    assert took < 5, f"reported after {took:.1f}s"  # README: 0.5-2 s measured; 5 s for a loaded CI box
     # repeats go to debug level, which `mirror run` filters out (structlog here is unconfigured: all levels)
     errors = [line for line in logged.splitlines() if "authentication failed" in line and "debug" not in line]
     assert len(errors) == 1, logged
@@ -456,7 +456,7 @@ async def test_untrusted_ca_is_a_tls_error(secured: LocalKafka, tmp_path: Path) 
             server, "cluster B: TLS: the broker's certificate is not trusted", "tls", before
         )
     print(f"untrusted CA reported in {took:.1f}s")
-    assert took < 15
+    assert took < 5, f"reported after {took:.1f}s"  # README: 0.5-2 s measured; 5 s for a loaded CI box
 
 
 async def test_denied_topic_is_an_authorization_error(secured: LocalKafka, tmp_path: Path) -> None:
@@ -486,7 +486,9 @@ async def test_denied_topic_is_an_authorization_error(secured: LocalKafka, tmp_p
             server, f"cluster A: not authorized to READ topic '{topic}'", "authorization", before, timeout=30
         )
     print(f"denied topic reported in {took:.1f}s")
-    assert took < 25
+    # README: 3-5 s measured (it shows once the task fetches: flow start, assignment, first fetch);
+    # 10 s for a loaded CI box
+    assert took < 10, f"reported after {took:.1f}s"
 
 
 async def add_acls(bootstrap: str, acls: list[tuple[int, int]], topic: str, principal: str) -> None:
