@@ -362,6 +362,8 @@ async def test_sigterm_stops_promptly_even_when_the_clusters_are_gone(mode: str,
             code, took = mirror.terminate()
     log = (tmp_path / "mirror.log").read_text()
     assert code == 0, log[-3000:]
-    assert took < 25, f"stopping took {took:.1f}s"  # bounded: drain 5 s + closes; measured 5-9 s
+    print(f"\nSIGTERM with the cluster gone ({mode}): stopped in {took:.1f}s")
+    # README: "within 20 s" (acks and progress get 5 s each, then the closes); measured 4-12 s
+    assert took < 20, f"stopping took {took:.1f}s"
     assert log.count('"event": "task stopped"') == 2, log[-3000:]
     assert "Traceback" not in log and "Unclosed" not in log, log[-3000:]
