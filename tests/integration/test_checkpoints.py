@@ -141,7 +141,19 @@ async def test_failover_resumes_on_b_without_skipping(
     async with running(settings):
         await consume_and_commit(a, topic, group, stop_at)
         await wait_for(settled, timeout=45, interval=0.5)
-        await asyncio.sleep(2.5)  # two more emission rounds: every partition had its chance to improve
+        # A canary group committed at the end of every partition now: its checkpoints translate exactly
+        # (downstream == PER_PARTITION) only from the sync of the last record of each partition, and syncs
+        # are read in order per partition, so the round that wrote them held every sync. That round
+        # translated `group` too (a round takes every known group), and the stop lets it finish.
+        canary = f"{topic}-canary"
+        await _commit(a, canary, {(topic, p): PER_PARTITION for p in range(PARTITIONS)})
+
+        async def canary_exact() -> bool:
+            ends = dict.fromkeys(range(PARTITIONS), PER_PARTITION)
+            cps = await checkpoints_on(settings, canary, ends, topic)
+            return cps is not None and all(cp.downstream_offset == PER_PARTITION for cp in cps.values())
+
+        await wait_for(canary_exact, timeout=45, interval=0.5)
     # the mirror stopped: the last checkpoints and their bounds are final
     cps = await checkpoints_on(settings, group, stop_at, topic)
     assert cps is not None
@@ -307,7 +319,11 @@ async def test_offsets_translate_and_failover_commands(
             f"partition {p}: the group's next record is not on B after {translated[p]}"
         )
         reread = upstream.index(stop_at[p])
-        assert reread <= bounds[p], f"partition {p}: {reread} records re-read, bound {bounds[p]}"
+        assert reread <= bounds[p] <= stop_at[p], (
+            f"partition {p}: {reread} records re-read, bound {bounds[p]}"
+        )
+    # partition 1 committed at its end, translated through the exact sync of its last record (299)
+    assert bounds[1] == 1
 
     assert await asyncio.to_thread(main, ["offsets", "translate", *common]) == 0
     table = capsys.readouterr().out

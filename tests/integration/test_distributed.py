@@ -105,4 +105,6 @@ async def test_workers_join_leave_and_die_without_losing_records(
     )
     if mode == "exactly-once":  # read_committed consumers see every source record exactly once
         assert duplicates == 0, {p: _repeated(got[p]) for p in got if len(got[p]) > len(sent[p])}
-    assert all(r < 10 + 10 for r in recoveries)  # session timeout (10 s) + 10 s
+    # README: the tasks of a dead worker resume elsewhere after the session timeout (10 s), measured 9-12 s
+    # from the SIGKILL until every partition advances again; 15 s for a loaded CI box
+    assert all(r < 15 for r in recoveries), f"recovery after SIGKILL took {recoveries} s"

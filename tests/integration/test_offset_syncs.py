@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -53,4 +54,7 @@ async def test_offset_syncs_map_upstream_to_downstream_records(
         mine = [s for s in syncs if s.partition == p]
         assert mine[0].upstream_offset == 0  # first record of the task's life
         assert mine[-1].upstream_offset == len(source[p]) - 1  # idle partition: exact sync of the last record
-        assert len(mine) >= len(source[p]) // 50  # offset.lag.max=50 forces a sync at least every 50
+        # offset.lag.max=50: a record 50 past the last sync's downstream offset + 1 triggers a sync, so
+        # consecutive syncs are at most 51 records apart (flushes add exact syncs in between, never fewer)
+        steps = [later.upstream_offset - s.upstream_offset for s, later in pairwise(mine)]
+        assert steps and max(steps) <= 51, f"partition {p}: syncs {[s.upstream_offset for s in mine]}"

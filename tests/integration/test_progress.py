@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaUnavailable
 from mirror.kafka import read_compacted
 from mirror.local.kafka import LocalKafkaCluster
 
-from .support import create_topic
+from .support import create_topic, wait_for
 
 
 async def _transactional(bootstrap: str) -> AIOKafkaProducer:
@@ -23,10 +25,22 @@ async def _transactional(bootstrap: str) -> AIOKafkaProducer:
     return producer
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def test_read_compacted_waits_for_open_transactions_and_skips_aborted_ones(
-    cluster_b: LocalKafkaCluster, topic: str
+    cluster_b: LocalKafkaCluster, topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     b = cluster_b.bootstrap_servers
+    rounds: Counter[str] = Counter()  # fetch rounds entered, per client id
+    getmany = AIOKafkaConsumer.getmany
+
+    async def counted(self: AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
+        rounds[self._client._client_id] += 1
+        return await getmany(self, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", counted)
     await create_topic(b, topic, 1, {"cleanup.policy": "compact"})
     other, own, zombie = await _transactional(b), await _transactional(b), await _transactional(b)
     try:
@@ -42,9 +56,12 @@ async def test_read_compacted_waits_for_open_transactions_and_skips_aborted_ones
 
         cluster = ClusterSettings(alias="B", bootstrap_servers=b)
         reading = asyncio.create_task(read_compacted(cluster, topic, "test"))
-        # The same read, started after `reading` and given 3 s, gives up naming the open transaction: it
-        # read what it could, saw the end short of the high watermark and kept waiting, round after round.
-        # `reading` had at least that long to return early and must not have.
+        # The open transaction holds the last stable offset at 0, where `reading` starts: a read that took
+        # the LSO for the end would return after its first fetch round. Once `reading` entered its fetch
+        # a third time it looked at its position twice and went on: it had its chance to return early.
+        await wait_for(lambda: _true(rounds["test"] >= 3 or reading.done()), timeout=30, interval=0.05)
+        assert not reading.done(), "returned before the open transaction ended: it may miss committed records"
+        # a read that cannot finish gives up naming the open transaction
         with pytest.raises(KafkaUnavailable, match=r"a transaction on it stays open"):
             await read_compacted(cluster, topic, "probe", timeout=3)
         assert not reading.done(), "returned before the open transaction ended: it may miss committed records"

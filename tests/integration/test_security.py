@@ -400,7 +400,7 @@ async def failure_seen(
 async def test_wrong_password_is_an_authentication_error(
     secured: LocalKafka, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Reported in about a second, retried with backoff, logged once (not once per retry)."""
+    """Reported within seconds (README: 0.5-2 s), retried with backoff, logged once (not once per retry)."""
     a, b = secured["SA"], secured["SB"]
     wrong = "wrong-" + secrets.token_hex(8)
     settings = settings_for(
@@ -423,13 +423,14 @@ async def test_wrong_password_is_an_authentication_error(
 
         async def retried() -> bool:
             _, exposition = await http_get(server.port, "/metrics")
+            # the claim is "retried", not a count: three attempts show it did not give up after the first
             return errors_total(exposition, "authentication") >= before + 3
 
         await wait_for(retried, timeout=20)
     output = capsys.readouterr()
     logged = output.out + output.err
     print(f"wrong password reported in {took:.1f}s")
-    assert took < 15
+    assert took < 5, f"reported after {took:.1f}s"  # README: 0.5-2 s measured; 5 s for a loaded CI box
     # repeats go to debug level, which `mirror run` filters out (structlog here is unconfigured: all levels)
     errors = [line for line in logged.splitlines() if "authentication failed" in line and "debug" not in line]
     assert len(errors) == 1, logged
@@ -455,7 +456,7 @@ async def test_untrusted_ca_is_a_tls_error(secured: LocalKafka, tmp_path: Path) 
             server, "cluster B: TLS: the broker's certificate is not trusted", "tls", before
         )
     print(f"untrusted CA reported in {took:.1f}s")
-    assert took < 15
+    assert took < 5, f"reported after {took:.1f}s"  # README: 0.5-2 s measured; 5 s for a loaded CI box
 
 
 async def test_a_client_certificate_the_broker_does_not_trust_is_a_tls_error(
@@ -513,7 +514,9 @@ async def test_denied_topic_is_an_authorization_error(secured: LocalKafka, tmp_p
         got = await consume(b.internal_bootstrap_servers, f"A.{topic}", {0: 1}, timeout=60)
         assert [(r[0], r[1]) for r in got[0]] == [(b"k", b"v")]
     print(f"denied topic reported in {took:.1f}s")
-    assert took < 25
+    # README: 3-5 s measured (it shows once the task fetches: flow start, assignment, first fetch);
+    # 10 s for a loaded CI box
+    assert took < 10, f"reported after {took:.1f}s"
 
 
 async def add_acls(

@@ -33,6 +33,7 @@ from .support import (
     settings_for,
     wait_for,
 )
+from .test_replication import _stored_progress
 
 TRUNCATED = "source truncated records before they were replicated: they are lost"
 
@@ -199,15 +200,22 @@ async def test_auto_offset_reset_latest_copies_only_records_written_after_the_st
 
     try:
         await wait_for(task_assigned, timeout=90)
-        await asyncio.sleep(3)  # the task's first fetches: its position is the end by now
+
+        async def start_stored() -> bool:  # the start, resolved at the end (99), is stored as progress
+            assert proc.poll() is None, f"mirror exited {proc.returncode}:\n{log.read_text()[-3000:]}"
+            return (await _stored_progress(b, "A", topic)).get(0) == len(before) - 1
+
+        await wait_for(start_stored, timeout=60)
         await produce(a, topic, {0: after})
-        got = (await consume_all(b, f"A.{topic}", {0: after}, 60))[0]
-        await asyncio.sleep(2)  # a late copy of the older records would show by now
-        got = (await consume(b, f"A.{topic}", {0: len(got)}, 30))[0]
+        # a marker after them: once it is copied, anything the task copied before it (a late copy of
+        # the older records included) is on the target before it, in order per partition
+        marker = numbered(150, 1)
+        await produce(a, topic, {0: marker})
+        got = (await consume_all(b, f"A.{topic}", {0: after + marker}, 60))[0]
         assert proc.poll() is None, f"mirror exited {proc.returncode}:\n{log.read_text()[-3000:]}"
     finally:
         code, _ = mirror.terminate()
-    assert got == after, f"{len(got)} records on the target, expected the 50 written after the start"
+    assert got == after + marker, f"{len(got)} records on the target, expected the 51 written after the start"
     assert code == 0, log.read_text()[-3000:]
 
 
@@ -231,7 +239,7 @@ async def test_target_consumer_overrides_leave_progress_and_membership_working(
     async with running(settings):
         got = await consume_all(b, f"A.{topic}", first, 60)
     for p, recs in first.items():
-        assert len(got[p]) >= len(recs), f"partition {p}: {len(got[p])} of {len(recs)} records copied"
+        assert len(got[p]) == len(recs), f"partition {p}: {len(got[p])} of {len(recs)} records copied"
     assert got == first, "the records written before the start were not all copied, in order, once"
     second = {0: numbered(500, 50), 1: numbered(1_500, 50)}
     await produce(a, topic, second)
