@@ -10,10 +10,12 @@ cannot be reached is a one-line message and exit code 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 from rich.console import Console, Group, RenderableType
@@ -22,9 +24,11 @@ from rich.table import Table
 from rich.text import Text
 
 from mirror.config import ServiceSettings
+from mirror.retry import pause
 from mirror.service.status import ClusterStatus, FlowStatus, WorkerStatus
 
 EXIT_OK, EXIT_FAILURE = 0, 1
+_T = TypeVar("_T")
 DEFAULT_URL = "http://127.0.0.1:8080"
 _TIMEOUT = 5.0
 _ANY_ADDRESS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # wildcard binds
@@ -207,21 +211,50 @@ async def show_once(url: str, as_json: bool, console: Console) -> int:
 
 
 async def watch(url: str, every: float, console: Console) -> int:
-    """Redraw every ``every`` seconds until interrupted; a failed fetch is shown (under the last status)
-    and retried. On a terminal the frame is redrawn in place; piped (a log, ``tee``), each frame is
-    printed after the last one."""
-    async with aiohttp.ClientSession() as session:
-        shown: RenderableType = Text(f"connecting to {url} ...", style="dim")
-        if not console.is_terminal:  # Live would show only its last frame, when it ends
-            while True:
-                shown, frame = await _frame(session, url, every, shown)
-                console.print(frame)
-                await asyncio.sleep(every)
-        with Live(shown, console=console, auto_refresh=False) as live:
-            while True:
-                shown, frame = await _frame(session, url, every, shown)
-                live.update(frame, refresh=True)
-                await asyncio.sleep(every)
+    """Redraw every ``every`` seconds until Ctrl-C; a failed fetch is shown (under the last status) and
+    retried. On a terminal the frame is redrawn in place; piped (a log, ``tee``), each frame is printed
+    after the last one.
+
+    Ctrl-C sets an event rather than cancelling the command: a cancellation landing in an HTTP request
+    whose own timeout fires at the same moment becomes a timeout (then shown and retried), and the
+    command would go on."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        async with aiohttp.ClientSession() as session:
+            shown: RenderableType = Text(f"connecting to {url} ...", style="dim")
+            live = None if not console.is_terminal else Live(shown, console=console, auto_refresh=False)
+            with live or contextlib.nullcontext():
+                while True:
+                    fetched = await _unless(stop, _frame(session, url, every, shown))
+                    if fetched is None:
+                        return EXIT_OK
+                    shown, frame = fetched
+                    if live is None:  # piped: Live would show only its last frame, when it ends
+                        console.print(frame)
+                    else:
+                        live.update(frame, refresh=True)
+                    if await pause(stop, every):
+                        return EXIT_OK
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _unless(stop: asyncio.Event, work: Coroutine[Any, Any, _T]) -> _T | None:
+    """The result of ``work``, or None when ``stop`` is set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 async def _frame(

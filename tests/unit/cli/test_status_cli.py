@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import socket
 
 import pytest
@@ -157,3 +159,19 @@ async def test_piped_watch_prints_every_frame() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_ctrl_c_ends_watch_with_exit_0_even_inside_a_request() -> None:
+    """Ctrl-C stops the watch (exit 0) also while a request hangs: it is an event, not a cancellation a
+    request's own timeout could turn into a retried failure."""
+    hanging = await asyncio.start_server(lambda r, w: asyncio.sleep(3600), "127.0.0.1", 0)
+    port = hanging.sockets[0].getsockname()[1]
+    out = io.StringIO()
+    try:
+        task = asyncio.create_task(watch(f"http://127.0.0.1:{port}", 0.05, Console(file=out)))
+        await asyncio.sleep(0.3)  # inside its first request, which never gets an answer
+        os.kill(os.getpid(), signal.SIGINT)
+        assert await asyncio.wait_for(task, 3) == 0
+    finally:
+        hanging.close()
+    assert "updated" not in out.getvalue()
