@@ -14,15 +14,13 @@ old one (and update the version named in the comment above it).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from mirror.local.kafka import Distribution, resolve_mirrormaker
+from tests.interop.test_java_client import tool
 from tests.unit.mm2.test_offset_translation import JAVA_STORE_VECTORS, store_scenarios
 
 JAVA_SOURCE = Path(__file__).parent / "java" / "OffsetSyncStoreVectors.java"
@@ -32,15 +30,6 @@ LINE_LENGTH = 110
 Runs = list[tuple[int, int, int]]
 Translations = list[tuple[int, int | None]]
 Vectors = dict[str, tuple[Runs, Translations]]
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(
-            f"'{name}' is not on PATH: the interop tests need a JDK 17+ (javac and java)", pytrace=False
-        )
-    return path
 
 
 def java_vectors(mm2: Distribution, workdir: Path) -> Vectors:
