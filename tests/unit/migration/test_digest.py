@@ -7,7 +7,15 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mirror.migration.digest import Difference, Entry, SequenceComparison, compare, record_digest
+from mirror.migration.digest import (
+    Difference,
+    Entry,
+    KeyedComparison,
+    Outcome,
+    SequenceComparison,
+    compare,
+    record_digest,
+)
 
 
 def entries(digests: list[bytes], first_offset: int = 0, step: int = 1) -> list[Entry]:
@@ -202,7 +210,7 @@ def test_every_record_is_accounted_for_and_feeding_in_chunks_changes_nothing(
     assert (src == tgt) <= whole.identical  # equal sequences are identical
 
 
-def _streamed(source: list[Entry], target: list[Entry], chunk: int, window: int) -> object:
+def _streamed(source: list[Entry], target: list[Entry], chunk: int, window: int) -> Outcome:
     comparison = SequenceComparison(window)
     s = t = 0
     rnd = random.Random(chunk)
@@ -220,3 +228,35 @@ def _streamed(source: list[Entry], target: list[Entry], chunk: int, window: int)
             comparison.end_target()
         comparison.step()
     return comparison.finish()
+
+
+# --- compacted topics: by key ------------------------------------------------------------------------------
+
+
+def keyed(
+    end: int, source: list[tuple[bytes, int, bytes | None]], target: list[tuple[bytes, int, bytes | None]]
+) -> Outcome:
+    comparison = KeyedComparison(end)
+    for key, offset, digest in source:
+        comparison.add_source(key, offset, digest)
+    for key, offset, digest in target:
+        comparison.add_target(key, offset, digest)
+    return comparison.finish()
+
+
+def test_compacted_partitions_compare_the_latest_record_per_key() -> None:
+    source = [(b"a", 0, b"1"), (b"b", 1, b"1"), (b"a", 2, b"2"), (b"c", 3, b"1"), (b"c", 4, None)]
+    # the target compacted differently: the old a=1 is gone, c's tombstone as well
+    assert keyed(5, source, [(b"b", 1, b"1"), (b"a", 2, b"2")]).identical
+    outcome = keyed(5, source, [(b"b", 1, b"9"), (b"a", 2, b"1"), (b"d", 7, b"1")])
+    assert outcome.differences == [
+        Difference("extra", None, 7),
+        Difference("differing", 1, 1),
+        Difference("differing", 2, 2),
+    ]
+    assert keyed(5, source, [(b"a", 2, b"2")]).differences == [Difference("missing", 1, None)]
+
+
+def test_compacted_keys_whose_latest_record_is_past_the_progress_are_not_compared() -> None:
+    source = [(b"a", 0, b"1"), (b"a", 5, b"2"), (b"b", 6, b"1")]
+    assert keyed(5, source, [(b"a", 0, b"1")]).identical
