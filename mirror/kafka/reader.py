@@ -95,6 +95,11 @@ class Reader:
             )
         return {(tp.topic, tp.partition): off for tp, off in result.items()}
 
+    async def position(self, topic: str, partition: int) -> int:
+        """The offset the next fetch of this assigned partition reads from."""
+        async with errors_translated(self.cluster):
+            return int(await asyncio.wait_for(self._consumer.position(TopicPartition(topic, partition)), 30))
+
     def highwater(self, topic: str, partition: int) -> int | None:
         hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))
         return hw
