@@ -49,6 +49,9 @@ State = Literal["identical", "different", "not copied", "empty"]
 _FETCH_MS: Final = 200
 _STALL_SECONDS: Final = 60.0  # no record from a side that should have more: give up with an error
 _SYNCS_TIMEOUT: Final = 30.0
+# Partitions are read one after the other: a fetch waiting at the end of the previous one (the broker's
+# default long poll is 500 ms) must not delay the next.
+_READER: Final = {"fetch.max.wait.ms": "20"}
 
 
 class Progress(Protocol):
@@ -151,8 +154,8 @@ async def verify(
     partitions = [(t, p) for t in wanted for p in range(source_topics[t])]
     report = VerifyReport(flow.name)
     isolation = flow.consumer.get("isolation.level", "read_committed")
-    source_reader = Reader(source, f"{flow.name}|verify|source-consumer", {}, isolation)
-    target_reader = Reader(target, f"{flow.name}|verify|target-consumer", {}, "read_committed")
+    source_reader = Reader(source, f"{flow.name}|verify|source-consumer", _READER, isolation)
+    target_reader = Reader(target, f"{flow.name}|verify|target-consumer", _READER, "read_committed")
     try:
         await source_reader.start()
         await target_reader.start()
