@@ -115,6 +115,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    cutover = sub.add_parser(
+        "cutover",
+        help="wait for the copy, verify it, commit the groups' translated offsets on the target",
+        description="Move consumer groups from the source to the target: wait until the lag is at most "
+        "--max-lag, until the source stops growing (producers moved), until the tail is copied; verify; "
+        "write final checkpoints and commit the groups' translated offsets on the target. Refuses (exit 1, "
+        "with the reason) instead of half-doing it; safe to run again.",
+    )
+    config_args(cutover)
+    _flow_args(cutover)
+    cutover.add_argument(
+        "--group", "-g", action="append", default=[], metavar="GROUP", help="a consumer group (repeatable)"
+    )
+    cutover.add_argument(
+        "--max-lag", type=int, default=1000, metavar="N", help="offsets behind to wait for (default 1000)"
+    )
+    cutover.add_argument(
+        "--quiet",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the source counts as stopped after this long without a new record (default 10)",
+    )
+    cutover.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long each waiting step may take before the cutover refuses (default 300)",
+    )
+    cutover.add_argument(
+        "--sample", type=int, metavar="N", help="verify only the last N records per partition"
+    )
+    cutover.add_argument("--dry-run", action="store_true", help="observe once, verify, write nothing")
+    cutover.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
     status = sub.add_parser(
         "status",
         help="show what a running mirror is doing: flows, tasks, lag per topic, last errors",
@@ -273,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mirror.cli.verify import run_verify  # noqa: PLC0415
 
             return asyncio.run(run_verify(loaded.settings, args))
+        if args.command == "cutover":
+            from mirror.cli.cutover import run_cutover  # noqa: PLC0415
+
+            return asyncio.run(run_cutover(loaded.settings, args))
         return asyncio.run(_validate(loaded.settings, args.offline))
     except ConfigError as exc:
         print(f"mirror: configuration error: {exc}", file=sys.stderr)

@@ -1,0 +1,428 @@
+"""`cutover`: move consumer groups of a flow's topics from the source to the target, or refuse with a reason.
+
+The records are copied by the running ``mirror run`` workers; a cutover observes and waits, then does the
+group part itself. Its steps, each an observation or idempotent, so a cutover interrupted anywhere can
+run again:
+
+1. the groups have no active members on either cluster (else: refused, "active group");
+2. the lag (source end offset minus stored progress) falls to ``max_lag`` or below (else: refused);
+3. the source stops growing: its end offsets stay the same for ``quiet_seconds`` (producers moved);
+4. the tail is copied: no committed source record after the stored progress (else: refused);
+5. `verify` finds the copy identical (else: refused; nothing was written yet);
+6. the groups' committed source offsets are translated through the offset syncs (Java's translation,
+   docs/mm2-compat.md §5: never past a record not consumed, so nothing is skipped), written as final
+   checkpoints and committed to the groups on the target, never moving a partition backwards
+   (`mirror.jobs.group_sync.plan_group_sync`); the broker refuses the commit for a group that became
+   active meanwhile.
+
+A dry run observes once (no waiting), verifies, and shows the offsets it would commit, writing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from mirror.config import FlowSettings, Settings
+from mirror.errors import MirrorError
+from mirror.jobs.checkpoint import CheckpointStore, Translated, apply_offset_syncs, translate_group
+from mirror.jobs.checkpoint_records import CheckpointRecords
+from mirror.jobs.group_sync import plan_group_sync
+from mirror.kafka import Admin, Reader, Writer
+from mirror.kafka.groups import Groups, read_partition
+from mirror.migration.verify import VerifyReport, verify
+from mirror.mm2.filters import TopicFilter
+from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
+from mirror.mm2.policy import checkpoint_topic_name
+from mirror.replication.progress import ProgressStore
+from mirror.replication.topology import checkpoints_topic, make_policy, offset_syncs_location
+from mirror.types import TP
+
+__all__ = [
+    "CutoverOptions",
+    "CutoverReport",
+    "GroupChange",
+    "Refused",
+    "Step",
+    "cutover",
+    "lag_by_partition",
+]
+
+log = structlog.get_logger(__name__)
+
+_FETCH_MS: Final = 200
+_READER: Final = {"fetch.max.wait.ms": "20"}
+
+
+class Refused(MirrorError):
+    """The cutover stopped before changing anything it should not: the message says why."""
+
+    kind = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class CutoverOptions:
+    topics: Sequence[str]
+    groups: Sequence[str]
+    max_lag: int = 1000
+    quiet_seconds: float = 10.0
+    timeout: float = 300.0  # per waiting step
+    dry_run: bool = False
+    sample: int | None = None
+    poll_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """One partition of a group on the target: where it is, where the translation puts it, what was done."""
+
+    group: str
+    topic: str  # on the target
+    partition: int
+    upstream_offset: int
+    downstream_offset: int
+    current: int | None
+    action: str  # "set", "keep (already there)", "keep (ahead)", "would set", or an error
+
+
+@dataclass(slots=True)
+class CutoverReport:
+    flow: str
+    dry_run: bool
+    steps: list[Step] = field(default_factory=list)
+    changes: list[GroupChange] = field(default_factory=list)
+    verify: VerifyReport | None = None
+    refused: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.refused is None
+
+
+def lag_by_partition(
+    stored: Mapping[TP, int], begins: Mapping[TP, int], ends: Mapping[TP, int]
+) -> dict[TP, int]:
+    """Offsets between the stored progress (the next offset to copy) and the source's end, per partition.
+    An upper bound on the records to copy: transaction markers and compacted gaps take offsets too."""
+    return {tp: max(end - max(stored.get(tp, -1) + 1, begins.get(tp, 0)), 0) for tp, end in ends.items()}
+
+
+async def cutover(
+    settings: Settings, flow: FlowSettings, options: CutoverOptions, say: Callable[[str], None]
+) -> CutoverReport:
+    """Run the steps; a refusal is in `CutoverReport.refused` (and the steps up to it), never half done."""
+    report = CutoverReport(flow.name, options.dry_run)
+    run = _Cutover(settings, flow, options, report, say)
+    try:
+        await run.start()
+        await run.steps()
+    except Refused as exc:
+        report.refused = str(exc)
+        say(f"refused: {exc}")
+    finally:
+        await run.close()
+    return report
+
+
+class _Cutover:
+    def __init__(
+        self,
+        settings: Settings,
+        flow: FlowSettings,
+        options: CutoverOptions,
+        report: CutoverReport,
+        say: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.flow = flow
+        self.options = options
+        self.report = report
+        self.say = say
+        self.source = settings.cluster(flow.source)
+        self.target = settings.cluster(flow.target)
+        self.policy = make_policy(flow)
+        self.progress = ProgressStore(flow, self.target)
+        name = f"{flow.name}|cutover"
+        self.source_admin = Admin(self.source, f"{name}|source-admin")
+        self.target_admin = Admin(self.target, f"{name}|target-admin")
+        isolation = flow.consumer.get("isolation.level", "read_committed")
+        self.reader = Reader(self.source, f"{name}|source-consumer", _READER, isolation)
+        self.partitions: list[TP] = []
+
+    async def start(self) -> None:
+        await self.source_admin.start()
+        await self.target_admin.start()
+        await self.reader.start()
+        topics = await self.source_admin.list_topics()
+        missing = [t for t in self.options.topics if t not in topics]
+        if missing:
+            raise Refused(f"topic {missing[0]!r} does not exist on {self.flow.source}")
+        self.partitions = [(t, p) for t in self.options.topics for p in range(topics[t])]
+
+    async def close(self) -> None:
+        await asyncio.gather(self.source_admin.close(), self.target_admin.close(), self.reader.close())
+
+    def _step(self, name: str, ok: bool, detail: str) -> None:
+        self.report.steps.append(Step(name, ok, detail))
+        self.say(f"{name}: {detail}")
+        if not ok:
+            raise Refused(f"{name}: {detail}")
+
+    async def steps(self) -> None:
+        await self._groups_idle()
+        await self._lag()
+        await self._quiet()
+        await self._tail()
+        await self._verify()
+        await self._offsets()
+
+    # --- 1. groups idle ----------------------------------------------------------------------------
+
+    async def _groups_idle(self) -> None:
+        for alias, admin in ((self.flow.source, self.source_admin), (self.flow.target, self.target_admin)):
+            groups = Groups(admin)
+            for group in self.options.groups:
+                description = await groups.describe(group)
+                if description.is_active:
+                    self._step(
+                        "active group",
+                        False,
+                        f"group {group!r} has {len(description.members)} active member(s) on {alias} "
+                        f"(state {description.state}): stop its consumers there first",
+                    )
+        self._step("groups idle", True, f"{len(self.options.groups)} group(s) without active members")
+
+    # --- 2. lag ------------------------------------------------------------------------------------
+
+    async def _observe_lag(self) -> tuple[dict[TP, int], dict[TP, int], dict[TP, int]]:
+        """(stored progress, end offsets, lag) of the partitions."""
+        stored = await self.progress.load()
+        begins = await self.reader.beginning_offsets(self.partitions)
+        ends = await self.reader.end_offsets(self.partitions)
+        return stored, ends, lag_by_partition(stored, begins, ends)
+
+    async def _lag(self) -> None:
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            _stored, _ends, lag = await self._observe_lag()
+            total = sum(lag.values())
+            if total <= self.options.max_lag:
+                self._step("lag", True, f"{total} offset(s) behind (threshold {self.options.max_lag})")
+                return
+            if self.options.dry_run or time.monotonic() > deadline:
+                worst = max(lag.items(), key=lambda item: item[1])
+                self._step(
+                    "lag not reached",
+                    False,
+                    f"{total} offset(s) behind, above {self.options.max_lag} (most: {worst[0][0]}-"
+                    f"{worst[0][1]}, {worst[1]}); is `mirror run` running for {self.flow.name}?",
+                )
+            await asyncio.sleep(self.options.poll_seconds)
+
+    # --- 3. the source stops growing ---------------------------------------------------------------
+
+    async def _quiet(self) -> None:
+        if self.options.dry_run:
+            self.report.steps.append(Step("source quiet", True, "not waited for in a dry run"))
+            return
+        self.say(f"waiting for {self.flow.source} to stop growing (producers moved to {self.flow.target})")
+        deadline = time.monotonic() + self.options.timeout
+        ends = await self.reader.end_offsets(self.partitions)
+        since = time.monotonic()
+        while time.monotonic() - since < self.options.quiet_seconds:
+            if time.monotonic() > deadline:
+                self._step(
+                    "source still growing",
+                    False,
+                    f"{self.flow.source} took records within every {self.options.quiet_seconds:g} s for "
+                    f"{self.options.timeout:g} s: stop its producers first",
+                )
+            await asyncio.sleep(self.options.poll_seconds)
+            now = await self.reader.end_offsets(self.partitions)
+            if now != ends:
+                ends, since = now, time.monotonic()
+        self._step("source quiet", True, f"no new record for {self.options.quiet_seconds:g} s")
+
+    # --- 4. the tail is copied ---------------------------------------------------------------------
+
+    async def _records_left(self, stored: Mapping[TP, int], ends: Mapping[TP, int]) -> dict[TP, int]:
+        """Committed source records after the stored progress, per partition that has any."""
+        left = {
+            tp: max(stored.get(tp, -1) + 1, 0) for tp in self.partitions if ends[tp] > stored.get(tp, -1) + 1
+        }
+        if not left:
+            return {}
+        counts = dict.fromkeys(left, 0)
+        await self.reader.assign(left)
+        open_ = set(left)
+        while open_:
+            for batch in await self.reader.fetch(_FETCH_MS):
+                tp = (batch.topic, batch.partition)
+                counts[tp] += sum(1 for r in batch.records if r.offset < ends[tp])
+            for tp in list(open_):
+                if await self.reader.position(*tp) >= ends[tp]:
+                    open_.discard(tp)
+        return {tp: n for tp, n in counts.items() if n}
+
+    async def _tail(self) -> None:
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            stored, ends, _lag = await self._observe_lag()
+            left = await self._records_left(stored, ends)
+            if not left:
+                self._step("tail copied", True, "every committed source record is copied (stored progress)")
+                return
+            if self.options.dry_run or time.monotonic() > deadline:
+                (topic, partition), n = max(left.items(), key=lambda item: item[1])
+                self._step(
+                    "lag not reached",
+                    False,
+                    f"{sum(left.values())} record(s) not copied yet (most: {topic}-{partition}, {n}); is "
+                    f"`mirror run` running for {self.flow.name}?",
+                )
+            await asyncio.sleep(self.options.poll_seconds)
+
+    # --- 5. verify ---------------------------------------------------------------------------------
+
+    async def _verify(self) -> None:
+        self.say("verifying")
+        report = await verify(self.settings, self.flow, self.options.topics, sample=self.options.sample)
+        self.report.verify = report
+        different = [c for c in report.checks if c.state == "different"]
+        if different:
+            first = different[0]
+            self._step(
+                "verification failed",
+                False,
+                f"{len(different)} partition(s) differ (first: {first.topic}-{first.partition}: "
+                f"{dict(first.outcome.counts) if first.outcome else first.note}); run `mirror verify`",
+            )
+        self._step("verified", True, f"{report.records} record(s) identical")
+
+    # --- 6. checkpoints and group offsets ------------------------------------------------------------
+
+    async def _syncs(self) -> OffsetSyncStore:
+        alias, topic = offset_syncs_location(self.flow, self.policy)
+        records = await read_partition(self.settings.cluster(alias), topic, f"{self.flow.name}|cutover|syncs")
+        store = OffsetSyncStore(initialization_must_read_to_end=False)
+        apply_offset_syncs(store, records or [])
+        store.mark_read_to_end()
+        return store
+
+    async def _translate(self, syncs: OffsetSyncStore) -> dict[str, list[Translated]]:
+        topic_filter = TopicFilter([re.escape(t) for t in self.options.topics], [])
+        source_groups = Groups(self.source_admin)
+        translated: dict[str, list[Translated]] = {}
+        for group in self.options.groups:
+            offsets = (await source_groups.fetch_offsets(group)).offsets
+            wanted = {tp: c for tp, c in offsets.items() if topic_filter.matches(tp[0])}
+            items = translate_group(
+                syncs,
+                group,
+                wanted,
+                policy=self.policy,
+                source_alias=self.flow.source,
+                target_alias=self.flow.target,
+                topic_filter=topic_filter,
+            )
+            upstream = {
+                checkpoint_topic_name(self.policy, self.flow.source, self.flow.target, t): t
+                for t in self.options.topics
+            }
+            done = {(upstream[i.checkpoint.topic], i.checkpoint.partition) for i in items}
+            untranslated = sorted(set(wanted) - done)
+            if untranslated:
+                topic, partition = untranslated[0]
+                self._step(
+                    "offsets not translatable",
+                    False,
+                    f"group {group!r} at {topic}-{partition} offset {wanted[(topic, partition)].offset}: "
+                    "no offset sync at or before it",
+                )
+            translated[group] = items
+        return translated
+
+    async def _offsets(self) -> None:
+        translated = await self._translate(await self._syncs())
+        target_groups = Groups(self.target_admin)
+        plans: dict[str, dict[TP, tuple[int, str]]] = {}
+        for group, items in translated.items():
+            checkpoints = {i.checkpoint.topic_partition: i.checkpoint for i in items}
+            current = await target_groups.fetch_offsets(group)
+            plan = plan_group_sync(checkpoints, current.offsets, current.errors)
+            plans[group] = plan
+            for tp, cp in sorted(checkpoints.items()):
+                now = current.offsets.get(tp)
+                error = current.errors.get(tp)
+                if error is not None:
+                    action = f"skip ({error})"
+                elif tp in plan:
+                    action = "would set" if self.options.dry_run else "set"
+                else:
+                    assert now is not None
+                    action = "keep (already there)" if now.offset == cp.downstream_offset else "keep (ahead)"
+                self.report.changes.append(
+                    GroupChange(
+                        group,
+                        tp[0],
+                        tp[1],
+                        cp.upstream_offset,
+                        cp.downstream_offset,
+                        None if now is None else now.offset,
+                        action,
+                    )
+                )
+        if self.options.dry_run:
+            self._step("dry run", True, "nothing was written")
+            return
+        await self._write_checkpoints([i for items in translated.values() for i in items])
+        for group, plan in plans.items():
+            outcome = await target_groups.alter_offsets(group, plan)
+            if outcome.group_active:
+                self._step("active group", False, f"group {group!r} became active on {self.flow.target}")
+            if outcome.errors:
+                (topic, partition), error = next(iter(outcome.errors.items()))
+                self._step("offsets not committed", False, f"group {group!r} at {topic}-{partition}: {error}")
+        written = sum(len(p) for p in plans.values())
+        self._step(
+            "offsets committed", True, f"{written} partition offset(s) committed on {self.flow.target}"
+        )
+
+    async def _write_checkpoints(self, items: Sequence[Translated]) -> None:
+        """The final checkpoints, so `mirror offsets` and Java's RemoteClusterUtils agree with the commit;
+        only those newer than the stored ones (a cutover run again writes none)."""
+        topic = checkpoints_topic(self.flow, self.policy)
+        await self.target_admin.ensure_topic(
+            topic, 1, self.flow.checkpoints_topic_replication_factor, {"cleanup.policy": "compact"}
+        )
+        store = CheckpointStore()
+        client = f"{self.flow.name}|cutover|checkpoints"
+        await store.start(self.target, topic, f"{client}-consumer", log)
+        new = [
+            i
+            for i in items
+            if checkpoint_is_more_recent(
+                store.get(i.checkpoint.group, i.checkpoint.topic_partition), i.checkpoint
+            )
+        ]
+        writer = Writer(self.target, f"{client}-producer", {})
+        try:
+            await writer.start()
+            records = CheckpointRecords(topic, (self.flow.source, self.flow.target), log)
+            written = await records.write(writer, new, store)
+        finally:
+            await writer.close()
+        self.say(f"checkpoints: {written} written to {topic}")
