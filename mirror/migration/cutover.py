@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from functools import partial
+from typing import Final, TypeVar
 
 import structlog
 
@@ -42,6 +43,7 @@ from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_re
 from mirror.mm2.policy import checkpoint_topic_name
 from mirror.replication.progress import ProgressStore
 from mirror.replication.topology import checkpoints_topic, make_policy, offset_syncs_location
+from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 _FETCH_MS: Final = 200
 _READER: Final = {"fetch.max.wait.ms": "20"}
@@ -175,6 +179,33 @@ class _Cutover:
     async def close(self) -> None:
         await asyncio.gather(self.source_admin.close(), self.target_admin.close(), self.reader.close())
 
+    async def _patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until it answers: a retriable error (a cluster briefly unreachable, a group
+        coordinator still loading) is logged and retried with backoff, for at most the step timeout."""
+        results: list[T] = []
+        errors: list[MirrorError] = []
+        stopping = asyncio.Event()
+        timer = asyncio.get_running_loop().call_later(self.options.timeout, stopping.set)
+
+        async def attempt() -> None:
+            results.append(await call())
+
+        def on_error(exc: Exception) -> MirrorError:
+            if not isinstance(exc, MirrorError) or not exc.retriable:
+                raise exc
+            errors.append(exc)
+            return exc
+
+        try:
+            await retrying(
+                what, attempt, stopping=stopping, backoff=Backoff(0.5, 5.0), log=log, on_error=on_error
+            )
+        finally:
+            timer.cancel()
+        if not results:
+            raise errors[-1] if errors else Refused(f"{what}: no answer within {self.options.timeout:g} s")
+        return results[0]
+
     def _step(self, name: str, ok: bool, detail: str) -> None:
         self.report.steps.append(Step(name, ok, detail))
         self.say(f"{name}: {detail}")
@@ -195,7 +226,9 @@ class _Cutover:
         for alias, admin in ((self.flow.source, self.source_admin), (self.flow.target, self.target_admin)):
             groups = Groups(admin)
             for group in self.options.groups:
-                description = await groups.describe(group)
+                description = await self._patiently(
+                    f"describe group {group} on {alias}", partial(groups.describe, group)
+                )
                 if description.is_active:
                     self._step(
                         "active group",
@@ -209,6 +242,9 @@ class _Cutover:
 
     async def _observe_lag(self) -> tuple[dict[TP, int], dict[TP, int], dict[TP, int]]:
         """(stored progress, end offsets, lag) of the partitions."""
+        return await self._patiently("read the progress and the source's offsets", self._lag_once)
+
+    async def _lag_once(self) -> tuple[dict[TP, int], dict[TP, int], dict[TP, int]]:
         stored = await self.progress.load()
         begins = await self.reader.beginning_offsets(self.partitions)
         ends = await self.reader.end_offsets(self.partitions)
@@ -327,7 +363,11 @@ class _Cutover:
         source_groups = Groups(self.source_admin)
         translated: dict[str, list[Translated]] = {}
         for group in self.options.groups:
-            offsets = (await source_groups.fetch_offsets(group)).offsets
+            fetched = await self._patiently(
+                f"read the offsets of group {group} on {self.flow.source}",
+                partial(source_groups.fetch_offsets, group),
+            )
+            offsets = fetched.offsets
             wanted = {tp: c for tp, c in offsets.items() if topic_filter.matches(tp[0])}
             items = translate_group(
                 syncs,
@@ -361,7 +401,10 @@ class _Cutover:
         plans: dict[str, dict[TP, tuple[int, str]]] = {}
         for group, items in translated.items():
             checkpoints = {i.checkpoint.topic_partition: i.checkpoint for i in items}
-            current = await target_groups.fetch_offsets(group)
+            current = await self._patiently(
+                f"read the offsets of group {group} on {self.flow.target}",
+                partial(target_groups.fetch_offsets, group),
+            )
             plan = plan_group_sync(checkpoints, current.offsets, current.errors)
             plans[group] = plan
             for tp, cp in sorted(checkpoints.items()):

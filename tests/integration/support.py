@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from mirror.config import Settings, load_settings
+from mirror.kafka import Admin
+from mirror.replication.progress import ProgressStore
 from mirror.service.http import HttpServer
 from mirror.service.worker import Worker
 
@@ -330,3 +332,19 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
         session.get(f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=10)) as r,
     ):
         return r.status, await r.text()
+
+
+async def store_progress(settings: Settings, flow: str, last_offsets: Mapping[tuple[str, int], int]) -> None:
+    """Write a flow's stored progress as a task would (the last copied source offset per partition)."""
+    store = ProgressStore(settings.flows[flow], settings.cluster(settings.flows[flow].target))
+    client = Admin(settings.cluster(settings.flows[flow].target), "test|progress-admin")
+    await client.start()
+    try:
+        await store.ensure_topic(client)
+    finally:
+        await client.close()
+    await store.start()
+    try:
+        await store.store(last_offsets)
+    finally:
+        await store.close()

@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaProducer
 
 from mirror.cli.verify import run_verify
 from mirror.config import Settings
-from mirror.kafka import Admin
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.migration.digest import Difference
 from mirror.migration.verify import verify
@@ -26,6 +25,7 @@ from tests.integration.support import (
     produce,
     running,
     settings_for,
+    store_progress,
     wait_for,
 )
 
@@ -94,18 +94,6 @@ async def test_a_faithful_copy_of_100k_records_with_every_codec_is_identical(
     print(f"\nverify: 100000 records (x2 sides) in {seconds:.2f} s: {100_000 / seconds:,.0f} records/s")
 
 
-async def _write_copy(bootstrap: str, topic: str, partitions: dict[int, list[Rec]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        for p, recs in partitions.items():
-            for key, value, headers, ts in recs:
-                await producer.send(topic, value, key, p, ts, list(headers))
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
 async def test_planted_defects_are_found_at_their_offsets(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
@@ -123,21 +111,10 @@ async def test_planted_defects_are_found_at_their_offsets(
     copy[3][150], copy[3][151] = copy[3][151], copy[3][150]  # p3: a reordered pair
     # p4: faithful
     await create_topic(b, f"A.{topic}", 5)
-    await _write_copy(b, f"A.{topic}", copy)
+    await produce(b, f"A.{topic}", copy)
     settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic})
     flow = settings.flows["A->B"]
-    store = ProgressStore(flow, settings.cluster("B"))
-    admin = Admin(settings.cluster("B"), "test|admin")
-    await admin.start()
-    try:
-        await store.ensure_topic(admin)
-    finally:
-        await admin.close()
-    await store.start()
-    try:
-        await store.store({(topic, p): n - 1 for p in source})
-    finally:
-        await store.close()
+    await store_progress(settings, "A->B", {(topic, p): n - 1 for p in source})
 
     report = await verify(settings, flow)
     by_partition = {c.partition: c for c in report.checks}
