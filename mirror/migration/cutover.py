@@ -11,9 +11,9 @@ run again:
 5. `verify` finds the copy identical (else: refused; nothing was written yet);
 6. the groups' committed source offsets are translated through the offset syncs (Java's translation,
    docs/mm2-compat.md §5: never past a record not consumed, so nothing is skipped), written as final
-   checkpoints and committed to the groups on the target, never moving a partition backwards
-   (`mirror.jobs.group_sync.plan_group_sync`); the broker refuses the commit for a group that became
-   active meanwhile.
+   checkpoints and committed to the groups on the target (`mirror.jobs.group_sync.plan_group_sync`); a
+   group already past the translated offset on the target is refused (its consumers would skip records),
+   and the broker refuses the commit for a group that became active meanwhile.
 
 A dry run observes once (no waiting), verifies, and shows the offsets it would commit, writing nothing.
 """
@@ -428,6 +428,17 @@ class _Cutover:
                         action,
                     )
                 )
+        ahead = [c for c in self.report.changes if c.action == "keep (ahead)"]
+        if ahead:
+            c = ahead[0]
+            self._step(
+                "group ahead on the target",
+                False,
+                f"group {c.group!r} is at offset {c.current} of {c.topic}-{c.partition} on "
+                f"{self.flow.target}, past the translated {c.downstream_offset}: its consumers would skip "
+                "records there (someone consumed or committed on the target already); reset the group there "
+                "or move it by hand",
+            )
         if self.options.dry_run:
             self._step("dry run", True, "nothing was written")
             return

@@ -62,7 +62,10 @@ async def read_from_committed(
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
             for tp, recs in (await consumer.getmany(timeout_ms=500)).items():
                 out[tp.partition] += [(r.key, r.value, tuple(r.headers), r.timestamp) for r in recs]
     finally:
@@ -109,7 +112,7 @@ async def test_cutover_moves_a_migration_end_to_end(
         await commit(a, GROUP, topic, consumed)
 
         # a member of the group still active on B: refused before anything is written
-        member = AIOKafkaConsumer(bootstrap_servers=b, group_id=GROUP)
+        member = AIOKafkaConsumer(bootstrap_servers=b, group_id=GROUP, enable_auto_commit=False)
         await member.start()
         member.subscribe([f"A.{topic}"])
         await member.getmany(timeout_ms=2000)
