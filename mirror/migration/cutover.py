@@ -37,7 +37,7 @@ from mirror.jobs.checkpoint_records import CheckpointRecords
 from mirror.jobs.group_sync import plan_group_sync
 from mirror.kafka import Admin, Reader, Writer
 from mirror.kafka.groups import Groups, read_partition
-from mirror.migration.verify import VerifyReport, verify
+from mirror.migration.verify import VerifyReport, reaching, verify
 from mirror.mm2.filters import TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import checkpoint_topic_name
@@ -167,9 +167,11 @@ class _Cutover:
         self.partitions: list[TP] = []
 
     async def start(self) -> None:
-        await self.source_admin.start()
-        await self.target_admin.start()
-        await self.reader.start()
+        async with reaching(self.flow.source, "connect"):
+            await self.source_admin.start()
+            await self.reader.start()
+        async with reaching(self.flow.target, "connect"):
+            await self.target_admin.start()
         topics = await self.source_admin.list_topics()
         missing = [t for t in self.options.topics if t not in topics]
         if missing:

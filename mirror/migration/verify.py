@@ -15,9 +15,10 @@ Compacted topics are compared by key (`KeyedComparison`): the clusters compact o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal, Protocol
 
@@ -40,7 +41,15 @@ from mirror.replication.progress import ProgressStore
 from mirror.replication.topology import make_policy, offset_syncs_location
 from mirror.types import TP
 
-__all__ = ["PartitionCheck", "Progress", "VerifyReport", "digest_of", "read_offset_syncs", "verify"]
+__all__ = [
+    "PartitionCheck",
+    "Progress",
+    "VerifyReport",
+    "digest_of",
+    "reaching",
+    "read_offset_syncs",
+    "verify",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +112,15 @@ class VerifyReport:
         return sum(c.outcome.source_records for c in self.checks if c.outcome is not None)
 
 
+@contextlib.asynccontextmanager
+async def reaching(alias: str, what: str) -> AsyncIterator[None]:
+    """An unreachable cluster named in the error: ``cluster B: cannot read the stored progress: ...``."""
+    try:
+        yield
+    except KafkaUnavailable as exc:
+        raise KafkaUnavailable(f"cluster {alias}: cannot {what}: {exc}") from exc
+
+
 def digest_of(record: SourceRecord) -> bytes:
     return record_digest(record.key, record.value, record.headers, record.timestamp)
 
@@ -143,7 +161,8 @@ async def verify(
     progress = progress or _NoProgress()
     source, target = settings.cluster(flow.source), settings.cluster(flow.target)
     policy = make_policy(flow)
-    stored = await ProgressStore(flow, target).load()
+    async with reaching(flow.target, "read the stored progress"):
+        stored = await ProgressStore(flow, target).load()
     source_topics, target_topics, compacted = await _topics(flow, source, target, topics, stored)
     try:
         syncs = await read_offset_syncs(settings, flow)
@@ -157,8 +176,10 @@ async def verify(
     source_reader = Reader(source, f"{flow.name}|verify|source-consumer", _READER, isolation)
     target_reader = Reader(target, f"{flow.name}|verify|target-consumer", _READER, "read_committed")
     try:
-        await source_reader.start()
-        await target_reader.start()
+        async with reaching(flow.source, "read"):
+            await source_reader.start()
+        async with reaching(flow.target, "read"):
+            await target_reader.start()
         begins = await source_reader.beginning_offsets(partitions)
         ends = await source_reader.end_offsets(partitions)
         progress.total(sum(max(min(stored[tp] + 1, ends[tp]) - begins[tp], 0) for tp in stored if tp in ends))
@@ -194,8 +215,10 @@ async def _topics(
     source_admin = Admin(source, f"{flow.name}|verify|source-admin")
     target_admin = Admin(target, f"{flow.name}|verify|target-admin")
     try:
-        await source_admin.start()
-        await target_admin.start()
+        async with reaching(flow.source, "list topics"):
+            await source_admin.start()
+        async with reaching(flow.target, "list topics"):
+            await target_admin.start()
         source_topics = await source_admin.list_topics()
         target_topics = await target_admin.list_topics()
         unknown = [t for t in topics if t not in source_topics]
