@@ -28,13 +28,13 @@ compared (the target may run ahead of the stored progress).
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from itertools import islice
-from typing import Final, Literal
+from typing import Final, Literal, NamedTuple
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -56,38 +56,30 @@ _WINDOWS: Final = (64, 1024)  # tried first: most defects are small and close
 _RECENT: Final = 100_000  # matched digests remembered to recognise duplicates
 _PENDING: Final = 100_000  # unmatched records kept per partition to pair reorders
 _DIGEST_SIZE: Final = 16
-_I64 = struct.Struct(">q")
-_I32 = struct.Struct(">i")
+_HEAD = struct.Struct(">qiii")  # timestamp, key length, value length, header count
+_HEADER = struct.Struct(">ii")  # name length, value length
 
 
 def record_digest(
     key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]], timestamp: int
 ) -> bytes:
-    """A 16-byte BLAKE2b digest of (key, value, headers, timestamp); every field length-framed, so no two
-    different records share their input (a null differs from an empty value)."""
-    h = hashlib.blake2b(digest_size=_DIGEST_SIZE)
-    h.update(_I64.pack(timestamp))
-    for part in (key, value):
-        if part is None:
-            h.update(_I32.pack(-1))
-        else:
-            h.update(_I32.pack(len(part)))
-            h.update(part)
-    h.update(_I32.pack(len(headers)))
+    """A 16-byte BLAKE2b digest of (key, value, headers, timestamp). Every length (-1 for null) comes
+    before the bytes, so no two different records share their input (a null differs from an empty value,
+    bytes cannot move between fields). One hash call per record: it runs for every record of both sides."""
+    parts = [
+        _HEAD.pack(
+            timestamp, -1 if key is None else len(key), -1 if value is None else len(value), len(headers)
+        ),
+        key or b"",
+        value or b"",
+    ]
     for name, data in headers:
         encoded = name.encode()
-        h.update(_I32.pack(len(encoded)))
-        h.update(encoded)
-        if data is None:
-            h.update(_I32.pack(-1))
-        else:
-            h.update(_I32.pack(len(data)))
-            h.update(data)
-    return h.digest()
+        parts += (_HEADER.pack(len(encoded), -1 if data is None else len(data)), encoded, data or b"")
+    return blake2b(b"".join(parts), digest_size=_DIGEST_SIZE).digest()
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One record of a side: its offset there and its digest."""
 
     offset: int
