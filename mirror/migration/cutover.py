@@ -10,12 +10,14 @@ run again:
 4. the tail is copied: no committed source record after the stored progress (else: refused);
 5. `verify` finds the copy identical (else: refused; nothing was written yet);
 6. the groups' committed source offsets are translated through the offset syncs (Java's translation,
-   docs/mm2-compat.md §5: never past a record not consumed, so nothing is skipped), written as final
+   docs/mm2-compat.md §5: never past a record not consumed, so nothing is skipped, but from the nearest of
+   all syncs in the topic), written as final
    checkpoints and committed to the groups on the target (`mirror.jobs.group_sync.plan_group_sync`); a
    group already past the translated offset on the target is refused (its consumers would skip records),
    and the broker refuses the commit for a group that became active meanwhile.
 
-A dry run observes once (no waiting), verifies, and shows the offsets it would commit, writing nothing.
+A dry run observes once (no waiting: it says what a cutover would wait for), verifies what is copied so
+far, and shows the offsets it would commit, writing nothing.
 """
 
 from __future__ import annotations
@@ -32,17 +34,18 @@ import structlog
 
 from mirror.config import FlowSettings, Settings
 from mirror.errors import MirrorError
-from mirror.jobs.checkpoint import CheckpointStore, Translated, apply_offset_syncs, translate_group
+from mirror.jobs.checkpoint import CheckpointStore, Translated, translate_group
 from mirror.jobs.checkpoint_records import CheckpointRecords
 from mirror.jobs.group_sync import plan_group_sync
 from mirror.kafka import Admin, Reader, Writer
-from mirror.kafka.groups import Groups, read_partition
-from mirror.migration.verify import VerifyReport, reaching, verify
+from mirror.kafka.groups import CommittedOffset, Groups
+from mirror.migration.verify import VerifyReport, reaching, read_offset_syncs, verify
 from mirror.mm2.filters import TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import checkpoint_topic_name
+from mirror.mm2.records import OffsetSync
 from mirror.replication.progress import ProgressStore
-from mirror.replication.topology import checkpoints_topic, make_policy, offset_syncs_location
+from mirror.replication.topology import checkpoints_topic, make_policy
 from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
@@ -54,6 +57,7 @@ __all__ = [
     "Step",
     "cutover",
     "lag_by_partition",
+    "nearest_sync_store",
 ]
 
 log = structlog.get_logger(__name__)
@@ -253,21 +257,33 @@ class _Cutover:
         return stored, ends, lag_by_partition(stored, begins, ends)
 
     async def _lag(self) -> None:
-        deadline = time.monotonic() + self.options.timeout
-        while True:
+        async def check() -> tuple[bool, str]:
             _stored, _ends, lag = await self._observe_lag()
             total = sum(lag.values())
             if total <= self.options.max_lag:
-                self._step("lag", True, f"{total} offset(s) behind (threshold {self.options.max_lag})")
+                return True, f"{total} offset(s) behind (threshold {self.options.max_lag})"
+            (topic, partition), most = max(lag.items(), key=lambda item: item[1])
+            return (
+                False,
+                f"{total} offset(s) behind, above {self.options.max_lag} (most: {topic}-{partition}, {most})",
+            )
+
+        await self._until(check, "lag", "lag not reached")
+
+    async def _until(self, check: Callable[[], Awaitable[tuple[bool, str]]], done: str, refused: str) -> None:
+        """Run ``check`` every poll until it says done (step ``done``); refuse (step ``refused``) when the
+        step timeout passes first. A dry run checks once and goes on."""
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            ok, detail = await check()
+            if ok:
+                self._step(done, True, detail)
                 return
-            if self.options.dry_run or time.monotonic() > deadline:
-                worst = max(lag.items(), key=lambda item: item[1])
-                self._step(
-                    "lag not reached",
-                    False,
-                    f"{total} offset(s) behind, above {self.options.max_lag} (most: {worst[0][0]}-"
-                    f"{worst[0][1]}, {worst[1]}); is `mirror run` running for {self.flow.name}?",
-                )
+            if self.options.dry_run:
+                self._step(done, True, f"not yet: {detail} (a cutover waits here)")
+                return
+            if time.monotonic() > deadline:
+                self._step(refused, False, f"{detail}; is `mirror run` running for {self.flow.name}?")
             await asyncio.sleep(self.options.poll_seconds)
 
     # --- 3. the source stops growing ---------------------------------------------------------------
@@ -316,22 +332,15 @@ class _Cutover:
         return {tp: n for tp, n in counts.items() if n}
 
     async def _tail(self) -> None:
-        deadline = time.monotonic() + self.options.timeout
-        while True:
+        async def check() -> tuple[bool, str]:
             stored, ends, _lag = await self._observe_lag()
             left = await self._records_left(stored, ends)
             if not left:
-                self._step("tail copied", True, "every committed source record is copied (stored progress)")
-                return
-            if self.options.dry_run or time.monotonic() > deadline:
-                (topic, partition), n = max(left.items(), key=lambda item: item[1])
-                self._step(
-                    "lag not reached",
-                    False,
-                    f"{sum(left.values())} record(s) not copied yet (most: {topic}-{partition}, {n}); is "
-                    f"`mirror run` running for {self.flow.name}?",
-                )
-            await asyncio.sleep(self.options.poll_seconds)
+                return True, "every committed source record is copied (stored progress)"
+            (topic, partition), most = max(left.items(), key=lambda item: item[1])
+            return False, f"{sum(left.values())} record(s) not copied yet (most: {topic}-{partition}, {most})"
+
+        await self._until(check, "tail copied", "lag not reached")
 
     # --- 5. verify ---------------------------------------------------------------------------------
 
@@ -352,15 +361,14 @@ class _Cutover:
 
     # --- 6. checkpoints and group offsets ------------------------------------------------------------
 
-    async def _syncs(self) -> OffsetSyncStore:
-        alias, topic = offset_syncs_location(self.flow, self.policy)
-        records = await read_partition(self.settings.cluster(alias), topic, f"{self.flow.name}|cutover|syncs")
-        store = OffsetSyncStore(initialization_must_read_to_end=False)
-        apply_offset_syncs(store, records or [])
-        store.mark_read_to_end()
-        return store
-
-    async def _translate(self, syncs: OffsetSyncStore) -> dict[str, list[Translated]]:
+    async def _translate(self) -> dict[str, list[Translated]]:
+        """Each group's committed offsets on the migrated topics, translated as Java translates them
+        (`translate_group`), but from the newest of *all* offset syncs still in their topic at or before
+        the group's offset, not only from the 64 a running checkpoint job keeps (spaced exponentially into
+        the past): the group re-reads at most the records since that sync (about ``offset.lag.max``)."""
+        syncs = await self._patiently(
+            "read the offset syncs", partial(read_offset_syncs, self.settings, self.flow)
+        )
         topic_filter = TopicFilter([re.escape(t) for t in self.options.topics], [])
         source_groups = Groups(self.source_admin)
         translated: dict[str, list[Translated]] = {}
@@ -372,7 +380,7 @@ class _Cutover:
             offsets = fetched.offsets
             wanted = {tp: c for tp, c in offsets.items() if topic_filter.matches(tp[0])}
             items = translate_group(
-                syncs,
+                nearest_sync_store(syncs, wanted),
                 group,
                 wanted,
                 policy=self.policy,
@@ -398,7 +406,7 @@ class _Cutover:
         return translated
 
     async def _offsets(self) -> None:
-        translated = await self._translate(await self._syncs())
+        translated = await self._translate()
         target_groups = Groups(self.target_admin)
         plans: dict[str, dict[TP, tuple[int, str]]] = {}
         for group, items in translated.items():
@@ -482,3 +490,19 @@ class _Cutover:
         finally:
             await writer.close()
         self.say(f"checkpoints: {written} written to {topic}")
+
+
+def nearest_sync_store(
+    syncs: Mapping[TP, Sequence[tuple[int, int]]], offsets: Mapping[TP, CommittedOffset]
+) -> OffsetSyncStore:
+    """A translation store holding, per partition, only the newest sync at or before the group's offset
+    (or the oldest sync, when every one is after it: then the offset is not translated)."""
+    store = OffsetSyncStore(initialization_must_read_to_end=False)
+    for tp, committed in offsets.items():
+        candidates = syncs.get(tp, ())
+        before = [s for s in candidates if s[0] <= committed.offset]
+        chosen = max(before) if before else min(candidates, default=None)
+        if chosen is not None:
+            store.update(OffsetSync(tp[0], tp[1], chosen[0], chosen[1]))
+    store.mark_read_to_end()
+    return store

@@ -12,6 +12,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mirror.cli.cutover import run_cutover
+from mirror.client import remote_consumer_offsets
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.migration.cutover import CutoverOptions, cutover
 from tests.integration.support import (
@@ -123,6 +124,21 @@ async def test_cutover_moves_a_migration_end_to_end(
         assert refused["group_offsets"] == []
         await member.stop()
 
+        # a dry run while the producers still write: says what it would wait for and would set, writes nothing
+        out = io.StringIO()
+        assert await run_cutover(settings, args(topic=[topic], dry_run=True), out) == 0, out.getvalue()
+        dry = json.loads(out.getvalue())
+        assert [s["name"] for s in dry["steps"]] == [
+            "groups idle",
+            "lag",
+            "source quiet",
+            "tail copied",
+            "verified",
+            "dry run",
+        ]
+        assert {c["action"] for c in dry["group_offsets"]} == {"would set"}
+        assert await committed(b, GROUP, f"A.{topic}", partitions) == dict.fromkeys(range(partitions))
+
         said: list[str] = []
         producers_may_stop = asyncio.Event()
 
@@ -156,6 +172,12 @@ async def test_cutover_moves_a_migration_end_to_end(
         again = json.loads(out.getvalue())
         assert {c["action"] for c in again["group_offsets"]} == {"keep (already there)"}
 
+        # the final checkpoints on B say what was committed (or, written later by the running checkpoint
+        # job from newer offset syncs, a position closer to the group's)
+        checkpoints = await remote_consumer_offsets(settings.cluster("B"), GROUP, "A")
+        for c in report.changes:
+            assert checkpoints[(c.topic, c.partition)][0] >= c.downstream_offset
+
     on_b = await read_from_committed(b, GROUP, f"A.{topic}", partitions)
     for p in range(partitions):
         rest = sent[p][consumed[p] :]  # what the group had not consumed on A
@@ -164,6 +186,8 @@ async def test_cutover_moves_a_migration_end_to_end(
         reread = len(got) - len(rest)
         assert got == sent[p][consumed[p] - reread :], f"partition {p}: B resumed out of order"
         print(f"partition {p}: resumed {reread} record(s) before the group's position (re-read)")
+        # translated from the nearest offset sync: syncs come every offset.lag.max (100) records at most
+        assert reread <= 200, f"partition {p}: {reread} records re-read"
 
 
 async def test_cutover_refuses_when_the_lag_is_not_reached_or_the_copy_differs(
