@@ -6,7 +6,8 @@ run again:
 
 1. the groups have no active members on either cluster (else: refused, "active group");
 2. the lag (source end offset minus stored progress) falls to ``max_lag`` or below (else: refused);
-3. the source stops growing: its end offsets stay the same for ``quiet_seconds`` (producers moved);
+3. the source stops growing: its end offsets stay the same, with no transaction open, for
+   ``quiet_seconds`` (producers moved);
 4. the tail is copied: no committed source record after the stored progress (else: refused);
 5. `verify` finds the copy identical (else: refused; nothing was written yet);
 6. the groups' committed source offsets are translated through the offset syncs (Java's translation,
@@ -120,6 +121,19 @@ class CutoverReport:
         return self.refused is None
 
 
+@dataclass(frozen=True, slots=True)
+class _Ends:
+    """The source's high watermarks and (as the flow reads it) last stable offsets."""
+
+    high: dict[TP, int]
+    stable: dict[TP, int]
+
+    @property
+    def quiet(self) -> bool:
+        """No transaction open (read_uncommitted flows: the two are the same)."""
+        return self.high == self.stable
+
+
 def lag_by_partition(
     stored: Mapping[TP, int], begins: Mapping[TP, int], ends: Mapping[TP, int]
 ) -> dict[TP, int]:
@@ -168,12 +182,15 @@ class _Cutover:
         self.target_admin = Admin(self.target, f"{name}|target-admin")
         isolation = flow.consumer.get("isolation.level", "read_committed")
         self.reader = Reader(self.source, f"{name}|source-consumer", _READER, isolation)
+        # high watermarks: a transaction still open holds the last stable offset back, not these
+        self.watermarks = Reader(self.source, f"{name}|source-watermarks", _READER, "read_uncommitted")
         self.partitions: list[TP] = []
 
     async def start(self) -> None:
         async with reaching(self.flow.source, "connect"):
             await self.source_admin.start()
             await self.reader.start()
+            await self.watermarks.start()
         async with reaching(self.flow.target, "connect"):
             await self.target_admin.start()
         topics = await self.source_admin.list_topics()
@@ -183,7 +200,9 @@ class _Cutover:
         self.partitions = [(t, p) for t in self.options.topics for p in range(topics[t])]
 
     async def close(self) -> None:
-        await asyncio.gather(self.source_admin.close(), self.target_admin.close(), self.reader.close())
+        await asyncio.gather(
+            self.source_admin.close(), self.target_admin.close(), self.reader.close(), self.watermarks.close()
+        )
 
     async def _patiently(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` until it answers: a retriable error (a cluster briefly unreachable, a group
@@ -294,21 +313,31 @@ class _Cutover:
             return
         self.say(f"waiting for {self.flow.source} to stop growing (producers moved to {self.flow.target})")
         deadline = time.monotonic() + self.options.timeout
-        ends = await self.reader.end_offsets(self.partitions)
+        ends = await self._source_ends()
         since = time.monotonic()
         while time.monotonic() - since < self.options.quiet_seconds:
             if time.monotonic() > deadline:
                 self._step(
                     "source still growing",
                     False,
-                    f"{self.flow.source} took records within every {self.options.quiet_seconds:g} s for "
-                    f"{self.options.timeout:g} s: stop its producers first",
+                    f"{self.flow.source} took records (or kept a transaction open) within every "
+                    f"{self.options.quiet_seconds:g} s for {self.options.timeout:g} s: stop its producers "
+                    "first",
                 )
             await asyncio.sleep(self.options.poll_seconds)
-            now = await self.reader.end_offsets(self.partitions)
-            if now != ends:
+            now = await self._source_ends()
+            if now != ends or not now.quiet:
                 ends, since = now, time.monotonic()
         self._step("source quiet", True, f"no new record for {self.options.quiet_seconds:g} s")
+
+    async def _source_ends(self) -> _Ends:
+        async def read() -> _Ends:
+            return _Ends(
+                await self.watermarks.end_offsets(self.partitions),
+                await self.reader.end_offsets(self.partitions),
+            )
+
+        return await self._patiently(f"read the end offsets of {self.flow.source}", read)
 
     # --- 4. the tail is copied ---------------------------------------------------------------------
 
