@@ -194,7 +194,8 @@ async def test_cutover_refuses_when_the_lag_is_not_reached_or_the_copy_differs(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     """Nothing copies (no `mirror run`): the lag is never reached. Then a copy with a changed record and
-    progress at its end: verification fails, and the group's offsets on B stay unset."""
+    progress at its end: verification fails, and the group's offsets on B stay unset. Then producers that
+    keep writing: the source never gets quiet."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     records = [(b"k%d" % i, b"v%d" % i, (), 1_700_000_000_000 + i) for i in range(500)]
     await create_topic(a, topic, 1)
@@ -220,4 +221,16 @@ async def test_cutover_refuses_when_the_lag_is_not_reached_or_the_copy_differs(
         {"kind": "differing", "source_offset": 300, "target_offset": 300}
     ]
     assert report["group_offsets"] == []
+    assert await committed(b, GROUP, f"A.{topic}", 1) == {0: None}
+
+    stop = asyncio.Event()
+    load = asyncio.create_task(steady_load(a, topic, 1, stop, defaultdict(list), burst=10, gap=0.2))
+    try:
+        out = io.StringIO()
+        code = await run_cutover(settings, args(topic=[topic], max_lag=10**9, quiet=2.0, timeout=5.0), out)
+        report = json.loads(out.getvalue())
+        assert code == 1 and report["refused"].startswith("source still growing"), report
+    finally:
+        stop.set()
+        await load
     assert await committed(b, GROUP, f"A.{topic}", 1) == {0: None}
