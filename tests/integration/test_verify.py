@@ -93,6 +93,15 @@ async def test_a_faithful_copy_of_100k_records_with_every_codec_is_identical(
         assert p["last"] == {"source": 9_999, "target": 9_999}
     print(f"\nverify: 100000 records (x2 sides) in {seconds:.2f} s: {100_000 / seconds:,.0f} records/s")
 
+    # --sample: the last 500 records of each partition, from the offset sync before them
+    sampled = await verify(settings, settings.flows["A->B"], sorted(topics), sample=500)
+    assert sampled.identical
+    for check in sampled.checks:
+        assert check.sampled and 9_500 - 200 <= check.source_start <= 9_500, check
+        assert check.outcome is not None and check.outcome.first is not None
+        assert check.outcome.first[0] == check.source_start and check.outcome.last == (9_999, 9_999)
+    assert sampled.records < 10 * 800
+
 
 async def test_planted_defects_are_found_at_their_offsets(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
