@@ -260,3 +260,51 @@ def test_compacted_partitions_compare_the_latest_record_per_key() -> None:
 def test_compacted_keys_whose_latest_record_is_past_the_progress_are_not_compared() -> None:
     source = [(b"a", 0, b"1"), (b"a", 5, b"2"), (b"b", 6, b"1")]
     assert keyed(5, source, [(b"a", 0, b"1")]).identical
+
+
+@st.composite
+def several_defects(draw: st.DrawFn) -> tuple[list[bytes], list[bytes], list[Difference], int]:
+    """Up to 8 defects, each at least 3 records from the next, on distinct records."""
+    n = draw(st.integers(10, 400))
+    source = unique(n)
+    positions = sorted(draw(st.sets(st.integers(0, n - 2), max_size=8)))
+    kept: list[int] = []
+    for i in positions:
+        if not kept or i - kept[-1] >= 3:
+            kept.append(i)
+    kinds = [draw(st.sampled_from(DEFECTS)) for _ in kept]
+    target: list[bytes] = []
+    expected: list[Difference] = []
+    swaps = 0
+    defects = dict(zip(kept, kinds, strict=True))
+    i = 0
+    while i < n:
+        kind = defects.get(i)
+        if kind == "delete":
+            expected.append(Difference("missing", i, None))
+        elif kind == "insert":
+            expected.append(Difference("extra", None, len(target)))
+            target += [b"new" + i.to_bytes(4, "big"), source[i]]
+        elif kind == "change":
+            expected.append(Difference("differing", i, len(target)))
+            target.append(b"changed" + i.to_bytes(4, "big"))
+        elif kind == "swap":
+            swaps += 1
+            target += [source[i + 1], source[i]]
+            i += 1
+        else:
+            target.append(source[i])
+        i += 1
+    return source, target, expected, swaps
+
+
+@settings(max_examples=300, deadline=None)
+@given(several_defects(), st.integers(1, 64), st.sampled_from([8, 10_000]))
+def test_several_defects_are_each_found_by_position(
+    case: tuple[list[bytes], list[bytes], list[Difference], int], chunk: int, window: int
+) -> None:
+    source, target, expected, swaps = case
+    outcome = _streamed(entries(source), entries(target), chunk, window)
+    found = [d for d in outcome.differences if d.kind != "reordered"]
+    assert sorted(found, key=repr) == sorted(expected, key=repr)
+    assert outcome.counts["reordered"] == swaps
