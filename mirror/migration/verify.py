@@ -169,7 +169,7 @@ async def verify(
     except (MirrorError, TimeoutError) as exc:
         log.warning("cannot read the offset syncs; comparing from the log starts", error=str(exc))
         syncs = {}
-    wanted = sorted(topics) if topics else sorted({t for t, _ in stored if t in source_topics})
+    wanted = sorted(set(topics)) if topics else sorted({t for t, _ in stored if t in source_topics})
     partitions = [(t, p) for t in wanted for p in range(source_topics[t])]
     report = VerifyReport(flow.name)
     isolation = flow.consumer.get("isolation.level", "read_committed")
@@ -182,7 +182,8 @@ async def verify(
             await target_reader.start()
         begins = await source_reader.beginning_offsets(partitions)
         ends = await source_reader.end_offsets(partitions)
-        progress.total(sum(max(min(stored[tp] + 1, ends[tp]) - begins[tp], 0) for tp in stored if tp in ends))
+        ranges = [max(min(stored[tp] + 1, ends[tp]) - begins[tp], 0) for tp in partitions if tp in stored]
+        progress.total(sum(min(n, sample) if sample else n for n in ranges))
         side = _Sides(source_reader, target_reader, window, progress)
         for tp in partitions:
             remote = (policy.format_remote_topic(flow.source, tp[0]), tp[1])
