@@ -380,11 +380,14 @@ class _Cutover:
         different = [c for c in report.checks if c.state == "different"]
         if different:
             first = different[0]
+            found = first.note or ", ".join(
+                f"{n} {kind}" for kind, n in sorted(first.outcome.counts.items() if first.outcome else [])
+            )
             self._step(
                 "verification failed",
                 False,
-                f"{len(different)} partition(s) differ (first: {first.topic}-{first.partition}: "
-                f"{dict(first.outcome.counts) if first.outcome else first.note}); run `mirror verify`",
+                f"{len(different)} partition(s) differ (first: {first.topic}-{first.partition}, {found}); "
+                "`mirror verify` lists the differences",
             )
         self._step("verified", True, f"{report.records} record(s) identical")
 
