@@ -150,8 +150,9 @@ async def test_identity_naming_transactions_compaction_and_empty_partitions(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     """IdentityReplicationPolicy (same names), a transactional source with an aborted transaction (markers
-    take offsets, aborted records are not copied), a compacted topic, an empty partition: identical. Then
-    a record changed on the compacted copy is found."""
+    take offsets, aborted records are not copied), an exactly-once target (its markers take offsets too),
+    a compacted topic, an empty partition: identical. Then a record changed on the compacted copy is
+    found."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     txn, compacted = f"{topic}-txn", f"{topic}-compacted"
     await create_topic(a, txn, 2)  # partition 1 stays empty
@@ -179,6 +180,7 @@ async def test_identity_naming_transactions_compaction_and_empty_partitions(
         **{
             "A->B.topics": f"{topic}-.*",
             "replication.policy.class": "org.apache.kafka.connect.mirror.IdentityReplicationPolicy",
+            "A->B.exactly.once.support": "required",  # the target holds transaction markers too
         },
     )
     async with running(settings):
@@ -189,6 +191,7 @@ async def test_identity_naming_transactions_compaction_and_empty_partitions(
     assert report.identical, report
     assert checks[(txn, 0)].remote_topic == txn and checks[(txn, 0)].state == "identical"
     assert checks[(txn, 0)].outcome is not None and checks[(txn, 0)].outcome.matched == 250
+    assert (await end_offsets(b, txn, 1))[0] > 250  # the copy's transaction markers take offsets
     assert checks[(txn, 1)].state == "empty"
     assert checks[(compacted, 0)].compacted and checks[(compacted, 0)].state == "identical"
     assert checks[(compacted, 0)].outcome is not None and checks[(compacted, 0)].outcome.matched == 40
