@@ -247,7 +247,7 @@ class _Cutover:
 
     # --- 1. groups idle ----------------------------------------------------------------------------
 
-    async def _groups_idle(self) -> None:
+    async def _groups_idle(self, name: str = "groups idle") -> None:
         for alias, admin in ((self.flow.source, self.source_admin), (self.flow.target, self.target_admin)):
             groups = Groups(admin)
             for group in self.options.groups:
@@ -261,7 +261,7 @@ class _Cutover:
                         f"group {group!r} has {len(description.members)} active member(s) on {alias} "
                         f"(state {description.state}): stop its consumers there first",
                     )
-        self._step("groups idle", True, f"{len(self.options.groups)} group(s) without active members")
+        self._step(name, True, f"{len(self.options.groups)} group(s) without active members")
 
     # --- 2. lag ------------------------------------------------------------------------------------
 
@@ -484,6 +484,7 @@ class _Cutover:
         if self.options.dry_run:
             self._step("dry run", True, "nothing was written")
             return
+        await self._groups_idle("groups still idle")  # consumers may have started during the waits
         await self._write_checkpoints([i for items in translated.values() for i in items])
         for group, plan in plans.items():
             outcome = await target_groups.alter_offsets(group, plan)

@@ -161,6 +161,7 @@ async def test_cutover_moves_a_migration_end_to_end(
             "source quiet",
             "tail copied",
             "verified",
+            "groups still idle",
             "offsets committed",
         ]
         assert report.verify is not None and report.verify.records == sum(len(r) for r in sent.values())
