@@ -113,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="compare only the last N copied records of each partition (from the offset sync before them)",
     )
+    verify.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="records copied twice (at-least-once re-copies after a crash) do not fail the verification",
+    )
     verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     cutover = sub.add_parser(

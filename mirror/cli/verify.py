@@ -74,7 +74,14 @@ async def run_verify(settings: Settings, args: argparse.Namespace, out: TextIO |
     if args.sample is not None and args.sample < 1:
         raise ConfigError("--sample", args.sample, "a number of records >= 1")
     with _bar(not args.json) as bar:
-        report = await verify(settings, flow, args.topic or (), sample=args.sample, progress=bar)
+        report = await verify(
+            settings,
+            flow,
+            args.topic or (),
+            sample=args.sample,
+            allow_duplicates=args.allow_duplicates,
+            progress=bar,
+        )
     if args.json:
         print(json.dumps(report_json(report), indent=2), file=out)
     else:
@@ -91,7 +98,7 @@ def print_report(report: VerifyReport, out: TextIO) -> None:
     for c in report.checks:
         o = c.outcome
         rng = f"{c.source_start}..{c.source_end - 1}" if c.source_end > c.source_start else "-"
-        state = c.state + (f" ({_counts(c)})" if c.state == "different" else "")
+        state = c.state + (f" ({_counts(c)})" if c.state in ("different", "duplicated") else "")
         flags = ", ".join(
             f for f in ("compacted" if c.compacted else "", "sampled" if c.sampled else "") if f
         )
@@ -167,6 +174,7 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
     return {
         "flow": report.flow,
         "identical": report.identical,
+        "allow_duplicates": report.allow_duplicates,
         "records": report.records,
         "seconds": round(report.seconds, 3),
         "partitions": [check_json(c) for c in report.checks],

@@ -53,7 +53,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-State = Literal["identical", "different", "not copied", "empty"]
+State = Literal["identical", "duplicated", "different", "not copied", "empty"]
+"""``duplicated``: identical but for records copied twice (at-least-once re-copies after a crash), which
+count as a difference unless allowed."""
 
 _FETCH_MS: Final = 200
 _STALL_SECONDS: Final = 60.0  # no record from a side that should have more: give up with an error
@@ -101,10 +103,17 @@ class VerifyReport:
     flow: str
     checks: list[PartitionCheck] = field(default_factory=list)
     seconds: float = 0.0
+    allow_duplicates: bool = False
+
+    @property
+    def failing(self) -> list[PartitionCheck]:
+        """The partitions that differ (duplicates only when they are not allowed)."""
+        bad = {"different"} if self.allow_duplicates else {"different", "duplicated"}
+        return [c for c in self.checks if c.state in bad]
 
     @property
     def identical(self) -> bool:
-        return all(c.state != "different" for c in self.checks)
+        return not self.failing
 
     @property
     def records(self) -> int:
@@ -151,12 +160,14 @@ async def verify(
     topics: Sequence[str] = (),
     *,
     sample: int | None = None,
+    allow_duplicates: bool = False,
     window: int = DEFAULT_WINDOW,
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Compare the flow's source topics (``topics``, or every topic with stored progress) with their remote
     topics. Raises `ConfigError` for a topic the source does not have, `MirrorError` when a cluster
-    cannot be read."""
+    cannot be read. With ``allow_duplicates`` a partition whose only differences are duplicates counts as
+    the same (state ``duplicated``)."""
     started = time.monotonic()
     progress = progress or _NoProgress()
     source, target = settings.cluster(flow.source), settings.cluster(flow.target)
@@ -171,7 +182,7 @@ async def verify(
         syncs = {}
     wanted = sorted(set(topics)) if topics else sorted({t for t, _ in stored if t in source_topics})
     partitions = [(t, p) for t in wanted for p in range(source_topics[t])]
-    report = VerifyReport(flow.name)
+    report = VerifyReport(flow.name, allow_duplicates=allow_duplicates)
     isolation = flow.consumer.get("isolation.level", "read_committed")
     source_reader = Reader(source, f"{flow.name}|verify|source-consumer", _READER, isolation)
     target_reader = Reader(target, f"{flow.name}|verify|target-consumer", _READER, "read_committed")
@@ -382,7 +393,7 @@ def _checked(  # noqa: PLR0917
 ) -> PartitionCheck:
     return replace(
         base,
-        state="identical" if outcome.identical else "different",
+        state=_state(outcome),
         source_start=start,
         source_end=end,
         target_start=target_start,
@@ -406,3 +417,9 @@ class _Stall:
     def check(self) -> None:
         if time.monotonic() - self._last > _STALL_SECONDS:
             raise KafkaUnavailable(f"no records read for {_STALL_SECONDS:.0f} s while verifying {self._what}")
+
+
+def _state(outcome: Outcome) -> State:
+    if outcome.identical:
+        return "identical"
+    return "duplicated" if set(outcome.counts) == {"duplicate"} else "different"

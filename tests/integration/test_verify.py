@@ -45,7 +45,14 @@ def make_records(n: int, seed: int) -> list[Rec]:
 
 
 def args(**kw: object) -> argparse.Namespace:
-    base: dict[str, object] = {"source": "A", "target": "B", "topic": [], "sample": None, "json": True}
+    base: dict[str, object] = {
+        "source": "A",
+        "target": "B",
+        "topic": [],
+        "sample": None,
+        "allow_duplicates": False,
+        "json": True,
+    }
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -109,8 +116,8 @@ async def test_planted_defects_are_found_at_their_offsets(
     """The remote topic is written by the test, each partition with one defect, beside stored progress."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     n = 300
-    source = {p: make_records(n, seed=10 + p) for p in range(5)}
-    await create_topic(a, topic, 5)
+    source = {p: make_records(n, seed=10 + p) for p in range(6)}
+    await create_topic(a, topic, 6)
     await produce(a, topic, source)
     copy = {p: list(recs) for p, recs in source.items()}
     del copy[0][120]  # p0: a deleted record
@@ -119,7 +126,8 @@ async def test_planted_defects_are_found_at_their_offsets(
     copy[2][200] = (key, value, (*headers, ("changed", b"1")), ts)  # p2: a changed header
     copy[3][150], copy[3][151] = copy[3][151], copy[3][150]  # p3: a reordered pair
     # p4: faithful
-    await create_topic(b, f"A.{topic}", 5)
+    copy[5][100:100] = copy[5][90:100]  # p5: a run copied twice (at-least-once after a crash)
+    await create_topic(b, f"A.{topic}", 6)
     await produce(b, f"A.{topic}", copy)
     settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **{"A->B.topics": topic})
     flow = settings.flows["A->B"]
@@ -128,7 +136,7 @@ async def test_planted_defects_are_found_at_their_offsets(
     report = await verify(settings, flow)
     by_partition = {c.partition: c for c in report.checks}
     assert not report.identical
-    outcome = {p: by_partition[p].outcome for p in range(5)}
+    outcome = {p: by_partition[p].outcome for p in range(6)}
     assert all(o is not None for o in outcome.values())
     assert outcome[0] and outcome[0].differences == [Difference("missing", 120, None)]
     assert outcome[1] and outcome[1].differences == [Difference("extra", None, 77)]
@@ -138,6 +146,11 @@ async def test_planted_defects_are_found_at_their_offsets(
     assert {reordered.source_offset, reordered.target_offset} <= {150, 151}
     assert by_partition[4].state == "identical"
     assert [by_partition[p].state for p in range(4)] == ["different"] * 4
+    assert by_partition[5].state == "duplicated" and by_partition[5].outcome is not None
+    assert by_partition[5].outcome.differences == [Difference("duplicate", None, t) for t in range(100, 110)]
+    assert [c.partition for c in report.failing] == [0, 1, 2, 3, 5]
+    allowed = await verify(settings, flow, allow_duplicates=True)
+    assert [c.partition for c in allowed.failing] == [0, 1, 2, 3]
 
     out = io.StringIO()
     assert await run_verify(settings, args(json=False), out) == 1
