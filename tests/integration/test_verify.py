@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import random
 import time
 import uuid
 from pathlib import Path
@@ -19,29 +18,15 @@ from mirror.migration.digest import Difference
 from mirror.migration.verify import verify
 from mirror.replication.progress import ProgressStore
 from tests.integration.support import (
-    Rec,
     create_topic,
     end_offsets,
+    make_records,
     produce,
     running,
     settings_for,
     store_progress,
     wait_for,
 )
-
-
-def make_records(n: int, seed: int) -> list[Rec]:
-    """Keys, null keys, tombstones, binary and duplicate header keys, explicit timestamps."""
-    rnd = random.Random(seed)
-    out: list[Rec] = []
-    for i in range(n):
-        key = None if i % 7 == 0 else b"key-%d" % i
-        value = None if (key is not None and i % 11 == 0) else rnd.randbytes(rnd.randint(0, 200))
-        headers: tuple[tuple[str, bytes], ...] = ()
-        if i % 3 == 0:
-            headers = (("dup", b"1"), ("bin", bytes([0, 255, i % 256])), ("dup", b"2"))
-        out.append((key, value, headers, 1_700_000_000_000 + i))
-    return out
 
 
 def args(**kw: object) -> argparse.Namespace:
