@@ -44,6 +44,10 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 PROPS
+# Any other broker settings, one per line (a later line wins over the same key above).
+if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$props"
+fi
 
 cp=/opt/kafka/libs/*
 if [ ! -f "$dir/data/meta.properties" ]; then

@@ -114,6 +114,9 @@ def _kafka(image: str, secured: bool) -> Iterator[KafkaContainer]:
         .with_env("KAFKA_CONTROLLER_PORT", str(controller))
         .with_env("KAFKA_INTERNAL_PORT", str(internal))
         .with_env("KAFKA_ADVERTISED_HOST", "127.0.0.1")
+        # The tests' records carry old timestamps: time-based retention (checked every 5 minutes) would
+        # delete them under the tests' feet, as it would in the local harness (mirror.local.kafka).
+        .with_env("KAFKA_EXTRA_PROPERTIES", "log.retention.ms=-1")
     )
     if secured:
         container.with_env("KAFKA_SASL_PLAIN_USERS", f"{SASL_USER}:{SASL_PASSWORD}")
