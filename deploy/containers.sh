@@ -43,8 +43,14 @@ fi
 if ! command -v podman >/dev/null || ! command -v runc >/dev/null || ! command -v debootstrap >/dev/null; then
     log "installing podman, runc and debootstrap (apt-get)"
     start=$(date +%s)
-    $sudo apt-get update -qq >&2
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap >&2
+    {
+        $sudo apt-get update -qq &&
+            $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc debootstrap
+    } >"$cache/apt.log" 2>&1 || {
+        log "apt-get failed; the end of $cache/apt.log:"
+        tail -20 "$cache/apt.log" >&2
+        exit 1
+    }
     log "installed in $(($(date +%s) - start))s"
 fi
 
