@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -490,7 +491,8 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid, plus a random tag: containers on the host network all run as pid 1 on one host name.
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.flows = [FlowRunner(settings, f) for f in settings.active_flows()]
         self.memberships: dict[str, GroupMembership] = {}
         self._stopping = asyncio.Event()
