@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.config import Settings
@@ -38,6 +38,7 @@ from .support import (
     settings_for,
     wait_for,
 )
+from .test_configsync import set_overrides
 
 HOUR_MS = 3_600_000
 PROGRESS_TOPIC = "mm2-offsets.A.internal"
@@ -481,3 +482,177 @@ async def test_batches_too_large_for_the_target_are_sent_smaller_not_halted(
     assert len(refused) <= 12, f"{len(refused)} batches refused (records per batch: {refused})"
     singles = batches.count(1)
     assert len(batches) <= n // 8, f"{len(batches)} batches on B for {n} records, {singles} of one record"
+
+
+# --- a halted partition resumes by itself; the opt-in dead-letter policy; large records ------------------
+
+TOO_LARGE = r"(?i)too.?large|MessageSize|RecordTooLarge"
+FAST_RETRY = {"rejected.records.retry.backoff.ms": "500", "rejected.records.retry.backoff.max.ms": "2000"}
+
+
+async def readyz(server: HttpServer) -> tuple[int, dict[str, Any]]:
+    status, body = await http_get(server.port, "/readyz")
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize(("mode", "fix"), [("disabled", "target"), ("required", "source")])
+async def test_a_halted_partition_resumes_by_itself_once_the_remote_topic_takes_the_record(
+    mode: str,
+    fix: str,
+    cluster_a: LocalKafkaCluster,
+    cluster_b: LocalKafkaCluster,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    """Partition 0's record 2 (10 KB) is too large for the remote topic (max.message.bytes 2000): the
+    partition halts there, named in /status, the gauge and /readyz (which stays 200: the worker is doing
+    its job), while partition 1 keeps flowing. Then the remote topic's limit is raised — on the target
+    directly, or on the source (config sync carries it over) — and, with no restart, the partition resumes
+    by itself: every record of both partitions is on the target, in order (exactly once in exactly-once
+    mode), the halt is gone and the gauge is 0."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad = f"A.{topic}", 2
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    await create_topic(a, topic, 2, {"max.message.bytes": "100000"})
+    await create_topic(b, remote, 2, {"max.message.bytes": "2000"})
+    now = now_ms()
+    p0, p1 = records(0, 0, 6, now), records(1, 0, 6, now)
+    key, _, headers, ts = p0[bad]
+    p0[bad] = (key, os.urandom(10_000), headers, ts)  # random: no codec shrinks it below the limit
+    await produce(a, topic, {0: p0, 1: p1})
+    more: dict[str, str] = dict(FAST_RETRY)
+    if fix == "source":
+        # the source takes no such record any more (the one it holds stays): config sync keeps B's at 2000
+        await set_overrides(a, topic, {"max.message.bytes": "2000"})
+        more |= {"sync.topic.configs.enabled": "true", "sync.topic.configs.interval.seconds": "2"}
+    settings = flow_settings(tmp_path, a, b, topic, mode, **more)
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(settings) as worker, serving(worker) as server:
+            got = await consume_all(b, remote, {0: p0[:bad], 1: p1}, 90, isolation_level=isolation)
+            assert_copied(got[0], p0[:bad], exactly_once, "partition 0 before the fix")
+            await assert_halted(server, topic, 0, bad, TOO_LARGE)
+
+            async def named() -> bool:
+                status, doc = await readyz(server)
+                return (
+                    status == 200
+                    and doc["ready"]
+                    and any(f"{topic}-0 halted at offset 2" in h for h in doc["halted"])
+                )
+
+            await wait_for(named, timeout=30, interval=0.5)
+            # partition 1 goes on meanwhile; partition 0 gets more records, after the halted one
+            more0, more1 = records(0, 6, 3, now_ms()), records(1, 6, 3, now_ms())
+            await produce(a, topic, {0: more0, 1: more1})
+            p0, p1 = p0 + more0, p1 + more1
+            got = await consume_all(b, remote, {1: p1}, 60, isolation_level=isolation)
+            assert_copied(got[1], p1, exactly_once, "partition 1 while partition 0 is halted")
+            assert await halted_of(server, topic), "partition 0 resumed before the fix"
+
+            if fix == "target":
+                await set_overrides(b, remote, {"max.message.bytes": "100000"})
+            else:
+                await set_overrides(a, topic, {"max.message.bytes": "100000"})
+            got = await consume_all(b, remote, {0: p0, 1: p1}, 90, isolation_level=isolation)
+            progress = await settled_progress(b, topic, {0: len(p0) - 1, 1: len(p1) - 1})
+
+            async def resumed() -> bool:
+                return not await halted_of(server, topic)
+
+            await wait_for(resumed, timeout=30, interval=0.5)
+            gauge = await scrape(server, "mirror_partition_halted", source="A", target="B", topic=remote)
+            after = await on_target(b, remote, isolation)
+    seen = f"(stored progress {progress})"
+    assert_copied(after[0], p0, exactly_once, f"partition 0 {seen}")
+    assert_copied(after[1], p1, exactly_once, f"partition 1 {seen}")
+    assert progress == {0: len(p0) - 1, 1: len(p1) - 1}
+    assert {(lbl["partition"], v) for lbl, v in gauge} <= {("0", 0.0)}, gauge
+    events = [e["event"] for e in logs if e.get("topic") == topic and e.get("offset") == bad]
+    assert "target refused a record; partition halted" in events, events
+    assert "target took the refused record; partition resumed" in events, events
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_with_the_dead_letter_policy_a_refused_record_goes_to_the_dead_letter_topic(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """``A->B.rejected.records.policy = dead-letter``: partition 0's record 2 is too large for the remote
+    topic. It lands in ``mm2-dead-letter.A.internal`` on B with its key, value, headers and timestamp,
+    plus headers naming its source topic, partition and offset and the reason; it is counted (metric and
+    /status); nothing halts; the records after it are copied, in order; progress reaches the end."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad, dead_topic = f"A.{topic}", 2, "mm2-dead-letter.A.internal"
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    await create_topic(a, topic, 2, {"max.message.bytes": "100000"})
+    await create_topic(b, remote, 2, {"max.message.bytes": "2000"})
+    now = now_ms()
+    p0, p1 = records(0, 0, 8, now), records(1, 0, 8, now)
+    key, _, headers, ts = p0[bad]
+    p0[bad] = (key, os.urandom(10_000), headers, ts)
+    await produce(a, topic, {0: p0, 1: p1})
+    settings = flow_settings(tmp_path, a, b, topic, mode, **{"A->B.rejected.records.policy": "dead-letter"})
+    want0 = p0[:bad] + p0[bad + 1 :]
+
+    async with running(settings) as worker, serving(worker) as server:
+        got = await consume_all(b, remote, {0: want0, 1: p1}, 90, isolation_level=isolation)
+        progress = await settled_progress(b, topic, {0: len(p0) - 1, 1: len(p1) - 1})
+        counted = await scrape(
+            server, "mirror_dead_lettered_records_total", source="A", target="B", topic=remote
+        )
+        halted = await halted_of(server, topic)
+        dead_lettered = sum(int(t.get("dead_lettered", 0)) for t in await tasks_of(server))
+    seen = f"(stored progress {progress})"
+    assert_copied(got[0], want0, exactly_once, f"partition 0 {seen}")
+    assert_copied(got[1], p1, exactly_once, f"partition 1 {seen}")
+    assert progress == {0: len(p0) - 1, 1: len(p1) - 1}
+    assert halted == []
+    letters = [r for recs in (await read_to_end(b, dead_topic, isolation)).values() for r in recs]
+    assert letters, f"nothing in {dead_topic}"
+    if exactly_once:
+        assert len(letters) == 1, f"{len(letters)} records in {dead_topic}"
+    letter = letters[0]
+    assert (letter.key, letter.value, letter.timestamp) == (key, p0[bad][1], ts)
+    extra = dict(letter.headers[len(headers) :])
+    assert list(letter.headers[: len(headers)]) == list(headers)
+    assert extra["mirror.dead-letter.source.topic"] == topic.encode()
+    assert extra["mirror.dead-letter.source.partition"] == b"0"
+    assert extra["mirror.dead-letter.source.offset"] == b"2"
+    assert extra["mirror.dead-letter.remote.topic"] == remote.encode()
+    assert re.search(TOO_LARGE, extra["mirror.dead-letter.reason"].decode()), extra
+    assert {(lbl["partition"], v) for lbl, v in counted} == {("0", float(len(letters)))}, counted
+    assert dead_lettered == len(letters)
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_a_record_larger_than_every_client_default_is_copied_without_an_override(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """A 6 MB record on a topic with max.message.bytes = 8 MB (more than the producer's default request
+    size, the consumer's default partition fetch size and the batch size): copied, with the records around
+    it, in order, with no client key set (the remote topic takes the source's limit)."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote = f"A.{topic}"
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    limit = 8 * 1024 * 1024
+    await create_topic(a, topic, 1, {"max.message.bytes": str(limit)})
+    recs = records(0, 0, 5, now_ms())
+    key, _, headers, ts = recs[2]
+    recs[2] = (key, os.urandom(6 * 1024 * 1024), headers, ts)
+    producer = AIOKafkaProducer(bootstrap_servers=a, max_request_size=limit)  # the test's own producer
+    await producer.start()
+    try:
+        for k, v, h, t in recs:
+            await (await producer.send(topic, v, key=k, partition=0, timestamp_ms=t, headers=list(h)))
+    finally:
+        await producer.stop()
+    settings = flow_settings(tmp_path, a, b, topic, mode, **{"sync.topic.configs.enabled": "true"})
+
+    async with running(settings) as worker, serving(worker) as server:
+        got = await consume_all(b, remote, {0: recs}, 90, isolation_level=isolation)
+        halted = await halted_of(server, topic)
+    assert halted == []
+    assert_copied(got[0], recs, exactly_once, "partition 0")
