@@ -127,20 +127,14 @@ class Halting:
         before = self.halted.get(tp)
         self.halted[tp] = Halt(exc.offset, exc.reason)
         self._observed.halted(tp)
-        if before is not None and before.offset == exc.offset:
-            delay = self._retry_later(tp)
-            log.warning(
-                "target still refuses the record; partition stays halted",
-                **fields,
-                offset=exc.offset,
-                reason=exc.reason,
-                retry_in_s=round(delay, 1),
-            )
-            return
-        self._backoffs[tp] = Backoff(*self._backoff_s)
+        again = before is not None and before.offset == exc.offset  # a retry refused: a warning only
+        if not again:
+            self._backoffs[tp] = Backoff(*self._backoff_s)
         delay = self._retry_later(tp)
-        log.error(
-            "target refused a record; partition halted",
+        (log.warning if again else log.error)(
+            "target still refuses the record; partition stays halted"
+            if again
+            else "target refused a record; partition halted",
             **fields,
             offset=exc.offset,
             reason=exc.reason,

@@ -490,6 +490,20 @@ TOO_LARGE = r"(?i)too.?large|MessageSize|RecordTooLarge"
 FAST_RETRY = {"rejected.records.retry.backoff.ms": "500", "rejected.records.retry.backoff.max.ms": "2000"}
 
 
+async def too_large_at(a: str, b: str, topic: str, bad: int, n: int) -> tuple[list[Rec], list[Rec]]:
+    """``topic`` on A (2 partitions, max.message.bytes 100000) holds ``n`` records per partition;
+    partition 0's record ``bad`` is 10 KB, too large for the remote topic made on B (max.message.bytes
+    2000). Returns the records of partitions 0 and 1."""
+    await create_topic(a, topic, 2, {"max.message.bytes": "100000"})
+    await create_topic(b, f"A.{topic}", 2, {"max.message.bytes": "2000"})
+    now = now_ms()
+    p0, p1 = records(0, 0, n, now), records(1, 0, n, now)
+    key, _, headers, ts = p0[bad]
+    p0[bad] = (key, os.urandom(10_000), headers, ts)  # random: no codec shrinks it below the limit
+    await produce(a, topic, {0: p0, 1: p1})
+    return p0, p1
+
+
 async def readyz(server: HttpServer) -> tuple[int, dict[str, Any]]:
     status, body = await http_get(server.port, "/readyz")
     return status, json.loads(body)
@@ -514,13 +528,7 @@ async def test_a_halted_partition_resumes_by_itself_once_the_remote_topic_takes_
     remote, bad = f"A.{topic}", 2
     exactly_once = mode == "required"
     isolation = "read_committed" if exactly_once else "read_uncommitted"
-    await create_topic(a, topic, 2, {"max.message.bytes": "100000"})
-    await create_topic(b, remote, 2, {"max.message.bytes": "2000"})
-    now = now_ms()
-    p0, p1 = records(0, 0, 6, now), records(1, 0, 6, now)
-    key, _, headers, ts = p0[bad]
-    p0[bad] = (key, os.urandom(10_000), headers, ts)  # random: no codec shrinks it below the limit
-    await produce(a, topic, {0: p0, 1: p1})
+    p0, p1 = await too_large_at(a, b, topic, bad, 6)
     more: dict[str, str] = dict(FAST_RETRY)
     if fix == "source":
         # the source takes no such record any more (the one it holds stays): config sync keeps B's at 2000
@@ -586,13 +594,8 @@ async def test_with_the_dead_letter_policy_a_refused_record_goes_to_the_dead_let
     remote, bad, dead_topic = f"A.{topic}", 2, "mm2-dead-letter.A.internal"
     exactly_once = mode == "required"
     isolation = "read_committed" if exactly_once else "read_uncommitted"
-    await create_topic(a, topic, 2, {"max.message.bytes": "100000"})
-    await create_topic(b, remote, 2, {"max.message.bytes": "2000"})
-    now = now_ms()
-    p0, p1 = records(0, 0, 8, now), records(1, 0, 8, now)
+    p0, p1 = await too_large_at(a, b, topic, bad, 8)
     key, _, headers, ts = p0[bad]
-    p0[bad] = (key, os.urandom(10_000), headers, ts)
-    await produce(a, topic, {0: p0, 1: p1})
     settings = flow_settings(tmp_path, a, b, topic, mode, **{"A->B.rejected.records.policy": "dead-letter"})
     want0 = p0[:bad] + p0[bad + 1 :]
 
