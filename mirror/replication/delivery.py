@@ -65,24 +65,28 @@ class Delivery:
         return [entry for s in sends for entry in s.result()]
 
     async def send(self, writer: Writer, batch: SourceBatch) -> list[InFlight]:
-        """Queue one fetched batch; a record of it bound for the dead-letter topic (`Halting.dead_letter`)
-        goes there, in order: the records before it, it (acknowledged before anything after it is
-        queued), the records after it."""
+        """Queue one fetched batch. A refused record in it is cut out, in order (the records before it,
+        it, the records after it): one bound for the dead-letter topic (`Halting.dead_letter`) goes there
+        and is acknowledged before anything after it is queued; the halt record of a retried partition
+        (`Halting.retrying`) goes to the target in a batch of its own."""
         tp = (batch.topic, batch.partition)
         skip = self.halting.dead_letter.get(tp)
-        if skip is None or skip.offset > batch.last_offset:
+        if skip is not None and skip.offset < batch.first_offset:
+            self.halting.dead_lettered(tp, skip.offset)  # deleted on the source meanwhile (compaction)
+            skip = None
+        mark = skip or (self.halting.halted.get(tp) if tp in self.halting.retrying else None)
+        if mark is None or not batch.first_offset <= mark.offset <= batch.last_offset:
             return [await self._send(writer, batch)]
-        if skip.offset < batch.first_offset:  # deleted on the source meanwhile (compaction, retention)
-            self.halting.dead_lettered(tp, skip.offset)
-            return [await self._send(writer, batch)]
-        before = [r for r in batch.records if r.offset < skip.offset]
-        refused = [r for r in batch.records if r.offset == skip.offset]
-        after = [r for r in batch.records if r.offset > skip.offset]
+        before = [r for r in batch.records if r.offset < mark.offset]
+        at = [r for r in batch.records if r.offset == mark.offset]
+        after = [r for r in batch.records if r.offset > mark.offset]
         entries = [await self._send(writer, SourceBatch(*tp, before))] if before else []
-        if refused:
-            entries.append(await self._dead_letter(writer, tp, refused[0], skip.reason))
-        else:  # not there any more (compacted away): nothing to send
+        if skip is not None and at:
+            entries.append(await self._dead_letter(writer, tp, at[0], skip.reason))
+        elif skip is not None:  # not there any more (compacted away): nothing to send
             self.halting.dead_lettered(tp, skip.offset)
+        elif at:
+            entries.append(await self._send(writer, SourceBatch(*tp, at)))
         if after:
             entries.append(await self._send(writer, SourceBatch(*tp, after)))
         return entries

@@ -187,10 +187,10 @@ class Halting:
         ]
 
     def retry(self, tp: TP) -> int | None:
-        """Start retrying a halted partition: its halt record goes alone, first; returns the offset to
-        seek the reader back to (None: the reader has not read past it)."""
+        """Start retrying a halted partition: its halt record goes to the target in a batch of its own
+        (`mirror.replication.delivery`); returns the offset to seek the reader back to (None: the reader
+        has not read past it)."""
         self.retrying.add(tp)
-        self.probing[tp] = (self.halted[tp].offset, 1)
         log.info(
             "retrying a halted partition's refused record",
             **self._fields,
