@@ -23,7 +23,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirror.config import Settings
+from mirror.config import ClusterSettings, Settings
+from mirror.kafka import Reader
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.service.http import HttpServer
 
@@ -665,3 +666,39 @@ async def test_a_record_larger_than_every_client_default_is_copied_without_an_ov
         halted = await halted_of(server, topic)
     assert halted == []
     assert_copied(got[0], recs, exactly_once, "partition 0")
+
+
+async def test_a_retry_seek_hands_out_nothing_read_before_it(
+    cluster_a: LocalKafkaCluster, topic: str
+) -> None:
+    """What the retry of a halted partition relies on in aiokafka (docs/guarantees.md, "Refused records"):
+    the reader read past offset 10 (its fetcher goes on prefetching in the background), the partition is
+    paused while more records arrive, then sought back to 10 and resumed: the next records handed out
+    start at 10 and follow one another, nothing prefetched before the seek comes out after it."""
+    a = cluster_a.bootstrap_servers
+    await create_topic(a, topic, 1)
+    await produce(a, topic, {0: records(0, 0, 200, now_ms())})
+    small_fetches = {"max.partition.fetch.bytes": "1000"}  # many fetches, prefetched in the background
+    reader = Reader(
+        ClusterSettings(alias="A", bootstrap_servers=a), "seek-test", small_fetches, "read_uncommitted"
+    )
+    tp = (topic, 0)
+    await reader.start()
+    try:
+        await reader.assign({tp: 0})
+        seen: list[int] = []
+        while not seen or seen[-1] < 30:
+            seen += [r.offset for b in await reader.fetch(500) for r in b.records]
+        reader.pause([tp])
+        await produce(a, topic, {0: records(0, 200, 50, now_ms())})
+        paused = [r.offset for b in await reader.fetch(500) for r in b.records]
+        reader.seek({tp: 10})
+        reader.resume([tp])
+        again: list[int] = []
+        while not again or again[-1] < 249:
+            again += [r.offset for b in await reader.fetch(500) for r in b.records]
+    finally:
+        await reader.close()
+    assert seen == list(range(len(seen))), seen
+    assert paused == [], paused
+    assert again == list(range(10, 250)), again[:20]
