@@ -560,11 +560,13 @@ async def test_a_halted_partition_resumes_by_itself_once_the_remote_topic_takes_
             assert_copied(got[1], p1, exactly_once, "partition 1 while partition 0 is halted")
             assert await halted_of(server, topic), "partition 0 resumed before the fix"
 
+            fixed_at = time.monotonic()
             if fix == "target":
                 await set_overrides(b, remote, {"max.message.bytes": "100000"})
             else:
                 await set_overrides(a, topic, {"max.message.bytes": "100000"})
             got = await consume_all(b, remote, {0: p0, 1: p1}, 90, isolation_level=isolation)
+            took = time.monotonic() - fixed_at
             progress = await settled_progress(b, topic, {0: len(p0) - 1, 1: len(p1) - 1})
 
             async def resumed() -> bool:
@@ -578,6 +580,9 @@ async def test_a_halted_partition_resumes_by_itself_once_the_remote_topic_takes_
     assert_copied(after[1], p1, exactly_once, f"partition 1 {seen}")
     assert progress == {0: len(p0) - 1, 1: len(p1) - 1}
     assert {(lbl["partition"], v) for lbl, v in gauge} <= {("0", 0.0)}, gauge
+    # retries every 0.5 s .. 2 s here (config sync every 2 s): copied within a few retries of the fix
+    print(f"partition 0 copied to its end {took:.1f}s after the fix ({fix}, {mode})")
+    assert took < 20, f"{took:.1f}s from the fix to the copy"
     events = [e["event"] for e in logs if e.get("topic") == topic and e.get("offset") == bad]
     assert "target refused a record; partition halted" in events, events
     assert "target took the refused record; partition resumed" in events, events
