@@ -135,6 +135,20 @@ async def settled_progress(
         await asyncio.sleep(0.5)
 
 
+async def offset_syncs(bootstrap: str, topic: str, partition: int) -> list[tuple[int, int]]:
+    """(upstream, downstream) of every offset sync of ``topic``'s ``partition`` in flow A->B's
+    ``mm2-offset-syncs.B.internal`` on A (Java's format: key = int16 length, topic, int32 partition;
+    value = int64 upstream, int64 downstream)."""
+    out = []
+    for recs in (await read_to_end(bootstrap, "mm2-offset-syncs.B.internal", "read_uncommitted")).values():
+        for r in recs:
+            (n,) = struct.unpack_from(">h", r.key)
+            name, (part,) = r.key[2 : 2 + n].decode(), struct.unpack_from(">i", r.key, 2 + n)
+            if name == topic and part == partition and r.value is not None:
+                out.append(struct.unpack(">qq", r.value))
+    return out
+
+
 def assert_copied(got: Sequence[Rec], want: Sequence[Rec], exactly_once: bool, what: str) -> None:
     """Exactly once: the target holds ``want``, nothing else. At least once: the same records in the same
     order, re-sent ones allowed, and nothing else."""
@@ -595,7 +609,9 @@ async def test_with_the_dead_letter_policy_a_refused_record_goes_to_the_dead_let
     """``A->B.rejected.records.policy = dead-letter``: partition 0's record 2 is too large for the remote
     topic. It lands in ``mm2-dead-letter.A.internal`` on B with its key, value, headers and timestamp,
     plus headers naming its source topic, partition and offset and the reason; it is counted (metric and
-    /status); nothing halts; the records after it are copied, in order; progress reaches the end."""
+    /status); nothing halts; the records after it are copied, in order; progress reaches the end; and
+    every offset sync (read from A's offset-syncs topic) maps a source offset to that record's copy on B,
+    across the gap too."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     remote, bad, dead_topic = f"A.{topic}", 2, "mm2-dead-letter.A.internal"
     exactly_once = mode == "required"
@@ -613,6 +629,16 @@ async def test_with_the_dead_letter_policy_a_refused_record_goes_to_the_dead_let
         )
         halted = await halted_of(server, topic)
         dead_lettered = sum(int(t.get("dead_lettered", 0)) for t in await tasks_of(server))
+
+        async def synced_past_the_gap() -> list[tuple[int, int]]:
+            syncs = await offset_syncs(a, topic, 0)
+            return syncs if any(up > bad for up, _ in syncs) else []
+
+        syncs = await wait_for(synced_past_the_gap, timeout=30, interval=0.5)
+    # every offset sync maps a source offset to that record's copy (its "n" header is its source offset):
+    # none to the dead-lettered record, none across the gap
+    copies = {r.offset: int(dict(r.headers)["n"]) for r in (await read_to_end(b, remote, isolation))[0]}
+    assert all(copies.get(down) == up for up, down in syncs), (syncs, sorted(copies.items()))
     seen = f"(stored progress {progress})"
     assert_copied(got[0], want0, exactly_once, f"partition 0 {seen}")
     assert_copied(got[1], p1, exactly_once, f"partition 1 {seen}")
