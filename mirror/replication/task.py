@@ -9,11 +9,12 @@ everything before it in that partition, so a crash re-copies at most the tail si
 progress and never skips a record. Exactly-once: a transaction commits only after the target
 acknowledged every batch in it and its progress records; otherwise it is aborted and nothing of it counts.
 
-A batch the target refuses for good (`RecordRejected`) halts its own partition, never the task
-(`mirror.replication.halting`). Records deleted on the source before they were copied are reported as
-lost, at assignment and while running (`mirror.replication.positions`). Which partitions a task copies:
-`mirror.replication.assignment`. The Kafka and aiokafka behaviours this relies on are in
-docs/guarantees.md.
+A batch the target refuses for good (`RecordRejected`) halts its own partition, never the task, until a
+retry finds the target taking the refused record, or, with the opt-in dead-letter policy, that record goes
+to the flow's dead-letter topic (`mirror.replication.halting`). Records deleted on the source before
+they were copied are reported as lost, at assignment and while running (`mirror.replication.positions`).
+Which partitions a task copies: `mirror.replication.assignment`. The Kafka and aiokafka behaviours this
+relies on are in docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ class SourceTask:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
             return []
-        if self.status.halted:
+        if self.status.halted and not self._partitions_changed.is_set():  # (else: assigned first)
             self._retry_halted(reader)
         try:
             batches = await reader.fetch(self.flow.consumer_poll_timeout_ms)
