@@ -47,13 +47,17 @@ async def _admin(cluster: LocalKafkaCluster) -> AsyncIterator[Admin]:
 
 
 @pytest.fixture
-async def source(cluster_a: LocalKafkaCluster) -> AsyncIterator[Admin]:
+async def source(cluster_a: LocalKafkaCluster, topic: str) -> AsyncIterator[Admin]:
+    """An admin of cluster A, where ``topic`` (one partition) exists."""
+    await create_topic(cluster_a.bootstrap_servers, topic, 1)
     async for admin in _admin(cluster_a):
         yield admin
 
 
 @pytest.fixture
-async def target(cluster_b: LocalKafkaCluster) -> AsyncIterator[Admin]:
+async def target(cluster_b: LocalKafkaCluster, topic: str) -> AsyncIterator[Admin]:
+    """An admin of cluster B, where ``topic`` (one partition) exists."""
+    await create_topic(cluster_b.bootstrap_servers, topic, 1)
     async for admin in _admin(cluster_b):
         yield admin
 
@@ -133,14 +137,8 @@ def _records(n: int, tag: bytes) -> list[Rec]:
 
 
 async def test_re_stamped_source_batches_are_accepted_and_read_back_equal(
-    cluster_a: LocalKafkaCluster,
-    cluster_b: LocalKafkaCluster,
-    source: Admin,
-    target: Admin,
-    topic: str,
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, source: Admin, target: Admin, topic: str
 ) -> None:
-    await create_topic(cluster_a.bootstrap_servers, topic, 1)
-    await create_topic(cluster_b.bootstrap_servers, topic, 1)
     records = _records(300, b"zstd")
     await produce(cluster_a.bootstrap_servers, topic, {0: records[:150]}, compression="zstd")
     await produce(cluster_a.bootstrap_servers, topic, {0: records[150:]}, compression="lz4")
@@ -171,7 +169,6 @@ async def test_re_stamped_source_batches_are_accepted_and_read_back_equal(
 async def test_a_batch_with_offset_gaps_is_refused_passed_through_and_accepted_rebuilt(
     cluster_b: LocalKafkaCluster, target: Admin, topic: str
 ) -> None:
-    await create_topic(cluster_b.bootstrap_servers, topic, 1)
     builder = DefaultRecordBatchBuilder(2, int(Codec.ZSTD), 0, -1, -1, -1, 1 << 20)
     for delta in (0, 2, 3):  # compaction removed offset 1
         builder.append(delta, 1_700_000_000_000 + delta, b"k%d" % delta, b"v%d" % delta, [("h", b"x")])
@@ -195,14 +192,8 @@ async def test_a_batch_with_offset_gaps_is_refused_passed_through_and_accepted_r
 
 
 async def test_read_committed_keeps_committed_transactions_and_drops_aborted_ones_and_markers(
-    cluster_a: LocalKafkaCluster,
-    cluster_b: LocalKafkaCluster,
-    source: Admin,
-    target: Admin,
-    topic: str,
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, source: Admin, target: Admin, topic: str
 ) -> None:
-    await create_topic(cluster_a.bootstrap_servers, topic, 1)
-    await create_topic(cluster_b.bootstrap_servers, topic, 1)
     producer = AIOKafkaProducer(
         bootstrap_servers=cluster_a.bootstrap_servers,
         transactional_id=f"{topic}-txn",
