@@ -741,7 +741,8 @@ async def test_with_the_dead_letter_policy_several_refused_records_of_a_partitio
 ) -> None:
     """Partition 0's records 2, 3 and 6 are older than the remote topic accepts, all fetched together:
     each goes to the dead-letter topic (exactly once in exactly-once mode, at least once otherwise), the
-    others are copied in order and progress reaches the end. A refusal of a later record before the
+    others are copied in order, progress reaches the end, and every offset sync maps a source offset to
+    its copy. A refusal of a later record before the
     earlier one's dead-letter write counted must not make the task forget the earlier one (it would then
     go to the remote topic again, be refused again, and the two would displace each other for ever)."""
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
@@ -760,6 +761,15 @@ async def test_with_the_dead_letter_policy_several_refused_records_of_a_partitio
         got = await consume_all(b, remote, {0: want0}, 30, isolation_level=isolation)
         progress = await settled_progress(b, topic, {0: len(p0) - 1}, timeout=15)
         halted = await halted_of(server, topic)
+
+        async def synced_past_the_gaps() -> list[tuple[int, int]]:
+            syncs = await offset_syncs(a, topic, 0)
+            return syncs if any(up > bad[-1] for up, _ in syncs) else []
+
+        syncs = await wait_for(synced_past_the_gaps, timeout=30, interval=0.5)
+    # every offset sync maps a source offset to that record's copy, across the gaps too
+    copies = {r.offset: int(dict(r.headers)["n"]) for r in (await read_to_end(b, remote, isolation))[0]}
+    assert all(copies.get(down) == up for up, down in syncs), (syncs, sorted(copies.items()))
     letters = [
         int(dict(r.headers)["mirror.dead-letter.source.offset"])
         for recs in (await read_to_end(b, dead_topic, isolation)).values()
