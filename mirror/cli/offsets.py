@@ -24,11 +24,12 @@ import structlog
 from mirror.client import MirrorClient
 from mirror.config import FlowSettings, Settings
 from mirror.errors import MirrorError
+from mirror.jobs.checkpoint import apply_offset_syncs
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups, read_partition
-from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.policy import ReplicationPolicy
-from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.mm2.records import Checkpoint
+from mirror.mm2.sync_history import SyncHistory
 from mirror.replication.topology import make_policy, offset_syncs_location
 from mirror.types import TP
 
@@ -62,21 +63,28 @@ def upstream_partition(policy: ReplicationPolicy, source: str, target: str, chec
 
 def reread_bounds(
     checkpoints: Mapping[TP, Checkpoint],
-    syncs: OffsetSyncStore | None,
+    syncs: SyncHistory | None,
     policy: ReplicationPolicy,
     source: str,
     target: str,
 ) -> dict[TP, int | None]:
     """Per checkpoint, the most records a consumer resuming there may see twice, or None if unknown.
 
-    0 when the checkpoint sits on a sync; else the group's upstream offset minus that of the sync it was
-    translated from (the one whose downstream offset is the checkpoint's - 1). When the store no longer
-    holds that sync, the newest older sync still bounds it from above: offsets grow together, so the sync
-    used was at or after it upstream.
+    When translating the checkpoint's upstream offset with the syncs gives its downstream offset, that
+    translation's bound (docs/mm2-compat.md §5.1). Otherwise (the checkpoint job held syncs this read no
+    longer sees, or the reverse): 0 when the checkpoint sits on a sync; else the group's upstream offset
+    minus that of the sync it was translated from by Java's rule (the one whose downstream offset is the
+    checkpoint's - 1). When the store no longer holds that sync, the newest older sync still bounds it from
+    above: offsets grow together, so the sync used was at or after it upstream.
     """
     bounds: dict[TP, int | None] = {}
     for tp, cp in checkpoints.items():
-        slots = syncs.syncs(upstream_partition(policy, source, target, cp)) if syncs else None
+        source_tp = upstream_partition(policy, source, target, cp)
+        translated = syncs.translate(source_tp, cp.upstream_offset) if syncs else None
+        if translated is not None and translated.offset == cp.downstream_offset:
+            bounds[tp] = translated.reread_bound
+            continue
+        slots = syncs.java.syncs(source_tp) if syncs else None
         bound: int | None = None
         for sync in slots or ():
             if sync.upstream_offset > cp.upstream_offset or sync.downstream_offset > cp.downstream_offset:
@@ -91,20 +99,21 @@ def reread_bounds(
     return bounds
 
 
-async def _read_syncs(settings: Settings, flow: FlowSettings, policy: ReplicationPolicy) -> OffsetSyncStore:
+async def read_sync_history(
+    settings: Settings, flow: FlowSettings, policy: ReplicationPolicy, pins: Mapping[TP, int] | None = None
+) -> SyncHistory:
+    """The flow's offset syncs, read from the beginning into a `SyncHistory`; `pins` (source partition ->
+    upstream offset) keep the syncs around those offsets whatever the history's memory cap."""
     alias, topic = offset_syncs_location(flow, policy)
     client = f"{flow.name}|mirror-offsets|offset-syncs-consumer"
     async with asyncio.timeout(_SYNCS_TIMEOUT):
         records = await read_partition(settings.cluster(alias), topic, client, _SYNCS_TIMEOUT)
-    store = OffsetSyncStore(initialization_must_read_to_end=False)
-    for record in records or ():
-        if record.key is not None and record.value is not None:
-            try:
-                store.update(OffsetSync.decode(record.key, record.value))
-            except RecordFormatError:
-                continue
-    store.mark_read_to_end()
-    return store
+    history = SyncHistory(initialization_must_read_to_end=False)
+    for tp, offset in (pins or {}).items():
+        history.pin(tp, [offset])
+    apply_offset_syncs(history, records or [])
+    history.mark_read_to_end()
+    return history
 
 
 async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> list[OffsetRow]:
@@ -112,10 +121,10 @@ async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> li
     policy = make_policy(flow)
     async with MirrorClient(settings.cluster(args.target), policy) as client:
         checkpoints = await client.remote_checkpoints(args.group, args.source)
-    syncs: OffsetSyncStore | None = None
+    syncs: SyncHistory | None = None
     if checkpoints:
         try:
-            syncs = await _read_syncs(settings, flow, policy)
+            syncs = await read_sync_history(settings, flow, policy)
         except (MirrorError, TimeoutError) as exc:
             print(f"mirror: re-read bounds unknown, cannot read the offset syncs: {exc}", file=err)
     bounds = reread_bounds(checkpoints, syncs, policy, args.source, args.target)

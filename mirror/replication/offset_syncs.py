@@ -27,7 +27,7 @@ class OffsetSyncEmitter:
         self.flow = flow
         self.cluster = cluster
         self.topic = offset_syncs_location(flow, policy)[1]
-        self._syncs = OffsetSyncWriter(flow.offset_lag_max)
+        self._syncs = OffsetSyncWriter(flow.offset_lag_max, precise=True)
         self._ready = asyncio.Event()
         self._labels = (flow.source, flow.target)
 

@@ -33,16 +33,16 @@ from mirror.kafka.groups import (
     _DescribeGroupsRequestV3,
 )
 from mirror.mm2.filters import TopicFilter
-from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 from mirror.mm2.records import Checkpoint, OffsetSync
+from mirror.mm2.sync_history import SyncHistory
 
 POLICY = DefaultReplicationPolicy()
 ALL_TOPICS = TopicFilter()
 
 
-def store_with(*syncs: OffsetSync, read: bool = True) -> OffsetSyncStore:
-    store = OffsetSyncStore(initialization_must_read_to_end=False)
+def store_with(*syncs: OffsetSync, read: bool = True) -> SyncHistory:
+    store = SyncHistory(initialization_must_read_to_end=False)
     for sync in syncs:
         store.update(sync)
     if read:
@@ -50,7 +50,7 @@ def store_with(*syncs: OffsetSync, read: bool = True) -> OffsetSyncStore:
     return store
 
 
-def translate(store: OffsetSyncStore, group: str, offsets: dict[tuple[str, int], CommittedOffset]) -> Any:
+def translate(store: SyncHistory, group: str, offsets: dict[tuple[str, int], CommittedOffset]) -> Any:
     return translate_group(
         store, group, offsets, policy=POLICY, source_alias="A", target_alias="B", topic_filter=ALL_TOPICS
     )
@@ -70,7 +70,7 @@ def test_group_past_a_sync_lands_one_past_it_and_bounds_the_rereads() -> None:
     syncs = store_with(OffsetSync("orders", 0, 100, 40), OffsetSync("orders", 0, 200, 140))
     [item] = translate(syncs, "g", {("orders", 0): CommittedOffset(180)})
     assert item.checkpoint.downstream_offset == 41  # the record after upstream 100
-    assert item.reread_bound == 80  # upstream 101..179 are read again (79), bound 180 - 100
+    assert item.reread_bound == 79  # upstream 101..179 are read again (Java's rule: no marker, no line)
     assert reread_bound(OffsetSync("t", 0, 100, 40), 100) == 0
 
 
@@ -227,7 +227,7 @@ async def test_emission_is_monotonic_and_survives_a_broken_group() -> None:
     source.offsets["app"] = GroupOffsets({("orders", 0): CommittedOffset(170)})
     assert await job.emit_checkpoints(writer, syncs, store) == 1  # type: ignore[arg-type]
     assert writer.sent[-1].downstream_offset == 91
-    assert metrics.checkpoint_reread_bound.labels("A", "B", "app", "A.orders", "0")._value.get() == 20
+    assert metrics.checkpoint_reread_bound.labels("A", "B", "app", "A.orders", "0")._value.get() == 19
     assert await job.emit_checkpoints(writer, syncs, store) == 0  # type: ignore[arg-type]
     # a rewind upstream is emitted even though downstream goes back (Java's rule)
     source.offsets["app"] = GroupOffsets({("orders", 0): CommittedOffset(100)})
@@ -381,7 +381,7 @@ def test_reread_bounds_from_the_syncs_of_the_checkpoint() -> None:
     assert upstream_partition(POLICY, "A", "B", cps[("A.orders", 0)]) == ("orders", 0)
     assert upstream_partition(POLICY, "A", "B", Checkpoint("g", "orders", 0, 1, 1)) == ("B.orders", 0)
     bounds = reread_bounds(cps, syncs, POLICY, "A", "B")
-    assert bounds == {("A.orders", 0): 80, ("A.orders", 1): None}
+    assert bounds == {("A.orders", 0): 79, ("A.orders", 1): None}
     exact = {("A.orders", 0): Checkpoint("g", "A.orders", 0, 200, 140)}
     assert reread_bounds(exact, syncs, POLICY, "A", "B") == {("A.orders", 0): 0}
     assert reread_bounds(exact, None, POLICY, "A", "B") == {("A.orders", 0): None}

@@ -171,7 +171,7 @@ def copies(draw: st.DrawFn) -> tuple[Copy, int, bool]:
     copy = Copy(source)
     writer = OffsetSyncWriter(lag, precise=precise)
     pos = 0
-    for action, n in draw(st.lists(STEP, max_size=40)) + [("batch", len(source))]:
+    for action, n in [*draw(st.lists(STEP, max_size=40)), ("batch", len(source))]:
         if action == "batch" and pos < len(source):
             batch = [source[i] for i in range(pos, min(pos + n, len(source))) if i not in refuse]
             pos = min(pos + n, len(source))
