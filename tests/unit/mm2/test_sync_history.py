@@ -257,7 +257,8 @@ def test_translation_never_skips_and_stays_within_its_bound(
             assert again <= t.reread_bound, (g, t, again)
             assert j is not None and j >= 0
             assert again <= reread_forward(copy, g, j)[1], (g, t, j)
-            if not holes and cap == 256 and newest is not None and g <= newest:
+            # Java's writer may drop syncs (a delayed one replaces an unsent trigger): no lag bound there
+            if precise and not holes and cap == 256 and newest is not None and g <= newest:
                 assert t.reread_bound <= max(lag, 0), (g, t)
         if clean and exact_up_to is not None and g <= exact_up_to:
             assert again == 0 and t.reread_bound == 0, (g, t)
