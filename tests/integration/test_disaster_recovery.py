@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
 from aiokafka.structs import OffsetAndMetadata
 
 from mirror import metrics
+from mirror.cli import main
 from mirror.client import MirrorClient
+from mirror.config import ClusterSettings
+from mirror.kafka import Admin
+from mirror.kafka.groups import Groups
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.records import OffsetSync
@@ -282,3 +288,115 @@ async def test_failover_at_every_position_skips_nothing_and_rereads_within_the_b
     print("\nposition            topic         committed  mirror  re-read  bound   java  java re-read")
     for row in rows:
         print("{:<19} {:<13} {:>9} {:>7} {:>8} {:>6} {:>6} {:>13}".format(*row))
+
+
+async def test_round_trip_failover_failback_and_active_active(
+    cluster_a: LocalKafkaCluster,
+    cluster_b: LocalKafkaCluster,
+    topic: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A -> B failover, consumption and production on B, `mirror offsets failback` to A (refused while the
+    group is active on B); then a group reading `orders` and `B.orders` on A moves to B. Every move: nothing
+    the group has not read is skipped, nothing it read is read again (the copies have no gaps)."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    app, aa = f"{topic}-app", f"{topic}-aa"
+    await create_topic(a, topic, 1)
+    await create_topic(b, topic, 1)
+    await produce(a, topic, {0: ids("a", 1000)})
+    await commit(a, app, {(topic, 0): 600})
+    settings = settings_for(
+        tmp_path,
+        {"A": a, "B": b},
+        ["A->B", "B->A"],
+        **{"topics": topic, "groups": f"{topic}-.*", **FAST},
+    )
+    common = [
+        "--from",
+        "A",
+        "--to",
+        "B",
+        "--config",
+        str(tmp_path / "mm2.properties"),
+        "--log-level",
+        "WARNING",
+    ]
+    back_common = ["--from", "B", "--to", "A", *common[4:]]
+
+    async def copied(bootstrap: str, remote: str, n: int) -> bool:
+        return len(await read_ids(bootstrap, remote)) >= n
+
+    async def checkpointed() -> bool:
+        async with MirrorClient(settings.cluster("B"), make_policy(settings.flows["A->B"])) as mc:
+            cp = (await mc.remote_checkpoints(app, "A", 10)).get((f"A.{topic}", 0))
+            return cp is not None and cp.upstream_offset == 600
+
+    async with running(settings):
+        await wait_for(lambda: copied(b, f"A.{topic}", 1000), timeout=60, interval=0.5)
+        await wait_for(checkpointed, timeout=60, interval=0.5)
+        # A goes down (its producers and consumers stop); the group fails over to B
+        assert await asyncio.to_thread(main, ["offsets", "failover", "--group", app, *common]) == 0
+        on_a, copy_on_b = await read_ids(a, topic), await read_ids(b, f"A.{topic}")
+        t1 = (await committed_offsets(b, app))[(f"A.{topic}", 0)]
+        assert judge_forward(on_a, copy_on_b, 600, t1) == (True, 0)
+        # on B: the group reads 250 more of A's records, producers write 300 records, the group reads 120
+        await produce(b, topic, {0: ids("b", 300)})
+        await commit(b, app, {(f"A.{topic}", 0): t1 + 250, (topic, 0): 120})
+        consumed = {v for off, v in on_a if off < 600} | {v for off, v in copy_on_b if off < t1 + 250}
+        on_b = await read_ids(b, topic)
+        consumed_b = {v for off, v in on_b if off < 120}
+        # A is back: B->A has copied what was produced on B
+        await wait_for(lambda: copied(a, f"B.{topic}", 300), timeout=60, interval=0.5)
+        capsys.readouterr()
+
+        member = AIOKafkaConsumer(f"A.{topic}", bootstrap_servers=b, group_id=app, enable_auto_commit=False)
+        await member.start()
+        try:
+            await wait_for(lambda: asyncio.sleep(0, bool(member.assignment())), timeout=30)
+            code = await asyncio.to_thread(
+                main, ["offsets", "failback", "--group", app, "--dry-run", *back_common]
+            )
+            assert code == 1
+            assert "active member" in capsys.readouterr().err
+        finally:
+            await member.stop()
+
+        await wait_for(lambda: _idle(settings.cluster("B"), app), timeout=30)
+        assert (
+            await asyncio.to_thread(
+                main, ["offsets", "failback", "-g", app, "--dry-run", "--json", *back_common]
+            )
+            == 0
+        )
+        [plan] = json.loads(capsys.readouterr().out)
+        assert plan["result"] == "planned"
+        assert {(p["topic"], p["new_topic"], p["how"], p["action"]) for p in plan["partitions"]} == {
+            (f"A.{topic}", topic, "back", "set"),
+            (topic, f"B.{topic}", "forward", "set"),
+        }
+        assert await committed_offsets(a, app) == {(topic, 0): 600}  # a dry run changes nothing
+        assert await asyncio.to_thread(main, ["offsets", "failback", "-g", app, *back_common]) == 0
+        print(capsys.readouterr().out)
+        home = await committed_offsets(a, app)
+        assert judge_move(consumed, await read_ids(a, topic), home[(topic, 0)]) == (True, 0)
+        assert judge_move(consumed_b, await read_ids(a, f"B.{topic}"), home[(f"B.{topic}", 0)]) == (True, 0)
+
+        # active-active: a group on A reads both A's own records and B's copied ones, then moves to B
+        await commit(a, aa, {(topic, 0): 700, (f"B.{topic}", 0): 200})
+        read_a = {v for off, v in await read_ids(a, topic) if off < 700}
+        read_b = {v for off, v in await read_ids(a, f"B.{topic}") if off < 200}
+        assert await asyncio.to_thread(main, ["offsets", "failback", "-g", aa, *common]) == 0
+        print(capsys.readouterr().out)
+        moved = await committed_offsets(b, aa)
+        assert judge_move(read_a, await read_ids(b, f"A.{topic}"), moved[(f"A.{topic}", 0)]) == (True, 0)
+        assert judge_move(read_b, await read_ids(b, topic), moved[(topic, 0)]) == (True, 0)
+
+
+async def _idle(cluster: ClusterSettings, group: str) -> bool:
+    client = Admin(cluster, "test-idle")
+    await client.start()
+    try:
+        return not (await Groups(client).describe(group)).is_active
+    finally:
+        await client.close()
