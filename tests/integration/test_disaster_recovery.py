@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -106,11 +107,10 @@ def judge_move(consumed: set[bytes], available: Ids, u: int) -> tuple[bool, int]
     return unread <= set(after), sum(1 for v in after if v in consumed)
 
 
-async def java_translation(bootstrap: str, syncs_topic: str, tp: tuple[str, int], g: int) -> int | None:
-    """Java's algorithm (our port of OffsetSyncStore, checked against Java's vectors) on the same syncs."""
-    store = OffsetSyncStore(initialization_must_read_to_end=False)
+async def read_syncs(bootstrap: str, syncs_topic: str) -> list[OffsetSync]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
+    out = []
     try:
         part = TopicPartition(syncs_topic, 0)
         consumer.assign([part])
@@ -118,11 +118,25 @@ async def java_translation(bootstrap: str, syncs_topic: str, tp: tuple[str, int]
         end = (await consumer.end_offsets([part]))[part]
         while await consumer.position(part) < end:
             for recs in (await consumer.getmany(part, timeout_ms=500)).values():
-                for r in recs:
-                    if r.key is not None and r.value is not None:
-                        store.update(OffsetSync.decode(r.key, r.value))
+                out += [OffsetSync.decode(r.key, r.value) for r in recs if r.key and r.value]
     finally:
         await consumer.stop()
+    return out
+
+
+async def synced(bootstrap: str, syncs_topic: str, tp: tuple[str, int], upstream: int) -> bool:
+    """The flow wrote the sync of this record (its partition's last: a partition idle since is exact)."""
+    return any(
+        s.topic_partition == tp and s.upstream_offset == upstream
+        for s in await read_syncs(bootstrap, syncs_topic)
+    )
+
+
+async def java_translation(bootstrap: str, syncs_topic: str, tp: tuple[str, int], g: int) -> int | None:
+    """Java's algorithm (our port of OffsetSyncStore, checked against Java's vectors) on the same syncs."""
+    store = OffsetSyncStore(initialization_must_read_to_end=False)
+    for s in await read_syncs(bootstrap, syncs_topic):
+        store.update(s)
     store.mark_read_to_end()
     translated = store.translate_downstream("g", tp, g)
     return None if translated is None or translated < 0 else translated
@@ -348,6 +362,9 @@ async def test_round_trip_failover_failback_and_active_active(
         consumed_b = {v for off, v in on_b if off < 120}
         # A is back: B->A has copied what was produced on B
         await wait_for(lambda: copied(a, f"B.{topic}", 300), timeout=60, interval=0.5)
+        # ... and written the sync of the last record: inside the newest link of a partition, translation
+        # keeps to the +1 rule until a later sync confirms the link (docs/mm2-compat.md §5.1)
+        await wait_for(lambda: synced(b, "mm2-offset-syncs.A.internal", (topic, 0), 299), timeout=30)
         capsys.readouterr()
 
         member = AIOKafkaConsumer(f"A.{topic}", bootstrap_servers=b, group_id=app, enable_auto_commit=False)
@@ -369,7 +386,7 @@ async def test_round_trip_failover_failback_and_active_active(
             )
             == 0
         )
-        [plan] = json.loads(capsys.readouterr().out)
+        [plan] = json_in(capsys.readouterr().out)
         assert plan["result"] == "planned"
         assert {(p["topic"], p["new_topic"], p["how"], p["action"]) for p in plan["partitions"]} == {
             (f"A.{topic}", topic, "back", "set"),
@@ -391,6 +408,12 @@ async def test_round_trip_failover_failback_and_active_active(
         moved = await committed_offsets(b, aa)
         assert judge_move(read_a, await read_ids(b, f"A.{topic}"), moved[(f"A.{topic}", 0)]) == (True, 0)
         assert judge_move(read_b, await read_ids(b, topic), moved[(topic, 0)]) == (True, 0)
+
+
+def json_in(text: str) -> Any:
+    """The JSON document a command printed (the worker running in this process logs to stdout too)."""
+    start = 0 if text.startswith("[") else text.index("\n[\n") + 1
+    return json.JSONDecoder().raw_decode(text[start:])[0]
 
 
 async def _idle(cluster: ClusterSettings, group: str) -> bool:
