@@ -15,14 +15,12 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import RecordsToDelete
-from aiokafka.structs import OffsetAndMetadata
 
 from mirror import metrics
 from mirror.cli import main
@@ -35,7 +33,16 @@ from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.records import OffsetSync
 from mirror.service.worker import make_policy
 
-from .support import admin, create_topic, produce, running, settings_for, wait_for
+from .support import (
+    admin,
+    commit_offsets,
+    committed_offsets,
+    create_topic,
+    produce,
+    running,
+    settings_for,
+    wait_for,
+)
 
 LAG = 100  # offset.lag.max, the default
 FAST = {"emit.checkpoints.interval.seconds": "1", "refresh.groups.interval.seconds": "1"}
@@ -68,27 +75,6 @@ async def read_ids(bootstrap: str, topic: str, partition: int = 0) -> Ids:
         return out
     finally:
         await consumer.stop()
-
-
-async def commit(bootstrap: str, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
-    """Commit offsets for a group without joining it (as a consumer that stopped would have left them)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = {TopicPartition(*tp): OffsetAndMetadata(off, "") for tp, off in offsets.items()}
-        consumer.assign(list(tps))
-        await consumer.commit(tps)
-    finally:
-        await consumer.stop()
-
-
-async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    client = await admin(bootstrap)
-    try:
-        offsets = await client.list_consumer_group_offsets(group)
-        return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items() if om.offset >= 0}
-    finally:
-        await client.close()
 
 
 def judge_forward(source: Ids, target: Ids, g: int, t: int) -> tuple[bool, int]:
@@ -219,7 +205,7 @@ async def test_failover_at_every_position_skips_nothing_and_rereads_within_the_b
     }
     late = ("late", (plain, 420))  # created after mirror started and caught up
     for name, (t, g) in groups.items():
-        await commit(a, f"{topic}-{name}", {(t, 0): g})
+        await commit_offsets(a, f"{topic}-{name}", {(t, 0): g})
     settings = settings_for(
         tmp_path,
         {"A": a, "B": b},
@@ -257,7 +243,7 @@ async def test_failover_at_every_position_skips_nothing_and_rereads_within_the_b
     async with running(settings):
         await wait_for(copied, timeout=120, interval=1)
         await wait_for(lambda: checkpoints(translatable), timeout=60, interval=0.5)
-        await commit(a, f"{topic}-{late[0]}", {(late[1][0], 0): late[1][1]})
+        await commit_offsets(a, f"{topic}-{late[0]}", {(late[1][0], 0): late[1][1]})
         groups[late[0]] = late[1]
         translatable.append(late[0])
         found = await wait_for(lambda: checkpoints(translatable), timeout=60, interval=0.5)
@@ -319,7 +305,7 @@ async def test_round_trip_failover_failback_and_active_active(
     await create_topic(a, topic, 1)
     await create_topic(b, topic, 1)
     await produce(a, topic, {0: ids("a", 1000)})
-    await commit(a, app, {(topic, 0): 600})
+    await commit_offsets(a, app, {(topic, 0): 600})
     settings = settings_for(
         tmp_path,
         {"A": a, "B": b},
@@ -356,7 +342,7 @@ async def test_round_trip_failover_failback_and_active_active(
         assert judge_forward(on_a, copy_on_b, 600, t1) == (True, 0)
         # on B: the group reads 250 more of A's records, producers write 300 records, the group reads 120
         await produce(b, topic, {0: ids("b", 300)})
-        await commit(b, app, {(f"A.{topic}", 0): t1 + 250, (topic, 0): 120})
+        await commit_offsets(b, app, {(f"A.{topic}", 0): t1 + 250, (topic, 0): 120})
         consumed = {v for off, v in on_a if off < 600} | {v for off, v in copy_on_b if off < t1 + 250}
         on_b = await read_ids(b, topic)
         consumed_b = {v for off, v in on_b if off < 120}
@@ -400,7 +386,7 @@ async def test_round_trip_failover_failback_and_active_active(
         assert judge_move(consumed_b, await read_ids(a, f"B.{topic}"), home[(f"B.{topic}", 0)]) == (True, 0)
 
         # active-active: a group on A reads both A's own records and B's copied ones, then moves to B
-        await commit(a, aa, {(topic, 0): 700, (f"B.{topic}", 0): 200})
+        await commit_offsets(a, aa, {(topic, 0): 700, (f"B.{topic}", 0): 200})
         read_a = {v for off, v in await read_ids(a, topic) if off < 700}
         read_b = {v for off, v in await read_ids(a, f"B.{topic}") if off < 200}
         assert await asyncio.to_thread(main, ["offsets", "failback", "-g", aa, *common]) == 0
