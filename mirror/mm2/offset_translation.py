@@ -300,6 +300,14 @@ class OffsetSyncWriter:
         keys = list(self._pending)[:max_n]
         return [self._pending.pop(key) for key in keys]
 
+    def unmark(self, tps: Sequence[TopicPartition] | None = None) -> None:
+        """Precise: the next sync of these partitions (of all: None) carries a break marker again, e.g.
+        because syncs taken from this writer may not have reached the topic."""
+        if tps is None:
+            self._marked.clear()
+        else:
+            self._marked.difference_update(tps)
+
     def remove_partitions(self, tps: Sequence[TopicPartition]) -> None:
         """Forget the state and queued syncs of partitions this task no longer replicates."""
         for tp in tps:

@@ -17,7 +17,7 @@ points on the line of a trusted run are merged.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -73,16 +73,25 @@ class _Points:
             self.ours = True
             self.linked[-1] = False
             return
-        if last is not None and up < last[0]:  # an upstream rewind: start over, as Java's store does
-            self.clear()
+        if last is not None and up < last[0]:
+            # An upstream rewind (a copy restarted from older progress): the points below it still say
+            # where those records' first copies are; the ones at or above it are superseded by the new
+            # copy. (Java's store starts over; it still answers below, through `SyncHistory.translate`.)
+            self._cut(up)
             last = None
         self.last = (up, down)
-        if last is not None and up == last[0]:  # the same record copied again elsewhere: keep the newest
+        if last is None:
+            self.up.append(up)
+            self.down.append(down)
+            self.linked.append(False)
+            self.epoch = epoch
+            return
+        if up == last[0]:  # the same record copied again elsewhere: keep the newest
             self.down[-1] = down
             self.linked[-1] = False
             self.epoch = epoch
             return
-        trusted = self.ours and last is not None and epoch == self.epoch and down > last[1]
+        trusted = self.ours and epoch == self.epoch and down > last[1]
         self.epoch = epoch
         # The point that was newest is final now (no marker followed it): if it continues a trusted run
         # whose previous point lies on the run's line, that previous point is not needed any more.
@@ -92,6 +101,24 @@ class _Points:
         self.up.append(up)
         self.down.append(down)
         self.linked.append(trusted)
+
+    def _cut(self, up: int) -> None:
+        """Forget the points at or above `up`. A trusted link crossing `up` ends at a point on its line
+        just below `up`, which keeps the link's surplus of downstream offsets (so its bound too)."""
+        k = bisect_left(self.up, up)
+        if k == len(self.up):
+            self.linked[-1] = False  # it was the newest: nothing confirmed the link into it
+            return
+        end: tuple[int, int, bool] | None = None
+        if k > 0 and self.up[k - 1] < up - 1:
+            prev_up, prev_down = self.up[k - 1], self.down[k - 1]
+            surplus = (self.down[k] - prev_down) - (self.up[k] - prev_up)
+            end = (up - 1, prev_down + (up - 1 - prev_up) + max(surplus, 0), self.trusted(k))
+        del self.up[k:], self.down[k:], self.linked[k:]
+        if end is not None:
+            self.up.append(end[0])
+            self.down.append(end[1])
+            self.linked.append(end[2])
 
     def _on_line(self, a: int, b: int) -> bool:
         return self.down[b] - self.down[a] == self.up[b] - self.up[a]

@@ -112,6 +112,33 @@ def test_downstream_extras_are_counted_in_the_bound() -> None:
     assert t == Translation(50, 3, "line")
 
 
+def test_an_upstream_rewind_keeps_the_points_below_it() -> None:
+    """A copy restarted from older progress: records below it keep their first copies' points (Java's
+    store forgets them all), the range copied again translates through the new copy."""
+    h = history(
+        (0, 0), (0, 0), (101, 101), (202, 202), (303, 303), (150, 400), (150, 400), (251, 501), (300, 550)
+    )
+    assert h.translate(TP, 50) == Translation(50, 0, "line")
+    assert h.translate(TP, 200).offset <= 450  # type: ignore[union-attr]  # the new copy of 200 is at 450
+    java = OffsetSyncStore(False)
+    for u, d in ((0, 0), (101, 101), (202, 202), (303, 303), (150, 400)):
+        java.update(sync(u, d))
+    java.mark_read_to_end()
+    assert java.translate_downstream("g", TP, 50) == -1
+
+
+def test_a_new_writer_session_and_a_failed_send_bring_a_marker_back() -> None:
+    w = OffsetSyncWriter(100, precise=True)
+    w.on_ack_batch(TP, 0, 0, 5)
+    assert w.take_pending() == [sync(0, 0), sync(0, 0)]
+    w.on_ack_batch(TP, 5, 5, 200)
+    w.unmark([TP])  # the batch taken next may be lost
+    assert w.take_pending() == [sync(101, 101), sync(101, 101), sync(202, 202)]
+    w.on_ack_batch(TP, 205, 205, 200)
+    w.unmark()
+    assert w.take_pending()[:2] == [sync(303, 303), sync(303, 303)]
+
+
 def test_translate_back_inverts_a_trusted_run() -> None:
     h = history((0, 10), (0, 10), (101, 111), (202, 212), (250, 260))
     assert h.translate_back(TP, 160) == Translation(150, 0, "line")
