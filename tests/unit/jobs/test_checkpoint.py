@@ -18,6 +18,7 @@ from mirror.errors import AuthorizationFailed, KafkaRequestFailed
 from mirror.jobs.checkpoint import (
     CheckpointJob,
     CheckpointStore,
+    apply_offset_syncs,
     offset_syncs_location,
     plan_group_sync,
     reread_bound,
@@ -234,6 +235,38 @@ async def test_emission_is_monotonic_and_survives_a_broken_group() -> None:
     assert await job.emit_checkpoints(writer, syncs, store) == 1  # type: ignore[arg-type]
     assert writer.sent[-1].downstream_offset == 40
     assert job.checkpoints_emitted == 3
+
+
+async def test_a_group_is_current_when_every_partition_translates() -> None:
+    """``mirror_checkpoint_timestamp_seconds`` moves for a group whose every partition has a checkpoint for
+    its committed offset (written now or still right), not for one with a partition that has no sync yet;
+    the groups' offsets are pinned in the history."""
+    job, source, _ = make_job()
+    source.offsets = {
+        "done": GroupOffsets({("orders", 0): CommittedOffset(150)}),
+        "waiting": GroupOffsets({("orders", 0): CommittedOffset(150), ("orders", 1): CommittedOffset(3)}),
+    }
+    job._group_ids = ["done", "waiting"]
+    syncs = store_with(OffsetSync("orders", 0, 100, 40), OffsetSync("orders", 0, 150, 90))
+    gauge = metrics.checkpoint_timestamp
+    assert await job.emit_checkpoints(FakeWriter(), syncs, CheckpointStore()) == 2  # type: ignore[arg-type]
+    assert gauge.labels("A", "B", "done")._value.get() > 0
+    assert ("A", "B", "waiting") not in {tuple(k) for k in gauge._metrics}
+    job._records.forget({"done"})
+    assert ("A", "B", "done") not in {tuple(k) for k in gauge._metrics}
+
+
+def test_a_jump_in_the_offset_syncs_topic_is_a_gap() -> None:
+    """Records compacted away from the offset-syncs topic: no link across the hole is trusted."""
+    history = SyncHistory(initialization_must_read_to_end=False)
+    syncs = [OffsetSync("orders", 0, u, u) for u in (0, 0, 101, 202, 303, 404)]
+    records = [TailRecord(s.encode_key(), s.encode_value(), offset, 0) for offset, s in enumerate(syncs)]
+    del records[3]  # (202, 202) compacted away
+    bad, last = apply_offset_syncs(history, records)
+    history.mark_read_to_end()
+    assert (bad, last) == (0, 5)
+    assert history.translate(("orders", 0), 50).method == "line"  # type: ignore[union-attr]
+    assert history.translate(("orders", 0), 250).method == "+1"  # type: ignore[union-attr]
 
 
 async def test_group_offset_sync_fills_idle_groups_and_leaves_active_ones_alone() -> None:
