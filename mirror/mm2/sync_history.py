@@ -8,10 +8,11 @@ the next point), so a group anywhere inside a trusted run translates exactly; el
 +1 rule on the nearest sync at or below the group (ours or Java's, whichever is newer). The reasoning, the
 bounds and what makes a link trusted are in docs/mm2-compat.md §5.1; in short, a link is trusted when both
 syncs come from one precise `OffsetSyncWriter` (a break marker was seen, none since), nothing is missing
-between them in the offset-syncs topic (`gap`), and both offsets increase.
+between them in the offset-syncs topic (`gap`), both offsets increase, and a later sync confirmed the
+link (the link into the newest sync is not trusted yet: a marker may follow it).
 
 Memory per partition: at most `MAX_POINTS_PER_PARTITION` points, plus the two points around each pinned
-group offset (`pin`), plus Java's 64 slots. A copy without gaps needs two points whatever its length:
+group offset (`pin`), plus Java's 64 slots. A copy without gaps needs three points whatever its length:
 points on the line of a trusted run are merged.
 """
 
