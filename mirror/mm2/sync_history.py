@@ -104,22 +104,22 @@ class _Points:
         self.linked.append(trusted)
 
     def _cut(self, up: int) -> None:
-        """Forget the points at or above `up`. A trusted link crossing `up` ends at a point on its line
-        just below `up`, which keeps the link's surplus of downstream offsets (so its bound too)."""
+        """Forget the points at or above `up`. A trusted one-to-one link crossing `up` (downstream and
+        upstream distances equal) ends at the point of its line just below `up`: every offset up to
+        there still translates exactly. Any other link crossing it is lost (a point on it would claim an
+        exactness the link does not have)."""
         k = bisect_left(self.up, up)
         if k == len(self.up):
             self.linked[-1] = False  # it was the newest: nothing confirmed the link into it
             return
-        end: tuple[int, int, bool] | None = None
-        if k > 0 and self.up[k - 1] < up - 1:
-            prev_up, prev_down = self.up[k - 1], self.down[k - 1]
-            surplus = (self.down[k] - prev_down) - (self.up[k] - prev_up)
-            end = (up - 1, prev_down + (up - 1 - prev_up) + max(surplus, 0), self.trusted(k))
+        end: tuple[int, int] | None = None
+        if k > 0 and self.up[k - 1] < up - 1 and self.trusted(k) and self._on_line(k - 1, k):
+            end = (up - 1, self.down[k - 1] + (up - 1 - self.up[k - 1]))
         del self.up[k:], self.down[k:], self.linked[k:]
         if end is not None:
             self.up.append(end[0])
             self.down.append(end[1])
-            self.linked.append(end[2])
+            self.linked.append(True)
 
     def _on_line(self, a: int, b: int) -> bool:
         return self.down[b] - self.down[a] == self.up[b] - self.up[a]

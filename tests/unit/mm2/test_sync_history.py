@@ -242,7 +242,7 @@ def reread_back(copy: Copy, h: int, u: int) -> tuple[bool, int]:
     return not skipped, again
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(copies(), st.sets(st.integers(0, 60), max_size=4), st.data())
 def test_translation_never_skips_and_stays_within_its_bound(
     case: tuple[Copy, int, bool], holes: set[int], data: st.DataObject
