@@ -137,7 +137,11 @@ async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> li
     syncs: SyncHistory | None = None
     if checkpoints:
         try:
-            syncs = await read_sync_history(settings, flow, policy)
+            pins = {
+                upstream_partition(policy, args.source, args.target, cp): cp.upstream_offset
+                for cp in checkpoints.values()
+            }
+            syncs = await read_sync_history(settings, flow, policy, pins)
         except (MirrorError, TimeoutError) as exc:
             print(f"mirror: re-read bounds unknown, cannot read the offset syncs: {exc}", file=err)
     bounds = reread_bounds(checkpoints, syncs, policy, args.source, args.target)

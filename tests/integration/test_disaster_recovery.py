@@ -78,6 +78,10 @@ async def read_ids(bootstrap: str, topic: str, partition: int = 0) -> Ids:
         await consumer.stop()
 
 
+async def copied_at_least(bootstrap: str, topic: str, n: int) -> bool:
+    return len(await read_ids(bootstrap, topic)) >= n
+
+
 def judge_forward(source: Ids, target: Ids, g: int, t: int) -> tuple[bool, int]:
     """A group committed at `g` on the source resumes at `t` on the target: (nothing skipped, records it
     reads again). Every record at or after `g` must be on the target at or after `t`."""
@@ -420,3 +424,58 @@ async def _idle(cluster: ClusterSettings, group: str) -> bool:
         return not (await Groups(client).describe(group)).is_active
     finally:
         await client.close()
+
+
+async def test_exactly_once_failover_rereads_at_most_the_commit_markers(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Exactly-once puts a commit marker on the target after every transaction: the downstream side of a
+    link stretches. Translation never passes a group's next record there either, and re-reads at most
+    the markers between the two syncs around it (the reported bound)."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    await create_topic(a, topic, 1)
+    settings = settings_for(
+        tmp_path,
+        {"A": a, "B": b},
+        ["A->B"],
+        **{
+            "A->B.topics": topic,
+            "A->B.groups": f"{topic}-.*",
+            "A->B.exactly.once.support": "required",
+            **FAST,
+        },
+    )
+    positions = {"middle": 1500, "far-behind": 37, "near-head": 2950, "head": 3000}
+    async with running(settings):
+        for chunk in range(6):  # one at a time: several transactions, so markers between the records
+            await produce(a, topic, {0: ids("p", 500 * (chunk + 1), 500 * chunk)})
+            n = 500 * (chunk + 1)
+            await wait_for(lambda n=n: copied_at_least(b, f"A.{topic}", n), timeout=60, interval=0.2)
+        source = await read_ids(a, topic)
+        await wait_for(lambda: synced(a, SYNCS, (topic, 0), 2999), timeout=90)
+        for name, g in positions.items():
+            await commit_offsets(a, f"{topic}-{name}", {(topic, 0): g})
+
+        async def checkpoints() -> dict[str, int] | None:
+            found = {}
+            async with MirrorClient(settings.cluster("B"), make_policy(settings.flows["A->B"])) as mc:
+                for name, g in positions.items():
+                    cp = (await mc.remote_checkpoints(f"{topic}-{name}", "A", 10)).get((f"A.{topic}", 0))
+                    if cp is None or cp.upstream_offset != g:
+                        return None
+                    found[name] = cp.downstream_offset
+            return found
+
+        found = await wait_for(checkpoints, timeout=60, interval=0.5)
+        gauge = metrics.checkpoint_reread_bound
+        bounds = {
+            n: int(gauge.labels("A", "B", f"{topic}-{n}", f"A.{topic}", "0")._value.get()) for n in positions
+        }
+    target = await read_ids(b, f"A.{topic}")
+    markers = target[-1][0] + 1 - len(target)
+    print(f"\nexactly-once: {markers} markers on B; checkpoints {found}, bounds {bounds}")
+    assert markers > 0
+    for name, g in positions.items():
+        ok, again = judge_forward(source, target, g, found[name])
+        assert ok, f"{name}: checkpoint {found[name]} for {g} skips records"
+        assert again <= bounds[name] <= LAG, f"{name}: {again} re-read, bound {bounds[name]}"
