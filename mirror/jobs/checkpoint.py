@@ -41,7 +41,7 @@ from mirror.jobs.group_sync import GroupOffsetSync, bounded, plan_group_sync
 from mirror.kafka import Admin, Writer, as_mirror_error
 from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailRecord, read_partition
 from mirror.mm2.filters import GroupFilter, TopicFilter
-from mirror.mm2.offset_translation import checkpoint_is_more_recent
+from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
 from mirror.mm2.sync_history import SyncHistory
@@ -138,7 +138,7 @@ def reread_bound(sync: OffsetSync, upstream_offset: int) -> int:
 
 
 def translate_group(
-    syncs: SyncHistory,
+    syncs: SyncHistory | OffsetSyncStore,
     group: str,
     offsets: Mapping[TP, CommittedOffset],
     *,
@@ -150,19 +150,28 @@ def translate_group(
     """Checkpoints for a group's committed offsets (Java `MirrorCheckpointTask.checkpointsForGroup`).
 
     Partitions whose topic fails the filter, that have no sync, or whose offset is older than every sync
-    kept give none. The translation is `SyncHistory.translate` (precise where the syncs allow it).
+    kept give none. A `SyncHistory` translates precisely where its syncs allow it (docs/mm2-compat.md
+    §5.1); a bare `OffsetSyncStore` translates as Java does, with `reread_bound`.
     """
     out: list[Translated] = []
     for tp, committed in offsets.items():
         upstream = committed.offset
         if not eligible(tp, committed, topic_filter):
             continue
-        translated = syncs.translate(tp, upstream)
-        if translated is None or translated.offset < 0:
-            continue
+        if isinstance(syncs, SyncHistory):
+            translated = syncs.translate(tp, upstream)
+            if translated is None or translated.offset < 0:
+                continue
+            downstream, bound = translated.offset, translated.reread_bound
+        else:
+            java = syncs.translate_downstream(group, tp, upstream)
+            sync = syncs.lookup(tp, upstream)
+            if java is None or java < 0 or sync is None:
+                continue
+            downstream, bound = java, reread_bound(sync, upstream)
         topic = checkpoint_topic_name(policy, source_alias, target_alias, tp[0])
-        checkpoint = Checkpoint(group, topic, tp[1], upstream, translated.offset, committed.metadata)
-        out.append(Translated(checkpoint, translated.reread_bound))
+        checkpoint = Checkpoint(group, topic, tp[1], upstream, downstream, committed.metadata)
+        out.append(Translated(checkpoint, bound))
     return out
 
 
