@@ -254,22 +254,25 @@ class SyncHistory:
         return None if best is None else best[1]
 
     def translate_back(self, tp: TP, downstream: int) -> Translation | None:
-        """The reverse: where a group at `downstream` on the copy of `tp` resumes on the source (upstream),
-        never past a record it has not read there. None: no sync at or below `downstream`."""
+        """The reverse: a group at `downstream` on the copy of `tp` (it read the copy's records before it)
+        resumes on the source one past the last record it read there, so it never skips a record it has
+        not read, copied or not (a record refused by the target is read on the source). None: no sync
+        at or below its last read position."""
         if not self.java.read_to_end:
             return None
+        last_read = downstream - 1
         p = self._partitions.get(tp)
         i = -1
         if p is not None:
             i = len(p.down) - 1
-            while i >= 0 and p.down[i] > downstream:
+            while i >= 0 and p.down[i] > last_read:
                 i -= 1
-        java = next((s for s in self.java.syncs(tp) or () if s.downstream_offset <= downstream), None)
+        java = next((s for s in self.java.syncs(tp) or () if s.downstream_offset <= last_read), None)
         if p is not None and i >= 0:
             up, down = p.up[i], p.down[i]
-            if downstream == down:
-                return Translation(up, 0, "sync")
-            if p.trusted(i + 1) and p.down[i + 1] > downstream:
+            if last_read == down:
+                return Translation(up + 1, 0, "sync")
+            if p.trusted(i + 1) and p.down[i + 1] > last_read:
                 n_up, n_down = p.up[i + 1], p.down[i + 1]
                 extra = max(0, (n_down - down) - (n_up - up))
                 back = max(up + 1, min(up + (downstream - down) - extra, n_up))
@@ -296,8 +299,8 @@ def _plus_one(
 
 
 def _minus_one(sync_up: int, sync_down: int, downstream: int, method: str) -> Translation:
-    """The +1 rule backwards: the record after the sync's upstream; the records the group read after the
-    sync's copy and before its offset may be read again."""
-    if downstream == sync_down:
-        return Translation(sync_up, 0, "sync" if method == "+1" else method)
+    """The +1 rule backwards, for a group whose last read record is at or after the sync's copy: the
+    record after the sync's upstream; the records it read after the sync's copy may be read again."""
+    if downstream == sync_down + 1:
+        return Translation(sync_up + 1, 0, "sync" if method == "+1" else method)
     return Translation(sync_up + 1, max(0, downstream - sync_down - 1), method)

@@ -142,8 +142,17 @@ def test_a_new_writer_session_and_a_failed_send_bring_a_marker_back() -> None:
 def test_translate_back_inverts_a_trusted_run() -> None:
     h = history((0, 10), (0, 10), (101, 111), (202, 212), (250, 260))
     assert h.translate_back(TP, 160) == Translation(150, 0, "line")
-    assert h.translate_back(TP, 5) is None  # before every sync
+    assert h.translate_back(TP, 10) is None  # it read nothing at or after the first sync's copy
+    assert h.translate_back(TP, 213) == Translation(203, 0, "sync")  # it read the copy of 202
     assert h.translate_back(TP, 240) == Translation(203, 27, "+1")
+
+
+def test_translate_back_never_skips_a_record_the_target_refused() -> None:
+    """Upstream 5 was refused by the target (not copied): a group that read the copies of 0..4 and 6
+    resumes on the source at 7, one that read only 0..4 at 5, the refused record, not at 6."""
+    h = history((0, 0), (0, 0), (4, 4), (6, 5), (9, 8), (20, 19))
+    assert h.translate_back(TP, 5) == Translation(5, 0, "line")
+    assert h.translate_back(TP, 6) == Translation(7, 0, "sync")
 
 
 def test_eviction_keeps_the_points_around_pinned_groups() -> None:
@@ -234,10 +243,12 @@ def reread_forward(copy: Copy, g: int, t: int) -> tuple[bool, int]:
 
 
 def reread_back(copy: Copy, h: int, u: int) -> tuple[bool, int]:
-    """The same for a consumer that read the target up to `h` and resumes on the source at `u`."""
+    """The same for a consumer that read the target up to `h` and resumes on the source at `u`: no record
+    it has not read, copied or not (refused by the target), after the last one it read, lies before `u`."""
     read = {up for up in copy.target[:h] if up is not None}
     copied = {up for up in copy.target if up is not None}
-    skipped = any(x < u for x in copied - read)
+    last = max(read, default=-1)
+    skipped = any(x < u for x in copied - read) or any(last < x < u for x in copy.source if x not in read)
     again = len([x for x in read if x >= u])
     return not skipped, again
 
