@@ -70,16 +70,27 @@ class OffsetSyncWriter:
     - an *edge* sync: when the upstream offsets jump (rule c), the record before the jump becomes a sync
       too (unless it already is one), so between two consecutive syncs the upstream offsets are contiguous
       up to the later sync's record, or there is no record at all between them;
-    - a *break marker*: the first sync `take_pending` returns for a partition, and the first after a sync
-      of it was dropped (the fired queue overflowed), is returned twice in a row. Two equal consecutive
-      syncs tell the reader that the link into that sync is not to be trusted (a new writer, or a lost
-      sync);
+    - a *break marker*: the first sync `take_pending` returns for a partition, the first after a sync of
+      it was dropped (the fired queue overflowed), and the sync after an upstream jump where the
+      downstream offsets jumped too, is returned twice in a row. Two equal consecutive syncs tell the
+      reader that the link into that sync is not to be trusted (a new writer, a lost sync, or a jump a
+      transaction marker may hide);
     - `promote_delayed` keeps a triggered sync that a delayed one replaces (Java drops it).
 
-    At most one edge per gap and one marker per partition per writer: at most twice Java's write rate.
+    Per upstream jump at most an edge and a marker besides Java's sync, plus one marker per partition per
+    writer: at most three times Java's write rate (twice where the downstream offsets do not jump).
     """
 
-    __slots__ = ("_delayed", "_fired", "_marked", "_pending", "_states", "offset_lag_max", "precise")
+    __slots__ = (
+        "_breaks",
+        "_delayed",
+        "_fired",
+        "_marked",
+        "_pending",
+        "_states",
+        "offset_lag_max",
+        "precise",
+    )
 
     def __init__(self, offset_lag_max: int = DEFAULT_OFFSET_LAG_MAX, *, precise: bool = False) -> None:
         self.offset_lag_max = offset_lag_max
@@ -89,6 +100,7 @@ class OffsetSyncWriter:
         self._delayed: dict[TopicPartition, OffsetSync] = {}
         self._fired: deque[OffsetSync] = deque(maxlen=MAX_FIRED_OFFSET_SYNCS)
         self._marked: set[TopicPartition] = set()  # precise: partitions whose break marker was taken
+        self._breaks: set[OffsetSync] = set()  # precise: queued syncs to send with a break marker
 
     @property
     def pending(self) -> dict[TopicPartition, OffsetSync]:
@@ -114,19 +126,21 @@ class OffsetSyncWriter:
             if len(self._fired) == MAX_FIRED_OFFSET_SYNCS:  # the oldest is dropped: its partition's next
                 dropped = self._fired[0]  # sync is sent with a break marker
                 self._marked.discard((dropped.topic, dropped.partition))
+                self._breaks.discard(dropped)
             self._fired.append(replaced)
         self._pending[tp] = sync
 
-    def _edge(self, tp: TopicPartition, state: _PartitionState, upstream: int) -> None:
-        """Precise: the record before an upstream jump becomes a sync, unless it is one already."""
-        if (
-            self.precise
-            and state.previous_upstream != -1
-            and upstream - state.previous_upstream != 1
-            and state.last_sync_downstream != state.previous_downstream
-        ):
+    def _edge(self, tp: TopicPartition, state: _PartitionState, upstream: int, downstream: int) -> None:
+        """Precise: the record before an upstream jump becomes a sync, unless it is one already. When the
+        downstream offsets jump at the same record too (a transaction marker right there), the link over
+        the jump is not one to interpolate: the sync after it carries a break marker."""
+        if not self.precise or state.previous_upstream == -1 or upstream - state.previous_upstream == 1:
+            return
+        if state.last_sync_downstream != state.previous_downstream:
             self._delayed.pop(tp, None)
             self._trigger(tp, OffsetSync(tp[0], tp[1], state.previous_upstream, state.previous_downstream))
+        if downstream - state.previous_downstream > 1:
+            self._breaks.add(OffsetSync(tp[0], tp[1], upstream, downstream))
 
     def _state(self, tp: TopicPartition) -> _PartitionState:
         state = self._states.get(tp)
@@ -143,7 +157,7 @@ class OffsetSyncWriter:
             or upstream - state.previous_upstream != 1
             or downstream < state.previous_downstream
         ):
-            self._edge(tp, state, upstream)
+            self._edge(tp, state, upstream, downstream)
             state.last_sync_downstream = downstream
             self._delayed.pop(tp, None)
             self._trigger(tp, OffsetSync(tp[0], tp[1], upstream, downstream))
@@ -193,7 +207,7 @@ class OffsetSyncWriter:
             or first_downstream < state.previous_downstream
         ):
             first_trigger = 0
-            self._edge(tp, state, first_upstream)
+            self._edge(tp, state, first_upstream, first_downstream)
         else:
             first_trigger = last_sync + 1 + lag - first_downstream  # >= 1 here
         end = count - 1
@@ -206,6 +220,8 @@ class OffsetSyncWriter:
             # the earlier triggering records of this batch, oldest first (at most the queue's bound)
             first_kept = max(first_trigger, trigger - step * MAX_FIRED_OFFSET_SYNCS)
             first_kept = first_trigger + -(-(first_kept - first_trigger) // step) * step
+            if self.precise and first_kept > first_trigger:  # earlier triggers dropped, record 0's
+                self._breaks.add(OffsetSync(tp[0], tp[1], up + first_kept, down + first_kept))  # among them
             for earlier in range(first_kept, trigger, step):
                 self._trigger(tp, OffsetSync(tp[0], tp[1], up + earlier, down + earlier))
         state.previous_upstream = first_upstream + end
@@ -234,9 +250,12 @@ class OffsetSyncWriter:
                     earlier = upstream_offsets[trigger]
                     self._trigger(tp, OffsetSync(tp[0], tp[1], earlier, first_downstream + trigger))
                     trigger = None
-                if self.precise and prev_up != -1 and upstream - prev_up != 1 and last_sync != prev_down:
-                    self._delayed.pop(tp, None)  # the edge: the record before the jump
-                    self._trigger(tp, OffsetSync(tp[0], tp[1], prev_up, prev_down))
+                if self.precise and prev_up != -1 and upstream - prev_up != 1:
+                    if last_sync != prev_down:
+                        self._delayed.pop(tp, None)  # the edge: the record before the jump
+                        self._trigger(tp, OffsetSync(tp[0], tp[1], prev_up, prev_down))
+                    if downstream - prev_down > 1:  # the downstream jumped too: see `_edge`
+                        self._breaks.add(OffsetSync(tp[0], tp[1], upstream, downstream))
                 last_sync = downstream
                 trigger = index
             prev_up, prev_down = upstream, downstream
@@ -282,8 +301,9 @@ class OffsetSyncWriter:
         for sync in taken:
             out.append(sync)
             tp = (sync.topic, sync.partition)
-            if tp not in self._marked:
+            if tp not in self._marked or sync in self._breaks:
                 self._marked.add(tp)
+                self._breaks.discard(sync)
                 out.append(sync)
         return out
 
@@ -316,6 +336,7 @@ class OffsetSyncWriter:
             self._delayed.pop(tp, None)
             self._marked.discard(tp)
         gone = set(tps)
+        self._breaks = {b for b in self._breaks if b.topic_partition not in gone}
         kept = [s for s in self._fired if (s.topic, s.partition) not in gone]
         self._fired.clear()
         self._fired.extend(kept)

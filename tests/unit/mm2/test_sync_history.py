@@ -53,6 +53,16 @@ def test_precise_writer_emits_the_record_before_an_upstream_jump() -> None:
     assert precise.take_pending() == [sync(0, 0), sync(0, 0), sync(9, 9), sync(15, 10), sync(19, 14)]
 
 
+def test_precise_writer_marks_a_jump_where_the_downstream_jumps_too() -> None:
+    """Upstream 5 refused by the target, a transaction marker at downstream 5: the distances cancel out, so
+    the link over the jump must not be interpolated (a reader going back would pass over record 5)."""
+    w = OffsetSyncWriter(100, precise=True)
+    w.on_ack_batch(TP, 0, 0, 5)
+    w.on_ack_batch(TP, 6, 6, 5)
+    w.promote_delayed()
+    assert w.take_pending() == [sync(0, 0), sync(0, 0), sync(4, 4), sync(6, 6), sync(6, 6), sync(10, 10)]
+
+
 def test_precise_writer_keeps_a_trigger_that_a_delayed_sync_replaces() -> None:
     w = OffsetSyncWriter(5, precise=True)
     w.on_ack(TP, 0, 0)
