@@ -48,10 +48,12 @@ async def _syncs(
 
 async def run_failback(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     leaving, joining = args.source, args.target
-    forward_flow = settings.flows.get(f"{leaving}->{joining}")
-    back_flow = settings.flows.get(f"{joining}->{leaving}")
+    forward_flow, back_flow = (
+        flow if flow is not None and flow.enabled else None
+        for flow in (settings.flows.get(f"{leaving}->{joining}"), settings.flows.get(f"{joining}->{leaving}"))
+    )
     if forward_flow is None and back_flow is None:
-        print(f"mirror: no flow between {leaving} and {joining} in the configuration", file=err)
+        print(f"mirror: no enabled flow between {leaving} and {joining} in the configuration", file=err)
         return EXIT_CONFIG
     any_flow = forward_flow or back_flow
     assert any_flow is not None
