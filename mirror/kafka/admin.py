@@ -163,6 +163,22 @@ class Admin:
             return exc
         return None
 
+    async def delete_topic(self, name: str) -> MirrorError | None:
+        """Delete a topic: None when deleted (or already gone), else the error."""
+        async with errors_translated(self.cluster):
+            response = await self._aiokafka.delete_topics([name], timeout_ms=self._timeout_ms)
+        for item in response.topic_error_codes:
+            topic, code = item[0], item[1]
+            if topic == name and code not in (0, ke.UnknownTopicOrPartitionError.errno):
+                return error_for_code(
+                    code,
+                    f"delete topic {name}",
+                    None,
+                    cluster=self.cluster,
+                    denied_as=("DELETE", f"topic '{name}'"),
+                )
+        return None
+
     async def ensure_topic(
         self, name: str, partitions: int, replication_factor: int, configs: Mapping[str, str]
     ) -> None:
