@@ -24,11 +24,12 @@ import structlog
 from mirror.client import MirrorClient
 from mirror.config import FlowSettings, Settings
 from mirror.errors import MirrorError
+from mirror.jobs.checkpoint import apply_offset_syncs
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups, read_partition
 from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.policy import ReplicationPolicy
-from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.mm2.records import Checkpoint
 from mirror.replication.topology import make_policy, offset_syncs_location
 from mirror.types import TP
 
@@ -97,12 +98,7 @@ async def _read_syncs(settings: Settings, flow: FlowSettings, policy: Replicatio
     async with asyncio.timeout(_SYNCS_TIMEOUT):
         records = await read_partition(settings.cluster(alias), topic, client, _SYNCS_TIMEOUT)
     store = OffsetSyncStore(initialization_must_read_to_end=False)
-    for record in records or ():
-        if record.key is not None and record.value is not None:
-            try:
-                store.update(OffsetSync.decode(record.key, record.value))
-            except RecordFormatError:
-                continue
+    apply_offset_syncs(store, records or [], alias, topic)
     store.mark_read_to_end()
     return store
 

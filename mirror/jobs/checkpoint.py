@@ -39,7 +39,9 @@ from mirror.kafka.groups import CommittedOffset, Groups, PartitionTail, TailReco
 from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
-from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.mm2.records import Checkpoint, OffsetSync
+from mirror.replication import malformed
+from mirror.replication.malformed import MalformedRecord
 from mirror.replication.topology import checkpoints_topic, offset_syncs_location
 from mirror.retry import Backoff, pause, retrying
 from mirror.types import TP
@@ -58,6 +60,8 @@ log = structlog.get_logger(__name__)
 
 
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0
+#: What replaces an unreadable offset sync (docs/guarantees.md, "Unreadable records in internal topics").
+SYNC_FALLBACK = "offsets are translated with the readable syncs around it"
 _POLL_MS = 500
 _STOP_GRACE = 5.0
 
@@ -71,19 +75,20 @@ class CheckpointStore:
     def __init__(self) -> None:
         self._checkpoints: dict[str, dict[TP, Checkpoint]] = {}
 
-    def load(self, records: Iterable[TailRecord]) -> int:
-        """Apply the records of the checkpoints topic in order; returns how many could not be parsed."""
-        bad = 0
-        for record in records:
-            if record.key is None or record.value is None:
-                continue
-            try:
-                checkpoint = Checkpoint.decode(record.key, record.value)
-            except RecordFormatError:
-                bad += 1
-                continue
-            self._checkpoints.setdefault(checkpoint.group, {})[checkpoint.topic_partition] = checkpoint
-        return bad
+    def load(self, records: Iterable[TailRecord], cluster: str = "", topic: str = "") -> int:
+        """Apply the records of the checkpoints topic in order; returns how many could not be read (each
+        reported and passed over: the group's partition keeps its last readable checkpoint)."""
+        bad: list[MalformedRecord] = []
+        for found in malformed.decoded(
+            records,
+            malformed.checkpoint,
+            cluster=cluster,
+            topic=topic,
+            fallback="the group's partition keeps its last readable checkpoint",
+            errors=bad,
+        ):
+            self._checkpoints.setdefault(found.group, {})[found.topic_partition] = found
+        return len(bad)
 
     async def start(self, cluster: ClusterSettings, topic: str, client: str, log: Any) -> bool:
         """Load ``topic`` (Java `CheckpointStore.start`): a failed load is not fatal (False); the offset
@@ -93,9 +98,7 @@ class CheckpointStore:
         except MirrorError as exc:
             log.warning("cannot load existing checkpoints", topic=topic, error=str(exc))
             return False
-        bad = self.load(records or [])
-        if bad:
-            log.warning("skipped unreadable checkpoint records", topic=topic, records=bad)
+        self.load(records or [], cluster.alias, topic)
         log.info("checkpoints loaded", topic=topic, groups=len(self.groups()))
         return True
 
@@ -157,17 +160,17 @@ def translate_group(
     return out
 
 
-def apply_offset_syncs(syncs: OffsetSyncStore, records: Sequence[TailRecord]) -> int:
-    """Apply the records of the offset-syncs topic in order; returns how many could not be parsed."""
-    bad = 0
-    for record in records:
-        if record.key is None or record.value is None:
-            continue
-        try:
-            syncs.update(OffsetSync.decode(record.key, record.value))
-        except RecordFormatError:
-            bad += 1
-    return bad
+def apply_offset_syncs(
+    syncs: OffsetSyncStore, records: Sequence[TailRecord], cluster: str = "", topic: str = ""
+) -> int:
+    """Apply the records of the offset-syncs topic in order; returns how many could not be read (each
+    reported and passed over: translation uses the readable syncs around it)."""
+    bad: list[MalformedRecord] = []
+    for sync in malformed.decoded(
+        records, malformed.offset_sync, cluster=cluster, topic=topic, fallback=SYNC_FALLBACK, errors=bad
+    ):
+        syncs.update(sync)
+    return len(bad)
 
 
 # --- the job -------------------------------------------------------------------------------------------
@@ -294,20 +297,15 @@ class CheckpointJob:
 
     async def _read_syncs(self, tail: PartitionTail, syncs: OffsetSyncStore) -> None:
         """Read the offset syncs to the end (then translation may start) and keep tailing."""
-        self._applied(apply_offset_syncs(syncs, await tail.read_to_end()))
+        where = (self._syncs_cluster.alias, self.offset_syncs_topic)
+        apply_offset_syncs(syncs, await tail.read_to_end(), *where)
         syncs.mark_read_to_end()
         self.ready = True
         self._syncs_read.set()
         if not tail.exists:
             self._log.info("offset-syncs topic does not exist yet", topic=self.offset_syncs_topic)
         while not self._stopping.is_set():
-            self._applied(apply_offset_syncs(syncs, await tail.poll(_POLL_MS)))
-
-    def _applied(self, bad: int) -> None:
-        if bad:
-            self._log.warning(
-                "skipped unreadable offset-sync records", topic=self.offset_syncs_topic, records=bad
-            )
+            apply_offset_syncs(syncs, await tail.poll(_POLL_MS), *where)
 
     # --- groups ----------------------------------------------------------------------------------
 

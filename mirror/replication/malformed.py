@@ -11,13 +11,18 @@ with the safest fallback for its kind (docs/guarantees.md, "Unreadable records i
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol, TypeVar
 
 import structlog
 
 from mirror import metrics
 from mirror.errors import MalformedRecord
+from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
 
-__all__ = ["MalformedRecord", "report"]
+__all__ = ["MalformedRecord", "checkpoint", "decoded", "offset_sync", "report"]
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -47,3 +52,65 @@ def report(cluster: str, error: MalformedRecord, fallback: str) -> bool:
         fallback=fallback,
     )
     return True
+
+
+class KeyedRecord(Protocol):
+    """A record of an internal topic as its reader has it."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+def decoded(
+    records: Iterable[KeyedRecord],
+    decode: Callable[[bytes, bytes], T],
+    *,
+    cluster: str,
+    topic: str,
+    fallback: str,
+    partition: int = 0,
+    errors: list[MalformedRecord] | None = None,
+) -> Iterator[T]:
+    """The records of ``topic``-``partition`` that ``decode`` reads, in order; each one it cannot read
+    (`RecordFormatError`) is reported (`report`), added to ``errors`` and passed over. Tombstones (no key
+    or no value) are not records to read: skipped silently."""
+    for record in records:
+        if record.key is None or record.value is None:
+            continue
+        try:
+            value = decode(record.key, record.value)
+        except RecordFormatError as exc:
+            error = MalformedRecord(topic, partition, record.offset, str(exc))
+            report(cluster, error, fallback)
+            if errors is not None:
+                errors.append(error)
+            continue
+        yield value
+
+
+def offset_sync(key: bytes, value: bytes) -> OffsetSync:
+    """`OffsetSync.decode`, refusing negative offsets too (they would poison translation)."""
+    sync = OffsetSync.decode(key, value)
+    if sync.upstream_offset < 0 or sync.downstream_offset < 0:
+        raise RecordFormatError(
+            f"offset sync of {sync.topic}-{sync.partition} has a negative offset "
+            f"({sync.upstream_offset} -> {sync.downstream_offset})"
+        )
+    return sync
+
+
+def checkpoint(key: bytes, value: bytes) -> Checkpoint:
+    """`Checkpoint.decode`, refusing negative offsets too (a consumer would be sent before the log)."""
+    found = Checkpoint.decode(key, value)
+    if found.upstream_offset < 0 or found.downstream_offset < 0:
+        raise RecordFormatError(
+            f"checkpoint of group {found.group} for {found.topic}-{found.partition} has a negative offset "
+            f"({found.upstream_offset} -> {found.downstream_offset})"
+        )
+    return found
