@@ -140,18 +140,19 @@ class Admin:
         for item in response.topic_errors:
             name, code = item[0], item[1]
             message = item[2] if len(item) > 2 else None
-            result[name] = (
-                None
-                if code in (0, ke.TopicAlreadyExistsError.errno)
-                else error_for_code(
-                    code,
-                    f"create topic {name}",
-                    message,
-                    cluster=self.cluster,
-                    denied_as=("CREATE", f"topic '{name}'"),
-                )
-            )
+            fine = code in (0, ke.TopicAlreadyExistsError.errno)
+            result[name] = None if fine else self._topic_error(code, "CREATE", name, message)
         return result
+
+    def _topic_error(self, code: int, operation: str, topic: str, message: str | None) -> MirrorError:
+        """A per-topic error code of an ``operation`` (``CREATE``, ``DELETE``) as a `MirrorError`."""
+        return error_for_code(
+            code,
+            f"{operation.lower()} topic {topic}",
+            message,
+            cluster=self.cluster,
+            denied_as=(operation, f"topic '{topic}'"),
+        )
 
     async def create_partitions(self, topic: str, total: int) -> MirrorError | None:
         try:
@@ -170,13 +171,7 @@ class Admin:
         for item in response.topic_error_codes:
             topic, code = item[0], item[1]
             if topic == name and code not in (0, ke.UnknownTopicOrPartitionError.errno):
-                return error_for_code(
-                    code,
-                    f"delete topic {name}",
-                    None,
-                    cluster=self.cluster,
-                    denied_as=("DELETE", f"topic '{name}'"),
-                )
+                return self._topic_error(code, "DELETE", name, None)
         return None
 
     async def ensure_topic(

@@ -106,7 +106,18 @@ class _MetadataResponse_v12(Response):  # type: ignore[misc]
     SCHEMA = _response_schema(cluster_operations=False)
 
 
-_TOPICS = CompactArray(("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields))
+def _request_schema(cluster_operations: bool) -> Schema:
+    fields: list[tuple[str, Any]] = [
+        (
+            "topics",
+            CompactArray(("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields)),
+        ),
+        ("allow_auto_topic_creation", Boolean),
+    ]
+    if cluster_operations:
+        fields.append(("include_cluster_authorized_operations", Boolean))
+    fields += [("include_topic_authorized_operations", Boolean), ("tags", TaggedFields)]
+    return Schema(*fields)
 
 
 class _MetadataRequest_v10(RequestStruct):  # type: ignore[misc]
@@ -114,13 +125,7 @@ class _MetadataRequest_v10(RequestStruct):  # type: ignore[misc]
     API_KEY = _METADATA
     API_VERSION = 10
     RESPONSE_TYPE = _MetadataResponse_v10
-    SCHEMA = Schema(
-        ("topics", _TOPICS),
-        ("allow_auto_topic_creation", Boolean),
-        ("include_cluster_authorized_operations", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-        ("tags", TaggedFields),
-    )
+    SCHEMA = _request_schema(cluster_operations=True)
 
 
 class _MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
@@ -128,12 +133,7 @@ class _MetadataRequest_v12(RequestStruct):  # type: ignore[misc]
     API_KEY = _METADATA
     API_VERSION = 12
     RESPONSE_TYPE = _MetadataResponse_v12
-    SCHEMA = Schema(
-        ("topics", _TOPICS),
-        ("allow_auto_topic_creation", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-        ("tags", TaggedFields),
-    )
+    SCHEMA = _request_schema(cluster_operations=False)
 
 
 class _AllTopicsMetadata(Request[_MetadataRequest_v10 | _MetadataRequest_v12]):  # type: ignore[misc]

@@ -97,20 +97,19 @@ def decoded(
 def offset_sync(key: bytes, value: bytes) -> OffsetSync:
     """`OffsetSync.decode`, refusing negative offsets too (they would poison translation)."""
     sync = OffsetSync.decode(key, value)
-    if sync.upstream_offset < 0 or sync.downstream_offset < 0:
-        raise RecordFormatError(
-            f"offset sync of {sync.topic}-{sync.partition} has a negative offset "
-            f"({sync.upstream_offset} -> {sync.downstream_offset})"
-        )
+    _no_negative_offset(f"offset sync of {sync.topic}-{sync.partition}", sync)
     return sync
 
 
 def checkpoint(key: bytes, value: bytes) -> Checkpoint:
     """`Checkpoint.decode`, refusing negative offsets too (a consumer would be sent before the log)."""
     found = Checkpoint.decode(key, value)
-    if found.upstream_offset < 0 or found.downstream_offset < 0:
-        raise RecordFormatError(
-            f"checkpoint of group {found.group} for {found.topic}-{found.partition} has a negative offset "
-            f"({found.upstream_offset} -> {found.downstream_offset})"
-        )
+    _no_negative_offset(f"checkpoint of group {found.group} for {found.topic}-{found.partition}", found)
     return found
+
+
+def _no_negative_offset(what: str, record: OffsetSync | Checkpoint) -> None:
+    if record.upstream_offset < 0 or record.downstream_offset < 0:
+        raise RecordFormatError(
+            f"{what} has a negative offset ({record.upstream_offset} -> {record.downstream_offset})"
+        )
