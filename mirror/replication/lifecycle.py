@@ -11,7 +11,7 @@ what the flow knows of each replicated source topic and decides, from one listin
   /status; the flow copies the new topic from its start with nothing of the old topic's progress.
 
 Re-creation is also found when stored progress names an earlier topic id than the topic has now
-(`mirror.replication.progress`): the worker may not have run while it happened. Each re-creation is
+(`mirror.replication.positions`): the worker may not have run while it happened. Each re-creation is
 reported once, whoever finds it first. No I/O here.
 """
 

@@ -20,7 +20,7 @@ from mirror import metrics
 from mirror.config import FlowSettings
 from mirror.errors import SourceOutOfRange
 from mirror.kafka import Reader
-from mirror.replication.progress import ProgressStore, StoredProgress
+from mirror.replication.progress import EarlierTopic, ProgressStore, StoredProgress
 from mirror.types import TP
 
 __all__ = ["Positions"]
@@ -45,6 +45,8 @@ class Positions:
         #: The id of the topic each partition is read from, as it was when first assigned: stored with
         #: its progress.
         self.topic_ids: dict[TP, str | None] = {}
+        self.loaded_ids: dict[TP, str | None] = {}  # the topic id stored with each loaded offset
+        self.on_earlier_topic: EarlierTopic | None = None  # told of progress of an earlier topic id
         self.from_zero: set[TP] = set()  # stored progress is an earlier topic's: read the new one from 0
         self.from_log_start: set[TP] = set()  # stored progress unreadable: read from the log start
         self.recreated_topics: set[str] = set()  # topics re-created while this task ran
@@ -63,15 +65,29 @@ class Positions:
         self._labels = (flow.source, flow.target)
 
     def load(self, stored: StoredProgress) -> None:
-        """Take stored progress as a session read it. Progress without a topic id (Java's, or an older
-        mirror's) of a topic this task saw re-created is not applied either."""
+        """Take stored progress as a session read it (checked against the topic ids at assignment)."""
         self.loaded = dict(stored.offsets)
-        self.from_zero = set(stored.earlier_topic)
+        self.loaded_ids = dict(stored.topic_ids)
+        self.from_zero = set()
         self.from_log_start = set(stored.unreadable)
-        for tp in [tp for tp in self.loaded if tp[0] in self.recreated_topics]:
-            if stored.topic_ids.get(tp) is None:
-                del self.loaded[tp]
-                self.from_zero.add(tp)
+
+    def _of_another_topic(self, tp: TP) -> bool:
+        """Whether the loaded progress of ``tp`` belongs to an earlier topic of the same name: stored with
+        another id than the topic has now, or without one (Java's, an older mirror's) for a topic this
+        task saw re-created. Such progress is dropped, and the partition read from offset 0."""
+        if tp not in self.loaded:
+            return False
+        stored, current = self.loaded_ids.get(tp), self.flow_topic_ids.get(tp[0])
+        if stored is None:
+            earlier = tp[0] in self.recreated_topics
+        else:
+            earlier = current is not None and stored != current
+            if earlier and current is not None and self.on_earlier_topic is not None:
+                self.on_earlier_topic(tp[0], stored, current)
+        if earlier:
+            del self.loaded[tp]
+            self.from_zero.add(tp)
+        return earlier
 
     def forget(self, topics: Collection[str]) -> None:
         """``topics`` were deleted and created again: drop everything known of their old partitions (called
@@ -81,6 +97,7 @@ class Positions:
             self.acked,
             self.position,
             self.loaded,
+            self.loaded_ids,
             self.initial,
             self.initial_unstored,
             self._lost_reported,
@@ -114,6 +131,7 @@ class Positions:
             elif tp in self.acked:
                 positions[tp] = self.acked[tp] + 1
             else:
+                self._of_another_topic(tp)
                 positions[tp] = self.stored_next(tp)
         # A stored position below the log start offset means the source deleted records we never copied;
         # so does a log start offset above 0 in a partition created while we ran (or re-created), not

@@ -5,10 +5,10 @@ value ``{"offset":N,"topicId":"..."}`` where N is the last source offset whose c
 and ``topicId`` the id of the source topic it was read from. A task resumes at N+1. The same bytes as Java
 MirrorMaker 2 but for ``topicId``, which Java ignores (docs/mm2-compat.md §1.5), so either can take over
 from the other without re-copying. Progress naming an earlier topic id than the topic has now belongs to
-a topic since deleted and created again: it is not applied, the new topic is copied from its start
-(docs/guarantees.md, "Topics deleted and re-created"). Progress that cannot be read is reported and passed
-over (`mirror.replication.malformed`): the partition resumes from its last readable progress, else from
-the log start.
+a topic since deleted and created again: `mirror.replication.positions` does not apply it, the new topic
+is copied from its start (docs/guarantees.md, "Topics deleted and re-created"). Progress that cannot be
+read is reported and passed over (`mirror.replication.malformed`): the partition resumes from its last
+readable progress, else from the log start.
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ class StoredProgress:
 
     offsets: dict[TP, int] = field(default_factory=dict)  # the last copied offset per source partition
     topic_ids: dict[TP, str | None] = field(default_factory=dict)  # the topic id stored with each offset
-    #: partitions whose progress named an earlier topic of the same name: the new topic is read from 0
-    earlier_topic: set[TP] = field(default_factory=set)
     #: partitions whose last progress record cannot be read, with no readable one before it: read from
     #: the log start (duplicates, never a gap)
     unreadable: set[TP] = field(default_factory=set)
@@ -67,33 +65,24 @@ class ProgressStore:
         # An existing topic (e.g. created by Java MirrorMaker 2) keeps its own partition count.
         self._partitions = (await admin.list_topics()).get(self.topic, self._partitions)
 
-    async def load(self, topic_ids: Mapping[str, str | None] | None = None) -> StoredProgress:
+    async def load(self) -> StoredProgress:
         """Read the flow's stored progress (a fresh value, the caller's own: tasks of one flow load at
-        different times). ``topic_ids``: the source topics' ids now; progress stored for another id of a
-        topic is not applied."""
+        different times)."""
         reader = _ProgressReader(self.flow.source, self.topic, self.target.alias)
         state = await read_compacted(
             self.target, self.topic, client_id=f"{self.flow.name}|progress-reader", keep=reader.keep
         )
         stored = StoredProgress()
-        current = topic_ids or {}
         for key, value in state.items():
             parsed = records.decode_source_offset_key(key)
             if parsed is None or parsed.cluster != self.flow.source:
                 continue
             tp = (parsed.topic, parsed.partition)
             offset, stored_id = records.decode_source_offset_value(value)  # kept: readable
-            topic_id = current.get(parsed.topic)
-            if stored_id is not None and topic_id is not None and stored_id != topic_id:
-                stored.earlier_topic.add(tp)
-                if self.on_earlier_topic is not None:
-                    self.on_earlier_topic(parsed.topic, stored_id, topic_id)
-            elif offset is not None and offset >= 0:
+            if offset is not None and offset >= 0:
                 stored.offsets[tp] = offset
                 stored.topic_ids[tp] = stored_id
-        stored.unreadable = {
-            tp for tp in reader.last_unreadable if tp not in stored.offsets
-        } - stored.earlier_topic
+        stored.unreadable = {tp for tp in reader.last_unreadable if tp not in stored.offsets}
         log.info(
             "progress loaded",
             flow=self.flow.name,

@@ -117,6 +117,7 @@ class SourceTask:
         self._inflight = InFlightQueue()  # a new one per session
         # the task's parts (each in its own module)
         self._positions = Positions(self.flow, self.created_while_running, self.exactly_once, self.topic_ids)
+        self._positions.on_earlier_topic = self.progress.on_earlier_topic
         self._recreated: set[str] = set()  # re-created topics: the session ends, the next forgets them
         self._metrics = TaskMetrics(self.flow, self.policy, self._positions.next_offset)
         self._halting = Halting(self.status.halted, self._metrics, self.flow.name, self.index)
@@ -229,7 +230,7 @@ class SourceTask:
             if self._recreated:
                 self._positions.forget(self._recreated)
                 self._recreated = set()
-            self._positions.load(await self.progress.load(self.topic_ids))
+            self._positions.load(await self.progress.load())
             if self.exactly_once:
                 self._positions.acked.clear()
             if syncs is not None:

@@ -137,19 +137,16 @@ async def test_unreadable_progress_falls_back_to_the_last_readable_record(
         ],
     )
     store = _store(tmp_path)
-    earlier: list[tuple[str, str, str]] = []
-    store.on_earlier_topic = lambda *args: earlier.append(args)
     before = metrics.REGISTRY.get_sample_value(
         "mirror_internal_records_malformed_total", {"cluster": "B", "topic": store.topic}
     )
     with structlog.testing.capture_logs() as logs:
-        stored = await store.load({"t": "id-t"})
-        again = await store.load({"t": "id-t"})  # a later session reads the same records
+        stored = await store.load()
+        again = await store.load()  # a later session reads the same records
     assert stored == again
-    assert stored.offsets == {("t", 0): 41, ("t", 3): 3}
-    assert stored.topic_ids == {("t", 0): "id-t", ("t", 3): None}
-    assert stored.unreadable == {("t", 1)} and stored.earlier_topic == {("t", 2)}
-    assert earlier == [("t", "id-gone", "id-t"), ("t", "id-gone", "id-t")]
+    assert stored.offsets == {("t", 0): 41, ("t", 2): 7, ("t", 3): 3}
+    assert stored.topic_ids == {("t", 0): "id-t", ("t", 2): "id-gone", ("t", 3): None}
+    assert stored.unreadable == {("t", 1)}
     reports = [e for e in logs if e["event"] == "unreadable record in an internal topic; passed over"]
     assert [(e["topic"], e["partition"], e["offset"]) for e in reports] == [
         (store.topic, 0, 1),
@@ -164,26 +161,31 @@ async def test_unreadable_progress_falls_back_to_the_last_readable_record(
 
 
 async def test_positions_of_unreadable_and_earlier_topic_progress(tmp_path: Path) -> None:
-    """Unreadable: from the log start, no loss reported. An earlier topic's: from 0, a later log start
-    reported as lost. After a re-creation, progress without an id is not applied either."""
+    """Unreadable: from the log start, no loss reported. An earlier topic id's: from 0, a later log start
+    reported as lost, the re-creation told. After a re-creation seen here, progress without an id is not
+    applied either; elsewhere it is (Java's progress)."""
     flow = _store(tmp_path).flow
-    positions = Positions(flow, set(), exactly_once=False, flow_topic_ids={"t": "id-new"})
+    ids = {"t": "id-new", "u": "id-u", "v": "id-v"}
+    positions = Positions(flow, set(), exactly_once=False, flow_topic_ids=ids)
+    earlier: list[tuple[str, str, str]] = []
+    positions.on_earlier_topic = lambda *args: earlier.append(args)
     positions.acked[("t", 0)] = 99  # the old topic's
     positions.forget({"t"})
     assert positions.acked == {}
     positions.load(
         StoredProgress(
-            offsets={("t", 0): 50, ("u", 0): 5},
-            topic_ids={("t", 0): None, ("u", 0): None},
-            earlier_topic={("t", 2)},
+            offsets={("t", 0): 50, ("t", 2): 7, ("u", 0): 5, ("v", 0): 8},
+            topic_ids={("t", 0): None, ("t", 2): "id-old", ("u", 0): None, ("v", 0): "id-v"},
             unreadable={("t", 1)},
         )
     )
-    reader = FakeReader({("t", 0): 0, ("t", 1): 30, ("t", 2): 10, ("u", 0): 0})
+    parts: list[TP] = [("t", 0), ("t", 1), ("t", 2), ("u", 0), ("v", 0)]
+    reader = FakeReader({("t", 0): 0, ("t", 1): 30, ("t", 2): 10, ("u", 0): 0, ("v", 0): 0})
     with structlog.testing.capture_logs() as logs:
-        got = await positions.assign(reader, [("t", 0), ("t", 1), ("t", 2), ("u", 0)])  # type: ignore[arg-type]
-    expected: dict[TP, int | None] = {("t", 0): 0, ("t", 1): 30, ("t", 2): 10, ("u", 0): 6}
+        got = await positions.assign(reader, parts)  # type: ignore[arg-type]
+    expected: dict[TP, int | None] = {("t", 0): 0, ("t", 1): 30, ("t", 2): 10, ("u", 0): 6, ("v", 0): 9}
     assert got == expected
     lost = [(e["topic"], e["partition"], e["records"]) for e in logs if e["log_level"] == "error"]
     assert lost == [("t", 2, 10)]
+    assert earlier == [("t", "id-old", "id-new")]
     assert positions.topic_ids[("t", 0)] == "id-new"
