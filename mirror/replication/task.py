@@ -228,6 +228,8 @@ class SourceTask:
             # not what this process believes, says what was committed (a commit that timed out may still
             # have succeeded).
             if self._recreated:
+                known = set(self._positions.topic_ids) | set(self._positions.acked)
+                self._syncs.remove_partitions([tp for tp in known if tp[0] in self._recreated])
                 self._positions.forget(self._recreated)
                 self._recreated = set()
             self._positions.load(await self.progress.load())
