@@ -78,6 +78,10 @@ FLOW_KEYS: dict[str, Where] = {
     "admin.timeout.ms": _CONNECTOR,
     "offset.flush.interval.ms": Where.FLOW | Where.TARGET,
     "exactly.once.support": Where.FLOW,
+    # mirror's own (Java MM2 has no such keys): records the target refuses (docs/guarantees.md)
+    "rejected.records.policy": Where.FLOW,
+    "rejected.records.retry.backoff.ms": _CONNECTOR,
+    "rejected.records.retry.backoff.max.ms": _CONNECTOR,
 }
 
 

@@ -77,6 +77,10 @@ class Reader:
         """Stop fetching these assigned partitions (until the next `assign`)."""
         self._consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
 
+    def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Fetch these paused partitions again (from their position: `seek` first to move it)."""
+        self._consumer.resume(*(TopicPartition(t, p) for t, p in partitions))
+
     async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
@@ -94,6 +98,11 @@ class Reader:
                 self._consumer.end_offsets([TopicPartition(t, p) for t, p in partitions]), 30
             )
         return {(tp.topic, tp.partition): off for tp, off in result.items()}
+
+    async def position(self, topic: str, partition: int) -> int:
+        """The offset the next fetch of this assigned partition reads from."""
+        async with errors_translated(self.cluster):
+            return int(await asyncio.wait_for(self._consumer.position(TopicPartition(topic, partition)), 30))
 
     def highwater(self, topic: str, partition: int) -> int | None:
         hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))
