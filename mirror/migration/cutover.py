@@ -270,7 +270,7 @@ class _Cutover:
         return await self._patiently("read the progress and the source's offsets", self._lag_once)
 
     async def _lag_once(self) -> tuple[dict[TP, int], dict[TP, int], dict[TP, int]]:
-        stored = (await self.progress.load()).offsets
+        stored = await self.progress.load()
         begins = await self.reader.beginning_offsets(self.partitions)
         ends = await self.reader.end_offsets(self.partitions)
         return stored, ends, lag_by_partition(stored, begins, ends)

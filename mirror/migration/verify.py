@@ -173,7 +173,7 @@ async def verify(
     source, target = settings.cluster(flow.source), settings.cluster(flow.target)
     policy = make_policy(flow)
     async with reaching(flow.target, "read the stored progress"):
-        stored = (await ProgressStore(flow, target).load()).offsets
+        stored = await ProgressStore(flow, target).load()
     source_topics, target_topics, compacted = await _topics(flow, source, target, topics, stored)
     try:
         syncs = await read_offset_syncs(settings, flow)

@@ -65,9 +65,14 @@ class ProgressStore:
         # An existing topic (e.g. created by Java MirrorMaker 2) keeps its own partition count.
         self._partitions = (await admin.list_topics()).get(self.topic, self._partitions)
 
-    async def load(self) -> StoredProgress:
-        """Read the flow's stored progress (a fresh value, the caller's own: tasks of one flow load at
-        different times)."""
+    async def load(self) -> dict[TP, int]:
+        """The last copied offset per source partition, as stored now (`read` tells more)."""
+        return (await self.read()).offsets
+
+    async def read(self) -> StoredProgress:
+        """Read the flow's stored progress, with the topic id of each offset and the partitions whose
+        progress cannot be read (a fresh value, the caller's own: tasks of one flow read at different
+        times)."""
         reader = _ProgressReader(self.flow.source, self.topic, self.target.alias)
         state = await read_compacted(
             self.target, self.topic, client_id=f"{self.flow.name}|progress-reader", keep=reader.keep

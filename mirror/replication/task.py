@@ -242,7 +242,7 @@ class SourceTask:
                 self._syncs.remove_partitions([tp for tp in known if tp[0] in self._recreated])
                 self._positions.forget(self._recreated)
                 self._recreated = set()
-            self._positions.load(await self.progress.load())
+            self._positions.load(await self.progress.read())
             if self.exactly_once:
                 self._positions.acked.clear()
             if syncs is not None:

@@ -141,8 +141,8 @@ async def test_unreadable_progress_falls_back_to_the_last_readable_record(
         "mirror_internal_records_malformed_total", {"cluster": "B", "topic": store.topic}
     )
     with structlog.testing.capture_logs() as logs:
-        stored = await store.load()
-        again = await store.load()  # a later session reads the same records
+        stored = await store.read()
+        again = await store.read()  # a later session reads the same records
     assert stored == again
     assert stored.offsets == {("t", 0): 41, ("t", 2): 7, ("t", 3): 3}
     assert stored.topic_ids == {("t", 0): "id-t", ("t", 2): "id-gone", ("t", 3): None}
