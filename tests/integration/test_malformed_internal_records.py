@@ -23,6 +23,7 @@ from mirror.service.worker import Worker
 
 from .support import Rec, consume, create_topic, list_topics, produce, running, settings_for, wait_for
 from .test_checkpoints import FAST_CHECKPOINTS, _commit, checkpoints_on
+from .test_topic_lifecycle import delete_topic
 
 REPORTED = "unreadable record in an internal topic; passed over"
 PROGRESS_PARTITIONS = 5  # offset.storage.partitions of the test settings
@@ -82,6 +83,7 @@ async def test_an_unreadable_internal_record_is_reported_counted_and_passed_over
     }
     settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **extra)
     planted: list[tuple[str, str, int, int]] = []  # (cluster alias, topic, partition, offset)
+    heartbeats = f"{topic}.heartbeats"
 
     if kind == "progress":
         progress = "mm2-offsets.A.internal"
@@ -107,26 +109,35 @@ async def test_an_unreadable_internal_record_is_reported_counted_and_passed_over
         await ensure_compacted(b, checkpoints, 1)
         key = mm2.Checkpoint(group, f"A.{topic}", 0, 0, 0).encode_key()
         planted.append(("B", checkpoints, 0, await plant(b, checkpoints, key, b"\x00\x07")))  # version 7
-    else:  # A's own heartbeats, replicated by A->B as A.heartbeats: mirror reads the newest of a batch
-        await ensure_compacted(a, "heartbeats", 1)
+    else:
+        # a heartbeats topic of an upstream cluster named after this test (`<topic>.heartbeats`, replicated
+        # by A->B as any heartbeats topic is): mirror reads the newest record of each batch it copies. Not
+        # A's own `heartbeats`, which other tests share; removed at the end.
+        await ensure_compacted(a, heartbeats, 1)
 
     before = {(c, t): malformed_total(c, t) for c, t, _, _ in planted}
     restarts_before = restarts()
-    with structlog.testing.capture_logs() as logs:
-        async with running(settings) as worker:
-            await _copies_go_on(worker, a, b, topic, kind, first)
-            if kind in ("offset-syncs", "checkpoints"):
-                # the checkpoint job read the bad record and goes on: the group is checkpointed
-                # (an offset this run copied: it started at the end, offset 10, with syncs from there)
-                await _commit(a, group, {(topic, 0): 12})
-                await wait_for(lambda: checkpoints_on(settings, group, {0: 12}, topic), timeout=60)
-                assert all(job.last_error is None for job in worker.flows[0].singletons)
-            if kind == "heartbeats":  # written once its partition started (at its end: latest)
-                await wait_for(lambda: _assigned(worker, {("heartbeats", 0)}), timeout=60)
-                bad = await plant(a, "heartbeats", b"\x00\x01A", b"\x00\x00\x00")  # truncated key
-                planted.append(("A", "heartbeats", 0, bad))
-                before[("A", "heartbeats")] = malformed_total("A", "heartbeats")
-                await wait_for(lambda: _reported(logs, planted), timeout=60)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(settings) as worker:
+                await _copies_go_on(worker, a, b, topic, kind, first)
+                if kind in ("offset-syncs", "checkpoints"):
+                    # the checkpoint job read the bad record and goes on: the group is checkpointed
+                    # (an offset this run copied: it started at the end, offset 10, with syncs from there)
+                    await _commit(a, group, {(topic, 0): 12})
+                    await wait_for(lambda: checkpoints_on(settings, group, {0: 12}, topic), timeout=60)
+                    assert all(job.last_error is None for job in worker.flows[0].singletons)
+                if kind == "heartbeats":  # written once its partition started (at its end: latest)
+                    await wait_for(lambda: _assigned(worker, {(heartbeats, 0)}), timeout=60)
+                    bad = await plant(a, heartbeats, b"\x00\x01A", b"\x00\x00\x00")  # truncated key
+                    planted.append(("A", heartbeats, 0, bad))
+                    before[("A", heartbeats)] = malformed_total("A", heartbeats)
+                    await wait_for(lambda: _reported(logs, planted), timeout=60)
+    finally:  # gone from the source, so that no later test of the session (verify) looks at them
+        await delete_topic(a, topic)
+        if kind == "heartbeats":
+            await delete_topic(a, heartbeats)
+            await delete_topic(b, f"A.{heartbeats}")
     assert restarts() == restarts_before, "a task session restarted"
     reports = [e for e in logs if e.get("event") == REPORTED]
     for cluster, name, partition, offset in planted:
@@ -164,8 +175,8 @@ async def _running(worker: Worker) -> bool:
 
 
 async def _assigned(worker: Worker, partitions: set[tuple[str, int]]) -> bool:
-    """Whether these partitions' start is known: stored progress (an earlier test's, for the shared
-    `heartbeats`), else auto.offset.reset=latest resolved (their end then)."""
+    """Whether these partitions' start is known: stored progress, else auto.offset.reset=latest resolved
+    (their end then)."""
     started = {
         tp
         for task in worker.flows[0].tasks.values()
