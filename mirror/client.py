@@ -21,7 +21,8 @@ from mirror.config import ClusterSettings
 from mirror.kafka import Admin
 from mirror.kafka.groups import read_partition
 from mirror.mm2.policy import DefaultReplicationPolicy, ReplicationPolicy
-from mirror.mm2.records import Checkpoint, RecordFormatError
+from mirror.mm2.records import Checkpoint
+from mirror.replication import malformed
 from mirror.types import TP
 
 __all__ = [
@@ -107,13 +108,13 @@ class MirrorClient:
             self.cluster, topic, "mirror-client|checkpoints-consumer", timeout or self.timeout
         )
         latest: dict[TP, Checkpoint] = {}
-        for record in records or ():
-            if record.key is None or record.value is None:
-                continue
-            try:
-                checkpoint = Checkpoint.decode(record.key, record.value)
-            except RecordFormatError:
-                continue  # Java logs and skips records it cannot parse
+        for checkpoint in malformed.decoded(
+            records or (),
+            malformed.checkpoint,
+            cluster=self.cluster.alias,
+            topic=topic,
+            fallback="the partition keeps its last readable checkpoint",  # as Java: logged and skipped
+        ):
             if checkpoint.group == group:
                 latest[checkpoint.topic_partition] = checkpoint
         return latest

@@ -107,3 +107,28 @@ class SourceOutOfRange(MirrorError):
         names = ", ".join(f"{t}-{p}@{o}" for (t, p), o in sorted(positions.items()))
         super().__init__(f"source offsets out of range: {names}")
         self.positions = positions
+
+
+class MalformedRecord(MirrorError):
+    """A record of an internal topic that `mirror` reads (progress, offset syncs, checkpoints, heartbeats)
+    and cannot decode: written by a buggy tool, an older version or by mistake. Never retried: the record
+    is reported once, counted and passed over (`mirror.replication.malformed`, docs/guarantees.md)."""
+
+    retriable = False
+    kind = "malformed_record"
+
+    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        super().__init__(f"unreadable record in {topic}-{partition} at offset {offset}: {reason}")
+        self.topic, self.partition, self.offset, self.reason = topic, partition, offset, reason
+
+
+class SourceTopicsRecreated(MirrorError):
+    """Source topics a task copies were deleted and created again: its session ends, and the next one
+    reads them from their start (`mirror.replication.lifecycle`). Not a failure: no backoff, no count."""
+
+    retriable = True
+    kind = "source_topic_recreated"
+
+    def __init__(self, topics: set[str]) -> None:
+        super().__init__(f"source topics re-created: {', '.join(sorted(topics))}")
+        self.topics = topics

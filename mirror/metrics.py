@@ -78,6 +78,33 @@ truncated_records_total = Counter(
     ("source", "target", "topic", "partition"),
     registry=REGISTRY,
 )
+source_topics_deleted_total = Counter(
+    "mirror_source_topics_deleted",
+    "Replicated source topics found deleted (their remote topics are kept unless "
+    "remote.topics.delete.enabled)",
+    ("source", "target"),
+    registry=REGISTRY,
+)
+source_topics_recreated_total = Counter(
+    "mirror_source_topics_recreated",
+    "Replicated source topics found deleted and created again (a new topic id): copied again from their "
+    "start, with nothing of the old topic's progress",
+    ("source", "target"),
+    registry=REGISTRY,
+)
+remote_topics_deleted_total = Counter(
+    "mirror_remote_topics_deleted",
+    "Remote topics deleted because their source topic was deleted (remote.topics.delete.enabled)",
+    ("source", "target"),
+    registry=REGISTRY,
+)
+internal_records_malformed_total = Counter(
+    "mirror_internal_records_malformed",
+    "Records of an internal topic mirror reads (progress, offset syncs, checkpoints, heartbeats) that "
+    "cannot be read: each reported once in the log and passed over (docs/guarantees.md)",
+    ("cluster", "topic"),
+    registry=REGISTRY,
+)
 partition_halted = Gauge(
     "mirror_partition_halted",
     "1 while a source partition is halted because the target refused one of its records for good (the "

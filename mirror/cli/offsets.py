@@ -124,7 +124,7 @@ async def read_sync_history(
     history = SyncHistory(initialization_must_read_to_end=False, max_points=max_points)
     for tp, offset in (pins or {}).items():
         history.pin(tp, [offset])
-    apply_offset_syncs(history, records or [])
+    apply_offset_syncs(history, records or [], -1, alias, topic)
     history.mark_read_to_end()
     return history
 

@@ -183,6 +183,10 @@ def _errors(flows: Iterable[FlowStatus]) -> list[tuple[str, str, str]]:
             if not check.reachable
         )
         rows.extend((name, f"topic {topic}", str(err)) for topic, err in flow.topic_errors.items())
+        rows.extend(
+            (name, f"topic {topic}", f"source topic {event.change}; remote topic {event.remote}")
+            for topic, event in flow.topic_events.items()
+        )
         rows.extend((name, job.job, str(job.last_error)) for job in flow.jobs if job.last_error)
         rows.extend((name, f"task {_known(t.task)}", str(t.last_error)) for t in flow.tasks if t.last_error)
         rows.extend(

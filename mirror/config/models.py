@@ -166,6 +166,8 @@ class FlowSettings(_Model):
     offset_storage_topic: NonEmpty | None = None
     refresh_topics_enabled: bool = True
     refresh_topics_interval_seconds: Seconds = 600
+    remote_topics_delete_enabled: bool = False
+    remote_topics_delete_delay_seconds: Seconds = 86400
     refresh_groups_enabled: bool = True
     refresh_groups_interval_seconds: Seconds = 600
     emit_heartbeats_enabled: bool = True

@@ -51,6 +51,8 @@ FLOW_KEYS: dict[str, Where] = {
     "offset.storage.topic": _CONNECTOR | Where.TARGET,
     "refresh.topics.enabled": _CONNECTOR,
     "refresh.topics.interval.seconds": _CONNECTOR,
+    "remote.topics.delete.enabled": _CONNECTOR,  # ours: Java MM2 never deletes a remote topic
+    "remote.topics.delete.delay.seconds": _CONNECTOR,  # ours
     "refresh.groups.enabled": _CONNECTOR,
     "refresh.groups.interval.seconds": _CONNECTOR,
     "emit.heartbeats.enabled": _CONNECTOR,

@@ -45,6 +45,8 @@ from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_re
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
 from mirror.mm2.sync_history import SyncHistory
+from mirror.replication import malformed
+from mirror.replication.malformed import MalformedRecord
 from mirror.replication.topology import checkpoints_topic, offset_syncs_location
 from mirror.retry import Backoff, pause, retrying
 from mirror.types import TP
@@ -66,6 +68,8 @@ log = structlog.get_logger(__name__)
 
 
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0
+#: What replaces an unreadable offset sync (docs/guarantees.md, "Unreadable records in internal topics").
+SYNC_FALLBACK = "offsets are translated with the readable syncs around it"
 _POLL_MS = 500
 _STOP_GRACE = 5.0
 _PIN_WAIT = 10.0  # seconds the first read of the offset syncs waits for the groups to pin
@@ -80,19 +84,20 @@ class CheckpointStore:
     def __init__(self) -> None:
         self._checkpoints: dict[str, dict[TP, Checkpoint]] = {}
 
-    def load(self, records: Iterable[TailRecord]) -> int:
-        """Apply the records of the checkpoints topic in order; returns how many could not be parsed."""
-        bad = 0
-        for record in records:
-            if record.key is None or record.value is None:
-                continue
-            try:
-                checkpoint = Checkpoint.decode(record.key, record.value)
-            except RecordFormatError:
-                bad += 1
-                continue
-            self._checkpoints.setdefault(checkpoint.group, {})[checkpoint.topic_partition] = checkpoint
-        return bad
+    def load(self, records: Iterable[TailRecord], cluster: str = "", topic: str = "") -> int:
+        """Apply the records of the checkpoints topic in order; returns how many could not be read (each
+        reported and passed over: the group's partition keeps its last readable checkpoint)."""
+        bad: list[MalformedRecord] = []
+        for found in malformed.decoded(
+            records,
+            malformed.checkpoint,
+            cluster=cluster,
+            topic=topic,
+            fallback="the group's partition keeps its last readable checkpoint",
+            errors=bad,
+        ):
+            self._checkpoints.setdefault(found.group, {})[found.topic_partition] = found
+        return len(bad)
 
     async def start(self, cluster: ClusterSettings, topic: str, client: str, log: Any) -> bool:
         """Load ``topic`` (Java `CheckpointStore.start`): a failed load is not fatal (False); the offset
@@ -102,9 +107,7 @@ class CheckpointStore:
         except MirrorError as exc:
             log.warning("cannot load existing checkpoints", topic=topic, error=str(exc))
             return False
-        bad = self.load(records or [])
-        if bad:
-            log.warning("skipped unreadable checkpoint records", topic=topic, records=bad)
+        self.load(records or [], cluster.alias, topic)
         log.info("checkpoints loaded", topic=topic, groups=len(self.groups()))
         return True
 
@@ -193,11 +196,16 @@ def pin_groups(syncs: SyncHistory, offsets: Iterable[Mapping[TP, CommittedOffset
 
 
 def apply_offset_syncs(
-    syncs: SyncHistory, records: Sequence[TailRecord], previous: int = -1
+    syncs: SyncHistory,
+    records: Sequence[TailRecord],
+    previous: int = -1,
+    cluster: str = "",
+    topic: str = "",
 ) -> tuple[int, int]:
     """Apply the records of the offset-syncs topic in order, after the record at offset `previous` (-1:
-    none yet); a jump in the records' offsets (compaction removed some) is a `SyncHistory.gap`. Returns how
-    many records could not be parsed and the offset of the last one."""
+    none yet); a jump in the records' offsets (compaction removed some) is a `SyncHistory.gap`, and so is
+    a record that cannot be read (reported and passed over: translation uses the readable syncs around
+    it, trusting no link across it). Returns how many could not be read and the offset of the last one."""
     bad = 0
     for record in records:
         if previous >= 0 and record.offset != previous + 1:
@@ -206,9 +214,13 @@ def apply_offset_syncs(
         if record.key is None or record.value is None:
             continue
         try:
-            syncs.update(OffsetSync.decode(record.key, record.value))
-        except RecordFormatError:
+            sync = malformed.offset_sync(record.key, record.value)
+        except RecordFormatError as exc:
             bad += 1
+            malformed.report(cluster, MalformedRecord(topic, 0, record.offset, str(exc)), SYNC_FALLBACK)
+            syncs.gap()
+            continue
+        syncs.update(sync)
     return bad, previous
 
 
@@ -341,22 +353,15 @@ class CheckpointJob:
         self._syncs = syncs
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._until(self._groups_loaded), _PIN_WAIT)
-        last = self._applied(apply_offset_syncs(syncs, await tail.read_to_end()))
+        where = (self._syncs_cluster.alias, self.offset_syncs_topic)
+        _, last = apply_offset_syncs(syncs, await tail.read_to_end(), -1, *where)
         syncs.mark_read_to_end()
         self.ready = True
         self._syncs_read.set()
         if not tail.exists:
             self._log.info("offset-syncs topic does not exist yet", topic=self.offset_syncs_topic)
         while not self._stopping.is_set():
-            last = self._applied(apply_offset_syncs(syncs, await tail.poll(_POLL_MS), last))
-
-    def _applied(self, result: tuple[int, int]) -> int:
-        bad, last = result
-        if bad:
-            self._log.warning(
-                "skipped unreadable offset-sync records", topic=self.offset_syncs_topic, records=bad
-            )
-        return last
+            _, last = apply_offset_syncs(syncs, await tail.poll(_POLL_MS), last, *where)
 
     # --- groups ----------------------------------------------------------------------------------
 

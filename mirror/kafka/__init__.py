@@ -9,6 +9,7 @@ Everything above it sees `mirror` types (``SourceBatch``, ``Pending``, ``Ack``, 
 - `admin`: `Admin`, the one door for raw protocol requests;
 - `records`, `reader`, `writer`: the data path (`SourceBatch`, `Reader`, `Writer`, acknowledgements);
 - `compacted`: `read_compacted`;
+- `topic_ids`: topics with their ids (Metadata v10+, which aiokafka lacks);
 - `groups`, `configs`: consumer-group, topic-config and ACL requests aiokafka lacks;
 - `coordination`: worker membership through a consumer group;
 - `tls`: TLS contexts from PEM, JKS and PKCS12;
@@ -20,15 +21,17 @@ from __future__ import annotations
 from mirror.kafka.admin import Admin, ConfigEntry, NewTopicSpec
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
-from mirror.kafka.compacted import read_compacted
+from mirror.kafka.compacted import CompactedRecord, read_compacted
 from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
 from mirror.kafka.reader import Reader
 from mirror.kafka.records import Ack, RecordData, SourceBatch, SourceRecord
+from mirror.kafka.topic_ids import TopicDescription, describe_topics
 from mirror.kafka.writer import Pending, Writer
 
 __all__ = [
     "Ack",
     "Admin",
+    "CompactedRecord",
     "ConfigEntry",
     "NewTopicSpec",
     "Pending",
@@ -36,11 +39,13 @@ __all__ = [
     "RecordData",
     "SourceBatch",
     "SourceRecord",
+    "TopicDescription",
     "Writer",
     "as_mirror_error",
     "client_kwargs",
     "close_within",
     "denied_error",
+    "describe_topics",
     "diagnose",
     "errors_translated",
     "read_compacted",

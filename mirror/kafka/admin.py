@@ -140,18 +140,19 @@ class Admin:
         for item in response.topic_errors:
             name, code = item[0], item[1]
             message = item[2] if len(item) > 2 else None
-            result[name] = (
-                None
-                if code in (0, ke.TopicAlreadyExistsError.errno)
-                else error_for_code(
-                    code,
-                    f"create topic {name}",
-                    message,
-                    cluster=self.cluster,
-                    denied_as=("CREATE", f"topic '{name}'"),
-                )
-            )
+            fine = code in (0, ke.TopicAlreadyExistsError.errno)
+            result[name] = None if fine else self._topic_error(code, "CREATE", name, message)
         return result
+
+    def _topic_error(self, code: int, operation: str, topic: str, message: str | None) -> MirrorError:
+        """A per-topic error code of an ``operation`` (``CREATE``, ``DELETE``) as a `MirrorError`."""
+        return error_for_code(
+            code,
+            f"{operation.lower()} topic {topic}",
+            message,
+            cluster=self.cluster,
+            denied_as=(operation, f"topic '{topic}'"),
+        )
 
     async def create_partitions(self, topic: str, total: int) -> MirrorError | None:
         try:
@@ -161,6 +162,16 @@ class Admin:
             if exc.code == ke.InvalidPartitionsError.errno:
                 return None  # somebody else grew it already
             return exc
+        return None
+
+    async def delete_topic(self, name: str) -> MirrorError | None:
+        """Delete a topic: None when deleted (or already gone), else the error."""
+        async with errors_translated(self.cluster):
+            response = await self._aiokafka.delete_topics([name], timeout_ms=self._timeout_ms)
+        for item in response.topic_error_codes:
+            topic, code = item[0], item[1]
+            if topic == name and code not in (0, ke.UnknownTopicOrPartitionError.errno):
+                return self._topic_error(code, "DELETE", name, None)
         return None
 
     async def ensure_topic(

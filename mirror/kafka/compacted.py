@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -14,10 +16,27 @@ from mirror.kafka.closing import close_within
 from mirror.kafka.errors import errors_translated
 
 
+@dataclass(frozen=True, slots=True)
+class CompactedRecord:
+    """One record of a compacted topic, where it is (for reports of records that cannot be read)."""
+
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+
 async def read_compacted(
-    cluster: ClusterSettings, topic: str, client_id: str, timeout: float = 60.0
+    cluster: ClusterSettings,
+    topic: str,
+    client_id: str,
+    timeout: float = 60.0,
+    keep: Callable[[CompactedRecord], bool] | None = None,
 ) -> dict[bytes, bytes | None]:
     """Read a whole (compacted) topic from the beginning to its current end: the last value per key.
+
+    ``keep`` sees every keyed record in order; a record it refuses is passed over, so its key keeps the
+    value of its last record kept (the last readable one).
 
     Committed records only, up to the high watermark, not merely to the last stable offset: a
     transaction still open (another task's, or a zombie's not fenced yet) holds the LSO back, and
@@ -52,9 +71,11 @@ async def read_compacted(
                         f"timed out reading {topic} to its end (a transaction on it stays open?)"
                     )
                 data = await consumer.getmany(timeout_ms=500)
-                for recs in data.values():
+                for tp, recs in data.items():
                     for r in recs:
-                        if r.key is not None:
+                        if r.key is not None and (
+                            keep is None or keep(CompactedRecord(tp.partition, r.offset, r.key, r.value))
+                        ):
                             state[r.key] = r.value
                 for tp in list(pending):
                     if await consumer.position(tp) >= end[tp]:

@@ -36,6 +36,7 @@ from mirror.migration.digest import (
     SequenceComparison,
     record_digest,
 )
+from mirror.mm2.filters import TopicFilter
 from mirror.mm2.records import OffsetSync, RecordFormatError
 from mirror.replication.progress import ProgressStore
 from mirror.replication.topology import make_policy, offset_syncs_location
@@ -164,7 +165,8 @@ async def verify(
     window: int = DEFAULT_WINDOW,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Compare the flow's source topics (``topics``, or every topic with stored progress) with their remote
+    """Compare the flow's source topics (``topics``, or every topic of the flow's filter with stored
+    progress) with their remote
     topics. Raises `ConfigError` for a topic the source does not have, `MirrorError` when a cluster
     cannot be read. With ``allow_duplicates`` a partition whose only differences are duplicates counts as
     the same (state ``duplicated``)."""
@@ -174,13 +176,12 @@ async def verify(
     policy = make_policy(flow)
     async with reaching(flow.target, "read the stored progress"):
         stored = await ProgressStore(flow, target).load()
-    source_topics, target_topics, compacted = await _topics(flow, source, target, topics, stored)
+    wanted, source_topics, target_topics, compacted = await _topics(flow, source, target, topics, stored)
     try:
         syncs = await read_offset_syncs(settings, flow)
     except (MirrorError, TimeoutError) as exc:
         log.warning("cannot read the offset syncs; comparing from the log starts", error=str(exc))
         syncs = {}
-    wanted = sorted(set(topics)) if topics else sorted({t for t, _ in stored if t in source_topics})
     partitions = [(t, p) for t in wanted for p in range(source_topics[t])]
     report = VerifyReport(flow.name, allow_duplicates=allow_duplicates)
     isolation = flow.consumer.get("isolation.level", "read_committed")
@@ -222,8 +223,9 @@ async def _topics(
     target: ClusterSettings,
     topics: Sequence[str],
     stored: Mapping[TP, int],
-) -> tuple[dict[str, int], dict[str, int], set[str]]:
-    """Partition counts of the source's and the target's topics, and which wanted topics are compacted."""
+) -> tuple[list[str], dict[str, int], dict[str, int], set[str]]:
+    """The topics to compare (``topics``, else those of the flow's filter with stored progress), the
+    partition counts of the source's and the target's topics, and which wanted topics are compacted."""
     source_admin = Admin(source, f"{flow.name}|verify|source-admin")
     target_admin = Admin(target, f"{flow.name}|verify|target-admin")
     try:
@@ -236,7 +238,10 @@ async def _topics(
         unknown = [t for t in topics if t not in source_topics]
         if unknown:
             raise ConfigError("--topic", unknown[0], f"a topic of cluster {flow.source}")
-        wanted = list(topics) or sorted({t for t, _ in stored if t in source_topics})
+        chosen = TopicFilter(flow.topics, flow.topics_exclude)
+        wanted = sorted(set(topics)) or sorted(
+            {t for t, _ in stored if t in source_topics and chosen.matches(t)}
+        )
         configs = await source_admin.describe_topic_configs(wanted)
     finally:
         await asyncio.gather(source_admin.close(), target_admin.close())
@@ -246,7 +251,7 @@ async def _topics(
             raise entries
         if any(e.name == "cleanup.policy" and "compact" in (e.value or "") for e in entries):
             compacted.add(topic)
-    return source_topics, target_topics, compacted
+    return wanted, source_topics, target_topics, compacted
 
 
 class _Sides:

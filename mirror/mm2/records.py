@@ -28,10 +28,12 @@ __all__ = [
     "checkpoint_offset_key",
     "decode_source_offset",
     "decode_source_offset_key",
+    "decode_source_offset_value",
     "encode_source_offset",
     "heartbeat_offset_key",
     "java_default_partition",
     "murmur2",
+    "offset_key_problem",
     "source_offset_key",
 ]
 
@@ -288,9 +290,12 @@ def checkpoint_offset_key(
     ).encode()
 
 
-def encode_source_offset(offset: int) -> bytes:
-    """`{"offset":1234}`; the heartbeat and checkpoint connectors always store `{"offset":0}`."""
-    return b'{"offset":' + _int(offset, "offset").encode() + b"}"
+def encode_source_offset(offset: int, topic_id: str | None = None) -> bytes:
+    """`{"offset":1234}`; the heartbeat and checkpoint connectors always store `{"offset":0}`. With
+    ``topic_id``, `{"offset":1234,"topicId":"..."}`: Java reads only `offset` (§1.5)."""
+    if topic_id is None:
+        return b'{"offset":' + _int(offset, "offset").encode() + b"}"
+    return b'{"offset":' + _int(offset, "offset").encode() + b',"topicId":' + _js(topic_id).encode() + b"}"
 
 
 def decode_source_offset_key(data: bytes) -> SourceOffsetKey | None:
@@ -308,6 +313,33 @@ def decode_source_offset_key(data: bytes) -> SourceOffsetKey | None:
     if not (isinstance(cluster, str) and isinstance(topic, str) and type(partition) is int):
         return None
     return SourceOffsetKey(obj[0], cluster, topic, partition)
+
+
+def offset_key_problem(data: bytes) -> str | None:
+    """What is wrong with an offset key `decode_source_offset_key` refused; None when it is the well-formed
+    key of another connector (the heartbeat and checkpoint connectors share the topic)."""
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        return f"key is not JSON: {data[:100]!r}"
+    if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], dict)):
+        return f"key is not a [connector, {{partition}}] pair: {data[:100]!r}"
+    if obj[0] == SOURCE_CONNECTOR:
+        return f"{SOURCE_CONNECTOR} key without string cluster, topic and int partition: {data[:100]!r}"
+    return None
+
+
+def decode_source_offset_value(data: bytes | None) -> tuple[int | None, str | None]:
+    """(`offset`, `topicId`) of a `{"offset": N, "topicId": "..."}` value, each None when absent; raises
+    `RecordFormatError` when the value is not such an object."""
+    offset = decode_source_offset(data)
+    if data is None:
+        return offset, None
+    obj = json.loads(data)
+    topic_id = obj.get("topicId") if isinstance(obj, dict) else None
+    if topic_id is not None and not isinstance(topic_id, str):
+        raise RecordFormatError(f"source offset topicId is not a string: {topic_id!r}")
+    return offset, topic_id
 
 
 def decode_source_offset(data: bytes | None) -> int | None:

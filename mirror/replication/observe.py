@@ -13,6 +13,8 @@ from mirror.config import FlowSettings
 from mirror.kafka import Reader, SourceBatch
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import Heartbeat, RecordFormatError
+from mirror.replication import malformed
+from mirror.replication.malformed import MalformedRecord
 from mirror.types import TP
 
 if TYPE_CHECKING:
@@ -81,7 +83,7 @@ class TaskMetrics:
         )
         self.set_lag(entry.tp, entry.remote_topic)
         if self._policy.is_heartbeats_topic(entry.tp[0]):
-            self._observe_heartbeat(last)
+            self._observe_heartbeat(entry.tp, last)
 
     # --- lag ---------------------------------------------------------------------------------------
 
@@ -144,10 +146,16 @@ class TaskMetrics:
                     metric.remove(*labels)
             self._children.pop(tp, None)
 
-    def _observe_heartbeat(self, record: Any) -> None:
+    def _observe_heartbeat(self, tp: TP, record: Any) -> None:
+        """The newest heartbeat of a copied batch of a heartbeats topic gives its upstream's timestamp; an
+        unreadable one is copied all the same, reported once, and gives none."""
+        if record.key is None or record.value is None:
+            return
         try:
             beat = Heartbeat.decode(record.key, record.value)
-        except (RecordFormatError, TypeError):
+        except RecordFormatError as exc:
+            error = MalformedRecord(tp[0], tp[1], record.offset, str(exc))
+            malformed.report(self._source, error, "copied as it is; no heartbeat timestamp taken from it")
             return
         upstream = beat.source_cluster_alias
         metrics.heartbeat_timestamp.labels(*self.labels, upstream).set(beat.timestamp / 1000)

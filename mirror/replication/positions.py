@@ -5,12 +5,14 @@ target acknowledged, else from the stored progress. A stored position below the 
 offset means records were deleted before they were copied: they are reported as lost (log and
 ``mirror_source_truncated_records_total``), once each, at assignment and while running; a position above
 the log end means the log was cut or re-created, and the partition is read again from its start
-(docs/guarantees.md, "Reading the source").
+(docs/guarantees.md, "Reading the source"). A topic known to be re-created (a new topic id) is read from
+offset 0, with nothing of the old topic's positions or progress; a partition whose stored progress cannot
+be read starts at its log start (docs/guarantees.md, "Topics deleted and re-created").
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import structlog
 
@@ -18,7 +20,7 @@ from mirror import metrics
 from mirror.config import FlowSettings
 from mirror.errors import SourceOutOfRange
 from mirror.kafka import Reader
-from mirror.replication.progress import ProgressStore
+from mirror.replication.progress import EarlierTopic, ProgressStore, StoredProgress
 from mirror.types import TP
 
 __all__ = ["Positions"]
@@ -29,9 +31,25 @@ log = structlog.get_logger(__name__)
 class Positions:
     """The per-partition positions of one task (kept across its sessions)."""
 
-    def __init__(self, flow: FlowSettings, created_while_running: set[TP], exactly_once: bool) -> None:
+    def __init__(
+        self,
+        flow: FlowSettings,
+        created_while_running: set[TP],
+        exactly_once: bool,
+        flow_topic_ids: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.flow = flow
         self.exactly_once = exactly_once
+        #: The source topics' ids as the flow last listed them (shared with the flow).
+        self.flow_topic_ids: Mapping[str, str | None] = flow_topic_ids if flow_topic_ids is not None else {}
+        #: The id of the topic each partition is read from, as it was when first assigned: stored with
+        #: its progress.
+        self.topic_ids: dict[TP, str | None] = {}
+        self.loaded_ids: dict[TP, str | None] = {}  # the topic id stored with each loaded offset
+        self.on_earlier_topic: EarlierTopic | None = None  # told of progress of an earlier topic id
+        self.from_zero: set[TP] = set()  # stored progress is an earlier topic's: read the new one from 0
+        self.from_log_start: set[TP] = set()  # stored progress unreadable: read from the log start
+        self.recreated_topics: set[str] = set()  # topics re-created while this task ran
         #: Source partitions created while the flow ran (shared with the flow): they began at offset 0, so a
         #: later log start offset, before anything was copied, means records deleted before we saw them.
         self.created_while_running = created_while_running
@@ -45,6 +63,49 @@ class Positions:
         self.initial_unstored: dict[TP, int] = {}
         self._lost_reported: dict[TP, int] = {}  # log start offset up to which a loss was reported
         self._labels = (flow.source, flow.target)
+
+    def load(self, stored: StoredProgress) -> None:
+        """Take stored progress as a session read it (checked against the topic ids at assignment)."""
+        self.loaded = dict(stored.offsets)
+        self.loaded_ids = dict(stored.topic_ids)
+        self.from_zero = set()
+        self.from_log_start = set(stored.unreadable)
+
+    def _of_another_topic(self, tp: TP) -> bool:
+        """Whether the loaded progress of ``tp`` belongs to an earlier topic of the same name: stored with
+        another id than the topic has now, or without one (Java's, an older mirror's) for a topic this
+        task saw re-created. Such progress is dropped, and the partition read from offset 0."""
+        if tp not in self.loaded:
+            return False
+        stored, current = self.loaded_ids.get(tp), self.flow_topic_ids.get(tp[0])
+        if stored is None:
+            earlier = tp[0] in self.recreated_topics
+        else:
+            earlier = current is not None and stored != current
+            if earlier and current is not None and self.on_earlier_topic is not None:
+                self.on_earlier_topic(tp[0], stored, current)
+        if earlier:
+            del self.loaded[tp]
+            self.from_zero.add(tp)
+        return earlier
+
+    def forget(self, topics: Collection[str]) -> None:
+        """``topics`` were deleted and created again: drop everything known of their old partitions (called
+        between sessions, so that no acknowledgement of the old topic arrives afterwards)."""
+        self.recreated_topics |= set(topics)
+        for known in (
+            self.acked,
+            self.position,
+            self.loaded,
+            self.loaded_ids,
+            self.initial,
+            self.initial_unstored,
+            self._lost_reported,
+            self.topic_ids,
+        ):
+            for tp in [tp for tp in known if tp[0] in topics]:
+                del known[tp]
+        self.dirty = {tp for tp in self.dirty if tp[0] not in topics}
 
     def stored_next(self, tp: TP) -> int | None:
         """Where stored progress (as last loaded, or committed since) says to resume; None: nothing stored."""
@@ -63,18 +124,30 @@ class Positions:
         the source deleted before they were copied."""
         positions: dict[TP, int | None] = {}
         for tp in partitions:
+            if self.topic_ids.get(tp) is None:
+                self.topic_ids[tp] = self.flow_topic_ids.get(tp[0])
             if tp in self.position:
                 positions[tp] = self.position[tp]
             elif tp in self.acked:
                 positions[tp] = self.acked[tp] + 1
             else:
+                self._of_another_topic(tp)
                 positions[tp] = self.stored_next(tp)
         # A stored position below the log start offset means the source deleted records we never copied;
-        # so does a log start offset above 0 in a partition created while we ran, not copied from yet.
-        checked = [tp for tp, pos in positions.items() if pos is not None or tp in self.created_while_running]
+        # so does a log start offset above 0 in a partition created while we ran (or re-created), not
+        # copied from yet.
+        from_zero = self.created_while_running | self.from_zero
+        checked = [
+            tp
+            for tp, pos in positions.items()
+            if pos is not None or tp in from_zero or tp in self.from_log_start
+        ]
         starts = await reader.beginning_offsets(checked)
         for tp, start in starts.items():
             pos = positions[tp]
+            if pos is None and tp not in from_zero:
+                positions[tp] = start  # its progress cannot be read: all the source still holds, again
+                continue
             if pos is None:
                 pos = positions[tp] = 0  # created while we ran: all of it is new, whatever auto.offset.reset
             if pos < start:
@@ -156,7 +229,7 @@ class Positions:
             return
         dirty, self.dirty = self.dirty, set()
         try:
-            await progress.store({tp: self.acked[tp] for tp in dirty})
+            await progress.store({tp: self.acked[tp] for tp in dirty}, self.topic_ids)
         except BaseException:
             self.dirty |= dirty
             raise

@@ -1,9 +1,11 @@
 """Topic discovery and creation for a flow: which source topics replicate, and their remote topics.
 
-Every refresh: list the source topics, keep those the flow replicates (filters, internal topics, cycles),
-create missing remote topics with the same partition count, the configured replication factor and the
-source's configs filtered as MM2 does, and add partitions when the source grew. A topic that cannot be
-created is reported (log, metric, status) and retried at the next refresh; the others keep flowing.
+Every refresh: list the source topics with their ids, keep those the flow replicates (filters, internal
+topics, cycles), create missing remote topics with the same partition count, the configured replication
+factor and the source's configs filtered as MM2 does, and add partitions when the source grew. A topic
+that cannot be created is reported (log, metric, status) and retried at the next refresh; the others keep
+flowing. With ``remote.topics.delete.enabled``, the remote topic of a deleted source topic is deleted
+(`delete_remote`; when: `mirror.replication.lifecycle`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import structlog
 from mirror import metrics
 from mirror.config import FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, NewTopicSpec
+from mirror.kafka import Admin, NewTopicSpec, describe_topics
 from mirror.mm2.filters import TopicFilter
 from mirror.mm2.policy import ReplicationPolicy, should_replicate_topic
 from mirror.mm2.topic_configs import ConfigPropertyFilter, filter_topic_configs
@@ -31,6 +33,8 @@ class TopicPlan:
     create: list[NewTopicSpec] = field(default_factory=list)
     grow: dict[str, int] = field(default_factory=dict)  # remote topic -> new partition count
     ready: dict[str, int] = field(default_factory=dict)  # source topic -> partitions present on the target
+    source_ids: dict[str, str | None] = field(default_factory=dict)  # replicated source topic -> topic id
+    source_topics: set[str] = field(default_factory=set)  # every topic of the source
 
 
 class TopicSync:
@@ -60,9 +64,14 @@ class TopicSync:
         )
 
     async def plan(self) -> TopicPlan:
-        source = await self.source_admin.list_topics()
+        described = await describe_topics(self.source_admin)
         target = await self.target_admin.list_topics()
-        plan = TopicPlan(source_partitions={t: n for t, n in source.items() if self.replicates(t)})
+        replicated = {t: d for t, d in described.items() if self.replicates(t)}
+        plan = TopicPlan(
+            source_partitions={t: d.partitions for t, d in replicated.items()},
+            source_ids={t: d.topic_id for t, d in replicated.items()},
+            source_topics=set(described),
+        )
         missing = [t for t in plan.source_partitions if self.remote(t) not in target]
         configs = await self.source_admin.describe_topic_configs(missing) if missing else {}
         for topic, partitions in sorted(plan.source_partitions.items()):
@@ -119,14 +128,24 @@ class TopicSync:
         metrics.partitions_mirrored.labels(self.flow.source, self.flow.target).set(sum(ready.values()))
         return ready
 
+    async def delete_remote(self, topic: str) -> bool:
+        """Delete the remote topic of deleted source topic ``topic`` (``remote.topics.delete.enabled``);
+        False when it could not be (reported; tried again at the next refresh)."""
+        err = await self.target_admin.delete_topic(self.remote(topic))
+        if err is not None:
+            self._report(topic, err, "cannot delete remote topic; will retry")
+            return False
+        self.errors.pop(topic, None)
+        return True
+
     async def refresh(self) -> dict[str, int]:
         return await self.apply(await self.plan())
 
-    def _report(self, topic: str, err: MirrorError) -> None:
+    def _report(
+        self, topic: str, err: MirrorError, what: str = "cannot create or grow remote topic; will retry"
+    ) -> None:
         first = self.errors.get(topic) != str(err)
         self.errors[topic] = str(err)
         metrics.errors_total.labels(self.flow.source, self.flow.target, err.kind).inc()
         if first:
-            self._log.error(
-                "cannot create or grow remote topic; will retry", topic=self.remote(topic), error=str(err)
-            )
+            self._log.error(what, topic=self.remote(topic), error=str(err))

@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import structlog
 
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
-from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange
+from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange, SourceTopicsRecreated
 from mirror.kafka import Reader, SourceBatch, Writer, as_mirror_error
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.replication.delivery import Delivery
@@ -105,6 +105,8 @@ class SourceTask:
     #: Source partitions created while the flow ran (shared with the flow): they began at offset 0, so a
     #: later log start offset, before anything was copied, means records deleted before we saw them.
     created_while_running: set[TP] = field(default_factory=set)
+    #: The source topics' ids as the flow last listed them (shared with the flow).
+    topic_ids: Mapping[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = f"{self.flow.name}|source-{self.index}"
@@ -116,7 +118,9 @@ class SourceTask:
         self._log = log.bind(flow=self.flow.name, task=self.index)
         self._inflight = InFlightQueue()  # a new one per session
         # the task's parts (each in its own module)
-        self._positions = Positions(self.flow, self.created_while_running, self.exactly_once)
+        self._positions = Positions(self.flow, self.created_while_running, self.exactly_once, self.topic_ids)
+        self._positions.on_earlier_topic = self.progress.on_earlier_topic
+        self._recreated: set[str] = set()  # re-created topics: the session ends, the next forgets them
         self._metrics = TaskMetrics(self.flow, self.policy, self._positions.next_offset)
         self._halting = Halting(self.status.halted, self._metrics, self.flow, self.index)
         self._syncs = OffsetSyncEmitter(self.flow, self.policy, self.syncs_cluster)
@@ -141,6 +145,16 @@ class SourceTask:
     def stop(self) -> None:
         self._stopping.set()
         self._partitions_changed.set()
+
+    def restart_topics(self, topics: set[str]) -> None:
+        """``topics`` were deleted and created again: end the session (its acknowledged progress is stored,
+        under the old topic's id) and copy them from their start in the next one."""
+        known = self._partitions | set(self._positions.acked) | set(self._positions.topic_ids)
+        if any(topic in topics for topic, _partition in known):
+            self._recreated |= topics
+            self._partitions_changed.set()
+        else:  # nothing of them here: only never apply their untagged progress
+            self._positions.recreated_topics |= topics
 
     def lag(self) -> dict[TP, int]:
         """Records still to copy per source partition (those fetched at least once)."""
@@ -171,6 +185,8 @@ class SourceTask:
 
     def _session_failed(self, exc: Exception) -> MirrorError | None:
         """A session failed: the error to report and back off on, or None to start a new session at once."""
+        if isinstance(exc, SourceTopicsRecreated):
+            return None  # a new session at once, reading those topics from their start
         if isinstance(exc, RecordRejected) and None not in (exc.topic, exc.partition, exc.offset):
             self._halting.rejected(exc)
             metrics.errors_total.labels(*self._labels, exc.kind).inc()
@@ -221,7 +237,12 @@ class SourceTask:
             # transaction coordinator finish what they had begun, so the stored progress is final. It,
             # not what this process believes, says what was committed (a commit that timed out may still
             # have succeeded).
-            self._positions.loaded = await self.progress.load()
+            if self._recreated:
+                known = set(self._positions.topic_ids) | set(self._positions.acked)
+                self._syncs.remove_partitions([tp for tp in known if tp[0] in self._recreated])
+                self._positions.forget(self._recreated)
+                self._recreated = set()
+            self._positions.load(await self.progress.read())
             if self.exactly_once:
                 self._positions.acked.clear()
             if syncs is not None:
@@ -285,6 +306,8 @@ class SourceTask:
             self._partitions_changed.clear()
             if self._stopping.is_set():
                 return []
+            if self._recreated:
+                raise SourceTopicsRecreated(self._recreated)
             await self._assign(reader)
         if not self._partitions:
             with contextlib.suppress(TimeoutError):
@@ -348,7 +371,7 @@ class SourceTask:
             await writer.begin_transaction()
             try:
                 entries = await self._delivery.send_all(writer, batches)
-                stored = await self.progress.send_with(writer, progress)
+                stored = await self.progress.send_with(writer, progress, positions.topic_ids)
                 for entry in entries:
                     await self._delivery.acks_of(entry)
                 for fut in stored:

@@ -120,6 +120,38 @@ class TopicLag:
 
 
 @dataclass(frozen=True)
+class TopicEvent:
+    """What became of a replicated source topic: ``deleted``, ``re-created`` (a new topic id) or ``remote
+    deleted``; ``at``: when the flow saw it, ``remote_delete_at``: when its remote topic is due to be
+    deleted (``remote.topics.delete.enabled``), both in seconds since the epoch."""
+
+    change: str
+    at: float
+    remote: str
+    topic_id: str | None = None
+    remote_delete_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "change": self.change,
+            "at": self.at,
+            "remote": self.remote,
+            "topic_id": self.topic_id,
+            "remote_delete_at": self.remote_delete_at,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> TopicEvent:
+        return cls(
+            doc.get("change", "?"),
+            doc.get("at", 0.0),
+            doc.get("remote", ""),
+            doc.get("topic_id"),
+            doc.get("remote_delete_at"),
+        )
+
+
+@dataclass(frozen=True)
 class FlowStatus:
     """One flow on this worker: its state, topics, lag, cluster checks, jobs and local tasks."""
 
@@ -133,6 +165,7 @@ class FlowStatus:
     partitions: int = 0
     task_count: int = 0
     topic_errors: Mapping[str, str] = field(default_factory=dict)
+    topic_events: Mapping[str, TopicEvent] = field(default_factory=dict)  # source topic -> event, sorted
     lag_records: int = 0
     lag: Mapping[str, TopicLag] = field(default_factory=dict)  # source topic -> lag, sorted by topic
     clusters: Mapping[str, ClusterStatus] = field(default_factory=dict)  # alias -> check, sorted
@@ -175,6 +208,7 @@ class FlowStatus:
             "partitions": self.partitions,
             "task_count": self.task_count,
             "topic_errors": dict(self.topic_errors),
+            "topic_events": {topic: event.to_json() for topic, event in self.topic_events.items()},
             "lag_records": self.lag_records,
             "lag": {topic: lag.to_json() for topic, lag in self.lag.items()},
             "clusters": {alias: check.to_json() for alias, check in self.clusters.items()},
@@ -197,6 +231,7 @@ class FlowStatus:
             partitions=doc.get("partitions", 0),
             task_count=doc.get("task_count", 0),
             topic_errors=dict(doc.get("topic_errors", {})),
+            topic_events={t: TopicEvent.from_json(e) for t, e in doc.get("topic_events", {}).items()},
             lag_records=doc.get("lag_records", 0),
             lag={topic: TopicLag.from_json(lag) for topic, lag in doc.get("lag", {}).items()},
             clusters={alias: ClusterStatus.from_json(c) for alias, c in doc.get("clusters", {}).items()},

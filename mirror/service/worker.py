@@ -21,6 +21,7 @@ import asyncio
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
 from mirror.replication.assignment import assign_partitions
+from mirror.replication.lifecycle import TopicLifecycle
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
 from mirror.replication.task import DRAIN_TIMEOUT, SourceTask
@@ -52,6 +54,7 @@ from mirror.service.status import (
     HaltedPartition,
     JobStatus,
     TaskStatus,
+    TopicEvent,
     TopicLag,
     WorkerStatus,
 )
@@ -168,6 +171,15 @@ class FlowRunner:
         self.target_admin = Admin(self.target, f"{name}|replication-target-admin")
         self.progress = ProgressStore(flow, self.target)
         self.topics = TopicSync(flow, self.source_admin, self.target_admin, self.policy)
+        self.lifecycle = TopicLifecycle(
+            flow.name,
+            flow.source,
+            flow.target,
+            flow.remote_topics_delete_enabled,
+            flow.remote_topics_delete_delay_seconds,
+        )
+        self._topic_ids: dict[str, str | None] = {}  # source topic -> id, as last listed (shared with tasks)
+        self.progress.on_earlier_topic = self._earlier_topic
         self._syncs_cluster: ClusterSettings | None = None
 
     @property
@@ -219,6 +231,16 @@ class FlowRunner:
         }
         needed = self.clusters_needed()
         checks = {alias: check for alias, check in sorted((clusters or {}).items()) if alias in needed}
+        events = {
+            topic: TopicEvent(
+                change.change,
+                change.at,
+                self.policy.format_remote_topic(source, topic),
+                change.topic_id,
+                change.remote_delete_at,
+            )
+            for topic, change in sorted(self.lifecycle.changes.items())
+        }
         return FlowStatus(
             flow=self.flow.name,
             source=source,
@@ -230,6 +252,7 @@ class FlowRunner:
             partitions=self.status.partitions,
             task_count=self.status.task_count,
             topic_errors=dict(self.status.topic_errors),
+            topic_events=events,
             lag_records=sum(t.lag_records for t in lag_per_topic.values()),
             lag=lag_per_topic,
             clusters=checks,
@@ -331,6 +354,10 @@ class FlowRunner:
             self._tg = None
             await asyncio.gather(self.progress.close(), self.source_admin.close(), self.target_admin.close())
 
+    def _earlier_topic(self, topic: str, stored_id: str, topic_id: str) -> None:
+        """A task found progress of an earlier topic of this name (re-created while no worker looked)."""
+        self.lifecycle.recreated(topic, stored_id, topic_id, time.time())
+
     def _prepare_failed(self, exc: MirrorError) -> None:
         """Starting the flow failed: say why in /status and /readyz, count it by kind."""
         self.status.state = "retrying"
@@ -362,11 +389,24 @@ class FlowRunner:
 
     async def _refresh(self) -> None:
         plan = await self.topics.plan()
+        changes = self.lifecycle.observe(plan.source_ids, time.time(), plan.source_topics)
+        self._topic_ids.clear()
+        self._topic_ids.update(plan.source_ids)
         found = {(t, p) for t, n in plan.source_partitions.items() for p in range(n)}
         if self._seen is not None:
             self._created |= found - self._seen
         self._seen = found | (self._seen or set())
-        # Only the owner of task 0 creates and grows remote topics; the others follow what exists.
+        if changes.recreated:
+            # the new topics began at offset 0: copy them from there, with nothing of the old positions
+            recreated = set(changes.recreated)
+            self._created |= {tp for tp in found if tp[0] in recreated}
+            for task in self.tasks.values():
+                task.restart_topics(recreated)
+        # Only the owner of task 0 creates, grows and (opt-in) deletes remote topics; the others follow.
+        if self.owns_singletons:
+            for topic in changes.remote_deletions_due:
+                if await self.topics.delete_remote(topic):
+                    self.lifecycle.remote_deleted(topic, self.topics.remote(topic))
         ready = await self.topics.apply(plan) if self.owns_singletons else plan.ready
         partitions = {(t, p) for t, n in ready.items() for p in range(n)}
         self._ready = partitions
@@ -417,6 +457,7 @@ class FlowRunner:
             self._syncs_cluster,
             group=self.group,
             created_while_running=self._created,
+            topic_ids=self._topic_ids,
         )
         if self._shares is not None and index < len(self._shares):
             task.set_partitions(self._shares[index])

@@ -118,7 +118,8 @@ async def test_planted_defects_are_found_at_their_offsets(
     flow = settings.flows["A->B"]
     await store_progress(settings, "A->B", {(topic, p): n - 1 for p in source})
 
-    report = await verify(settings, flow)
+    report = await verify(settings, flow)  # no topic named: those of the flow's filter with progress
+    assert {c.topic for c in report.checks} == {topic}
     by_partition = {c.partition: c for c in report.checks}
     assert not report.identical
     outcome = {p: by_partition[p].outcome for p in range(6)}

@@ -31,6 +31,7 @@ STATUS = {
             "partitions": 5,
             "task_count": 2,
             "topic_errors": {"bad": "TopicAuthorizationFailedError"},
+            "topic_events": {"old": {"change": "deleted", "at": 1.0, "remote": "A.old"}},
             "lag_records": 1234567,
             "lag": {
                 "orders": {"remote": "A.orders", "partitions": 3, "lag_records": 1234560},
@@ -69,6 +70,7 @@ def test_render_shows_flows_lag_per_topic_tasks_and_errors() -> None:
     assert ["A->B", "1", "retrying", "2", "5", "3", "7"] in rows
     assert any(r[:2] == ["A->B", "running"] and "1,234,567" in r and "1/2 running here" in r for r in rows)
     assert any(r[:2] == ["B->A", "running"] and "heartbeats only" in r for r in rows)
+    assert ["A->B", "topic old", "source topic deleted; remote topic A.old"] in rows
     for error in ("TopicAuthorizationFailedError", "timed out", "KafkaTimeoutError", "KafkaConnectionError"):
         assert error in text
 

@@ -576,7 +576,7 @@ async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tm
             calls.append("abort")
 
     class Progress:
-        async def send_with(self, _writer: Any, progress: dict[TP, int]) -> list[Any]:
+        async def send_with(self, _writer: Any, progress: dict[TP, int], _ids: Any = None) -> list[Any]:
             calls.append(f"progress {progress}")
             return []
 

@@ -15,6 +15,7 @@ from mirror.errors import KafkaUnavailable
 from mirror.jobs.checkpoint import CheckpointJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.metrics import StateSnapshot
+from mirror.replication.lifecycle import TopicChange
 from mirror.replication.task import Halt, SourceTask, TaskStatus
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
 from mirror.service.status import HaltedPartition, WorkerStatus
@@ -250,6 +251,10 @@ async def test_the_status_document_keeps_its_shape() -> None:
     halted.status.dead_lettered = 3
     ab.tasks = {1: halted, 0: FakeTask("retrying", {("orders", 0): 10}, "KafkaTimeoutError")}
     ab.status.topic_errors = {"bad": "TopicAuthorizationFailedError"}
+    ab.lifecycle.changes = {
+        "gone": TopicChange("deleted", 1700000000.0, "id1", 1700086400.0),
+        "again": TopicChange("re-created", 1700000001.0, "id2"),
+    }
     checkpoints = CheckpointJob(ab.flow, ab.source, ab.target, ab.source_admin, ab.target_admin, ab.policy)
     checkpoints.last_error = "timed out"
     ab.singletons = [HeartbeatJob(ab.flow, ab.target, ab.target_admin), checkpoints]
@@ -263,7 +268,10 @@ async def test_the_status_document_keeps_its_shape() -> None:
     checked = {f["flow"]: {a: c.pop("checked_at") for a, c in f["clusters"].items()} for f in doc["flows"]}
     assert all(isinstance(at, float) for flow in checked.values() for at in flow.values())
     up: dict[str, Any] = {"reachable": True, "error": None}
-    flow_defaults = {"last_error": None, "topics": 1, "partitions": 3, "task_count": 2, "topic_errors": {}}
+    flow_defaults = {
+        "last_error": None, "topics": 1, "partitions": 3, "task_count": 2, "topic_errors": {},
+        "topic_events": {},
+    }  # fmt: skip
     assert doc == {
         "version": __version__,
         "worker": "host:1",
@@ -280,6 +288,12 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 "state": "running",
                 **flow_defaults,
                 "topic_errors": {"bad": "TopicAuthorizationFailedError"},
+                "topic_events": {
+                    "again": {"change": "re-created", "at": 1700000001.0, "remote": "A.again",
+                              "topic_id": "id2", "remote_delete_at": None},
+                    "gone": {"change": "deleted", "at": 1700000000.0, "remote": "A.gone", "topic_id": "id1",
+                             "remote_delete_at": 1700086400.0},
+                },
                 "lag_records": 16,
                 "lag": {
                     "orders": {"remote": "A.orders", "partitions": 2, "lag_records": 15},
@@ -311,6 +325,6 @@ async def test_the_status_document_keeps_its_shape() -> None:
     assert list(doc) == ["version", "worker", "ready", "reasons", "flows"]
     assert list(doc["flows"][0]) == [
         "flow", "replicating", "state", "last_error", "topics", "partitions", "task_count", "topic_errors",
-        "lag_records", "lag", "clusters", "jobs", "tasks",
+        "topic_events", "lag_records", "lag", "clusters", "jobs", "tasks",
     ]  # fmt: skip
     assert WorkerStatus.from_json(status_of(w, probe)) == w.status(probe.results)
