@@ -98,6 +98,8 @@ SERVICE_KEYS = (
     "service.log.level",
     "service.group",
     "service.clusters.served",
+    "service.control.token",
+    "service.control.token.file",
 )
 
 _CLIENT_ROLES = ("consumer", "producer", "admin")

@@ -77,6 +77,10 @@ class Reader:
         """Stop fetching these assigned partitions (until the next `assign`)."""
         self._consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
 
+    def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Fetch these paused partitions again, from where their last returned records ended."""
+        self._consumer.resume(*(TopicPartition(t, p) for t, p in partitions))
+
     async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}

@@ -31,11 +31,13 @@ from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange
 from mirror.kafka import Reader, SourceBatch, Writer, as_mirror_error
 from mirror.mm2.policy import ReplicationPolicy
+from mirror.replication.controls import Controls, Reset
 from mirror.replication.delivery import Delivery
 from mirror.replication.halting import Halting
 from mirror.replication.inflight import InFlightQueue
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.offset_syncs import OffsetSyncEmitter
+from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
 from mirror.replication.progress import ProgressStore
 from mirror.replication.status import Halt, TaskState, TaskStatus
@@ -103,6 +105,8 @@ class SourceTask:
     #: Source partitions created while the flow ran (shared with the flow): they began at offset 0, so a
     #: later log start offset, before anything was copied, means records deleted before we saw them.
     created_while_running: set[TP] = field(default_factory=set)
+    #: The flow's operator controls (pauses, progress resets), kept current by the flow; None: none.
+    controls: Controls | None = None
 
     def __post_init__(self) -> None:
         self.name = f"{self.flow.name}|source-{self.index}"
@@ -121,6 +125,7 @@ class SourceTask:
         self._delivery = Delivery(
             self._positions, self._halting, self._metrics, self._syncs, self.status, self.exactly_once
         )
+        self._gate = PauseGate(self.controls, self._metrics, self._positions, self.progress)
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -133,6 +138,15 @@ class SourceTask:
     def stop(self) -> None:
         self._stopping.set()
         self._partitions_changed.set()
+
+    def reset_progress(self, reset: Reset) -> None:
+        """The stored progress of ``reset.topics`` was rewritten: re-read it before the next fetch."""
+        if self._gate.request_reload(reset):
+            self._partitions_changed.set()
+
+    def paused(self) -> set[TP]:
+        """The partitions this task holds paused (operator controls) now."""
+        return set(self._gate.paused)
 
     def lag(self) -> dict[TP, int]:
         """Records still to copy per source partition (those fetched at least once)."""
@@ -230,6 +244,7 @@ class SourceTask:
                 acker = tg.create_task(self._ack_loop())
                 flusher = tg.create_task(self._flush_loop())
                 syncer = tg.create_task(self._syncs.loop(syncs)) if syncs is not None else None
+                pauses = tg.create_task(self._gate.lag_loop(reader))
                 await fetcher
                 # stopping: let the acker drain what is in flight, then store the final progress
                 deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -239,6 +254,7 @@ class SourceTask:
                         timeout_s=DRAIN_TIMEOUT,
                     )
                 flusher.cancel()
+                pauses.cancel()
                 if syncer is not None:
                     syncer.cancel()
             await asyncio.wait_for(
@@ -275,7 +291,10 @@ class SourceTask:
             self._partitions_changed.clear()
             if self._stopping.is_set():
                 return []
+            await self._gate.reload(self._partitions)
             await self._assign(reader)
+            self._gate.assigned()
+        await self._gate.apply(reader, self._partitions)
         if not self._partitions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)

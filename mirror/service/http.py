@@ -1,4 +1,4 @@
-"""HTTP endpoints on one port: ``/metrics``, ``/healthz``, ``/readyz``, ``/status``.
+"""HTTP endpoints on one port: ``/metrics``, ``/healthz``, ``/readyz``, ``/status`` (and ``/control``).
 
 ``/healthz`` answers while the event loop turns (liveness). ``/readyz`` is 200 only when every flow is
 prepared, every cluster a flow needs answered the last connectivity check, and every task on this worker
@@ -27,6 +27,7 @@ from mirror import metrics
 from mirror.errors import MirrorError
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups
+from mirror.service.control import add_control_routes
 from mirror.service.status import ClusterStatus, GroupMember, GroupStatus, WorkerStatus
 from mirror.service.worker import Worker
 
@@ -161,6 +162,7 @@ class HttpServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
+        add_control_routes(app, worker)  # /control, /control/pause, /control/resume
         self._runner = web.AppRunner(app, access_log=None)
         self._probing: asyncio.Task[None] | None = None
 

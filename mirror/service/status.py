@@ -49,6 +49,7 @@ class TaskStatus:
     lag_records: int = 0
     last_error: str | None = None
     halted: tuple[HaltedPartition, ...] = ()  # sorted by (topic, partition)
+    paused_partitions: int = 0  # paused by an operator (`mirror pause`)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class TaskStatus:
             "lag_records": self.lag_records,
             "last_error": self.last_error,
             "halted": [halt.to_json() for halt in self.halted],
+            "paused_partitions": self.paused_partitions,
         }
 
     @classmethod
@@ -73,6 +75,7 @@ class TaskStatus:
             lag_records=doc.get("lag_records", 0),
             last_error=doc.get("last_error"),
             halted=tuple(HaltedPartition.from_json(h) for h in doc.get("halted", [])),
+            paused_partitions=doc.get("paused_partitions", 0),
         )
 
 
@@ -107,13 +110,40 @@ class TopicLag:
     remote: str
     partitions: int
     lag_records: int
+    paused: bool = False  # an operator paused the topic (`mirror pause`)
 
     def to_json(self) -> dict[str, Any]:
-        return {"remote": self.remote, "partitions": self.partitions, "lag_records": self.lag_records}
+        return {
+            "remote": self.remote,
+            "partitions": self.partitions,
+            "lag_records": self.lag_records,
+            "paused": self.paused,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> TopicLag:
-        return cls(doc.get("remote", ""), doc.get("partitions", 0), doc.get("lag_records", 0))
+        return cls(
+            doc.get("remote", ""),
+            doc.get("partitions", 0),
+            doc.get("lag_records", 0),
+            bool(doc.get("paused")),
+        )
+
+
+@dataclass(frozen=True)
+class PausedTopics:
+    """An operator's pause: the flow's topics matching ``topics`` (a regex), paused by ``by`` at ``at``."""
+
+    topics: str
+    by: str
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"topics": self.topics, "by": self.by, "at": self.at}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PausedTopics:
+        return cls(doc.get("topics", "?"), doc.get("by", "?"), doc.get("at", 0.0))
 
 
 @dataclass(frozen=True)
@@ -135,6 +165,7 @@ class FlowStatus:
     clusters: Mapping[str, ClusterStatus] = field(default_factory=dict)  # alias -> check, sorted
     jobs: tuple[JobStatus, ...] = ()
     tasks: tuple[TaskStatus, ...] = ()  # sorted by task
+    paused: tuple[PausedTopics, ...] = ()  # sorted by pattern
 
     def not_ready_reasons(self) -> list[str]:
         """Why this flow keeps the worker from being ready: the flow not running, else every unreachable
@@ -168,6 +199,7 @@ class FlowStatus:
             "clusters": {alias: check.to_json() for alias, check in self.clusters.items()},
             "jobs": {job.job: {"last_error": job.last_error} for job in self.jobs},
             "tasks": [task.to_json() for task in self.tasks],
+            "paused": [pause.to_json() for pause in self.paused],
         }
 
     @classmethod
@@ -190,6 +222,7 @@ class FlowStatus:
             clusters={alias: ClusterStatus.from_json(c) for alias, c in doc.get("clusters", {}).items()},
             jobs=tuple(JobStatus(job, info.get("last_error")) for job, info in doc.get("jobs", {}).items()),
             tasks=tuple(TaskStatus.from_json(task) for task in doc.get("tasks", [])),
+            paused=tuple(PausedTopics.from_json(p) for p in doc.get("paused", [])),
         )
 
 

@@ -34,6 +34,8 @@ from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
 from mirror.replication.assignment import assign_partitions
+from mirror.replication.control_channel import ControlChannel
+from mirror.replication.controls import Reset
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
 from mirror.replication.task import DRAIN_TIMEOUT, SourceTask
@@ -44,6 +46,7 @@ from mirror.service.status import (
     FlowStatus,
     HaltedPartition,
     JobStatus,
+    PausedTopics,
     TaskStatus,
     TopicLag,
     WorkerStatus,
@@ -162,6 +165,8 @@ class FlowRunner:
         self.progress = ProgressStore(flow, self.target)
         self.topics = TopicSync(flow, self.source_admin, self.target_admin, self.policy)
         self._syncs_cluster: ClusterSettings | None = None
+        #: Operator controls (pause, resume, progress reset): followed in the flow's control topic.
+        self.control = ControlChannel(flow, self.target)
 
     @property
     def owns_singletons(self) -> bool:
@@ -199,14 +204,18 @@ class FlowRunner:
                     sum(lag.values()),
                     status.last_error,
                     halted,
+                    len(task.paused()),
                 )
             )
             for (topic, _partition), records in lag.items():
                 partitions, total = topics.get(topic, (0, 0))
                 topics[topic] = (partitions + 1, total + records)
         source = self.flow.source
+        controls = self.control.controls
         lag_per_topic = {
-            topic: TopicLag(self.policy.format_remote_topic(source, topic), partitions, total)
+            topic: TopicLag(
+                self.policy.format_remote_topic(source, topic), partitions, total, controls.is_paused(topic)
+            )
             for topic, (partitions, total) in sorted(topics.items())
         }
         needed = self.clusters_needed()
@@ -227,6 +236,7 @@ class FlowRunner:
             clusters=checks,
             jobs=tuple(JobStatus(job_name(job), job.last_error) for job in self.singletons),
             tasks=tuple(tasks),
+            paused=tuple(PausedTopics(p.pattern, p.by, p.at) for _, p in sorted(controls.pauses.items())),
         )
 
     # --- preparation: connect, check, create internal topics ----------------------------------------
@@ -263,6 +273,8 @@ class FlowRunner:
         if flow.enabled:
             await self.progress.ensure_topic(admin)
             await self.progress.start()
+            await self.control.ensure_topic(admin)
+            await self.control.load()  # before any task fetches: a paused topic stays paused
             if flow.emit_offset_syncs_enabled:
                 alias, syncs_topic = offset_syncs_location(flow, self.policy)
                 syncs_admin = self.source_admin if alias == flow.source else admin
@@ -315,11 +327,21 @@ class FlowRunner:
                 self._tg = tg
                 if self.flow.enabled:
                     tg.create_task(self._refresh_loop())
+                    tg.create_task(self.control.follow(self._stopping, self._progress_reset))
                 await self._stopping.wait()
                 await self.stop_all_tasks()
         finally:
             self._tg = None
-            await asyncio.gather(self.progress.close(), self.source_admin.close(), self.target_admin.close())
+            await asyncio.gather(
+                self.progress.close(),
+                self.control.close(),
+                self.source_admin.close(),
+                self.target_admin.close(),
+            )
+
+    def _progress_reset(self, reset: Reset) -> None:
+        for task in self.tasks.values():
+            task.reset_progress(reset)
 
     def _prepare_failed(self, exc: MirrorError) -> None:
         """Starting the flow failed: say why in /status and /readyz, count it by kind."""
@@ -407,6 +429,7 @@ class FlowRunner:
             self._syncs_cluster,
             group=self.group,
             created_while_running=self._created,
+            controls=self.control.controls,
         )
         if self._shares is not None and index < len(self._shares):
             task.set_partitions(self._shares[index])
