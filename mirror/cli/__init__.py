@@ -1,5 +1,5 @@
-"""Command line: ``mirror run | validate | status | offsets | demo``. Errors are messages and exit codes, not
-tracebacks."""
+"""Command line: ``mirror run | validate | status | offsets | pause | resume | progress | demo``. Errors are
+messages and exit codes, not tracebacks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any
 import structlog
 
 from mirror import __version__
+from mirror.cli.control import add_control_parsers
+from mirror.cli.progress import add_progress_parsers
 from mirror.config import ConfigError, LoadedSettings, Settings, load_settings, redacted
 from mirror.errors import MirrorError
 from mirror.service.logs import configure_logging
@@ -107,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--url", help=f"base URL of the mirror's HTTP port, e.g. {_STATUS_URL}")
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="redraw every SECONDS")
     status.add_argument("--json", action="store_true", help="print the /status JSON instead of tables")
+
+    add_control_parsers(sub, config_args)  # pause, resume
+    add_progress_parsers(sub, config_args)  # progress show | reset
 
     demo = sub.add_parser(
         "demo",
@@ -235,6 +240,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(supervise(argv_used, args.workers, loaded.settings.service.http_port))
         if args.command == "run":
             return asyncio.run(_run(loaded.settings))
+        if args.command in ("pause", "resume"):
+            from mirror.cli.control import run_control  # noqa: PLC0415
+
+            return asyncio.run(run_control(loaded.settings, args))
+        if args.command == "progress":
+            from mirror.cli.progress import run_progress  # noqa: PLC0415
+
+            return asyncio.run(run_progress(loaded.settings, args))
         if args.command == "offsets":
             from mirror.cli.offsets import run_offsets  # noqa: PLC0415
 

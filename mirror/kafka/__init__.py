@@ -8,7 +8,7 @@ Everything above it sees `mirror` types (``SourceBatch``, ``Pending``, ``Ack``, 
 - `closing`: closing a client, bounded;
 - `admin`: `Admin`, the one door for raw protocol requests;
 - `records`, `reader`, `writer`: the data path (`SourceBatch`, `Reader`, `Writer`, acknowledgements);
-- `compacted`: `read_compacted`, `CompactedFollower`;
+- `compacted`: `read_compacted`;
 - `groups`, `configs`: consumer-group, topic-config and ACL requests aiokafka lacks;
 - `coordination`: worker membership through a consumer group;
 - `tls`: TLS contexts from PEM, JKS and PKCS12;
@@ -20,7 +20,7 @@ from __future__ import annotations
 from mirror.kafka.admin import Admin, ConfigEntry, NewTopicSpec
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
-from mirror.kafka.compacted import CompactedFollower, read_compacted
+from mirror.kafka.compacted import read_compacted
 from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
 from mirror.kafka.reader import Reader
 from mirror.kafka.records import Ack, RecordData, SourceBatch, SourceRecord
@@ -29,7 +29,6 @@ from mirror.kafka.writer import Pending, Writer
 __all__ = [
     "Ack",
     "Admin",
-    "CompactedFollower",
     "ConfigEntry",
     "NewTopicSpec",
     "Pending",

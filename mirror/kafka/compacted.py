@@ -1,4 +1,4 @@
-"""`read_compacted`: the last value per key of a whole (compacted) topic; `CompactedFollower` tails one."""
+"""`read_compacted`: the last value per key of a whole (compacted) topic."""
 
 from __future__ import annotations
 
@@ -63,41 +63,3 @@ async def read_compacted(
             await close_within(ends.stop())
             await close_within(consumer.stop())
     return state
-
-
-class CompactedFollower:
-    """Follows a one-partition (compacted) topic: `start` reads it to its end, `poll` returns what came
-    since, in order. For small control topics every worker tails (`mirror.replication.control_channel`)."""
-
-    def __init__(self, cluster: ClusterSettings, topic: str, client_id: str) -> None:
-        self.cluster = cluster
-        self.topic = topic
-        kwargs = client_kwargs(cluster, "consumer", client_id=client_id)
-        kwargs.update(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
-        self._consumer = AIOKafkaConsumer(**{**kwargs, "isolation_level": "read_uncommitted"})
-        self._tp = TopicPartition(topic, 0)
-
-    async def start(self, timeout: float = 30.0) -> list[tuple[bytes, bytes | None]]:
-        """Connect and read the topic from its start to its current end: its records, in order."""
-        async with errors_translated(self.cluster):
-            await self._consumer.start()
-            self._consumer.assign([self._tp])
-            await self._consumer.seek_to_beginning(self._tp)
-            end = (await asyncio.wait_for(self._consumer.end_offsets([self._tp]), timeout))[self._tp]
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            out: list[tuple[bytes, bytes | None]] = []
-            while await self._consumer.position(self._tp) < end:
-                if loop.time() > deadline:
-                    raise KafkaUnavailable(f"timed out reading {self.topic} to its end")
-                out.extend(await self.poll(500))
-        return out
-
-    async def poll(self, timeout_ms: int) -> list[tuple[bytes, bytes | None]]:
-        """The keyed records that arrived since the last call (waits up to ``timeout_ms`` for one)."""
-        async with errors_translated(self.cluster):
-            data = await self._consumer.getmany(timeout_ms=timeout_ms)
-        return [(r.key, r.value) for recs in data.values() for r in recs if r.key is not None]
-
-    async def close(self) -> None:
-        await close_within(self._consumer.stop())

@@ -99,6 +99,19 @@ class Reader:
             )
         return {(tp.topic, tp.partition): off for tp, off in result.items()}
 
+    async def offsets_for_time(
+        self, partitions: Sequence[tuple[str, int]], timestamp_ms: int
+    ) -> dict[tuple[str, int], int | None]:
+        """Per partition the first offset whose timestamp is at or after ``timestamp_ms`` (None: none is)."""
+        if not partitions:
+            return {}
+        async with errors_translated(self.cluster):
+            result = await asyncio.wait_for(
+                self._consumer.offsets_for_times({TopicPartition(t, p): timestamp_ms for t, p in partitions}),
+                30,
+            )
+        return {(tp.topic, tp.partition): (None if off is None else off.offset) for tp, off in result.items()}
+
     def highwater(self, topic: str, partition: int) -> int | None:
         hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))
         return hw

@@ -17,7 +17,8 @@ import structlog
 
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
-from mirror.kafka import Admin, CompactedFollower, Writer
+from mirror.kafka import Admin, Writer
+from mirror.kafka.groups import PartitionTail
 from mirror.replication.controls import ALL_TOPICS, Change, Controls, Reset, pause_key, reset_key, stamp
 from mirror.replication.topology import control_topic
 from mirror.retry import Backoff, pause
@@ -39,7 +40,7 @@ class ControlChannel:
         self.target = target
         self.topic = control_topic(flow)
         self.controls = controls if controls is not None else Controls(flow.name)
-        self._follower: CompactedFollower | None = None
+        self._follower: PartitionTail | None = None
         self._writer: Writer | None = None
         self._log = log.bind(flow=flow.name)
 
@@ -51,10 +52,12 @@ class ControlChannel:
         """Read the whole control topic (the state a restarted worker must obey before it fetches)."""
         if self._follower is not None:  # a retried flow start
             await self._follower.close()
-        follower = CompactedFollower(self.target, self.topic, f"{self.flow.name}|control-reader")
+        follower = PartitionTail(self.target, self.topic, f"{self.flow.name}|control-reader")
         self._follower = follower
-        for key, value in await follower.start():
-            self.controls.apply(key, value)
+        await follower.start()
+        for record in await follower.read_to_end(30.0):
+            if record.key is not None:
+                self.controls.apply(record.key, record.value)
         if self.controls.pauses:
             self._log.warning("flow has paused topics", paused=sorted(self.controls.pauses))
 
@@ -70,8 +73,10 @@ class ControlChannel:
                 await pause(stopping, backoff.next())
                 continue
             backoff.reset()
-            for key, value in records:
-                change = self.controls.apply(key, value)
+            for record in records:
+                if record.key is None:
+                    continue
+                change = self.controls.apply(record.key, record.value)
                 if change is not None:
                     self._audit(change)
                     if change.action == "reset" and self.controls.reset is not None:

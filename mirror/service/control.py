@@ -39,8 +39,6 @@ def _error(status: int, message: str) -> web.Response:
 class _Control:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        token = worker.settings.service.control_token
-        self._token = token.get_secret_value().encode() if token is not None else None
 
     async def show(self, _request: web.Request) -> web.Response:
         """Every flow's pauses, as this worker last read them from the control topics."""
@@ -106,10 +104,12 @@ class _Control:
         return web.json_response({"flow": runner.flow.name, action: changed})
 
     def _refused(self, request: web.Request) -> web.Response | None:
-        if self._token is None:
+        token = self.worker.settings.service.control_token
+        if token is None:
             return _error(403, "control endpoints are off: set service.control.token (or .token.file)")
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+        expected = token.get_secret_value().encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
             return web.json_response(
                 {"error": "a valid bearer token is required"},
                 status=401,

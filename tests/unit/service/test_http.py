@@ -15,6 +15,7 @@ from mirror.errors import KafkaUnavailable
 from mirror.jobs.checkpoint import CheckpointJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.metrics import StateSnapshot
+from mirror.replication.controls import pause_key, stamp
 from mirror.replication.task import Halt, SourceTask, TaskStatus
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
 from mirror.service.status import HaltedPartition, WorkerStatus
@@ -57,6 +58,9 @@ class FakeTask:
 
     def snapshot(self) -> TaskStatus:
         return self.status
+
+    def paused(self) -> set[tuple[str, int]]:
+        return set()
 
 
 def runner(source: str, target: str, enabled: bool = True, *, src: str = "ok", tgt: str = "ok") -> Any:
@@ -114,8 +118,8 @@ async def test_status_sums_lag_per_topic_over_partitions_and_tasks() -> None:
     status = status_of(worker(ab))
     (flow,) = status["flows"]
     assert flow["lag"] == {
-        "orders": {"remote": "A.orders", "partitions": 3, "lag_records": 15},
-        "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1},
+        "orders": {"remote": "A.orders", "partitions": 3, "lag_records": 15, "paused": False},
+        "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1, "paused": False},
     }
     assert flow["lag_records"] == 16
     assert [t["task"] for t in flow["tasks"]] == [0, 1]
@@ -230,6 +234,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
     ba = runner("B", "A", enabled=False, src="down")  # heartbeats only: its source is not checked
     cd = runner("C", "D")
     cd.status.state, cd.status.last_error = "retrying", "cannot connect"
+    ab.control.controls.apply(pause_key("A->B", "pa.*"), stamp("alice via cli", 1.5))
     w = worker(ab, ba, cd)
     probe = ClusterProbe(w, timeout=0.2)
     await probe.check()
@@ -256,8 +261,8 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 "topic_errors": {"bad": "TopicAuthorizationFailedError"},
                 "lag_records": 16,
                 "lag": {
-                    "orders": {"remote": "A.orders", "partitions": 2, "lag_records": 15},
-                    "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1},
+                    "orders": {"remote": "A.orders", "partitions": 2, "lag_records": 15, "paused": False},
+                    "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1, "paused": True},
                 },
                 "clusters": {
                     "A": up,
@@ -266,24 +271,26 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 "jobs": {"heartbeat": {"last_error": None}, "checkpoint": {"last_error": "timed out"}},
                 "tasks": [
                     {"task": 0, "state": "retrying", "partitions": 1, "records": 5, "restarts": 2,
-                     "lag_records": 10, "last_error": "KafkaTimeoutError", "halted": []},
+                     "lag_records": 10, "last_error": "KafkaTimeoutError", "halted": [],
+                     "paused_partitions": 0},
                     {"task": 1, "state": "running", "partitions": 2, "records": 5, "restarts": 0,
                      "lag_records": 6, "last_error": None, "halted": [
                          {"topic": "orders", "partition": 1, "offset": 3, "reason": "Corrupt"},
                          {"topic": "pay", "partition": 0, "offset": 7, "reason": "InvalidTimestampError"},
-                     ]},
+                     ], "paused_partitions": 0},
                 ],
+                "paused": [{"topics": "pa.*", "by": "alice via cli", "at": 1.5}],
             },
             {"flow": "B->A", "replicating": False, "state": "running", **flow_defaults, "lag_records": 0,
-             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": []},
+             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": [], "paused": []},
             {"flow": "C->D", "replicating": True, "state": "retrying", **flow_defaults,
              "last_error": "cannot connect", "lag_records": 0, "lag": {}, "clusters": {"C": up, "D": up},
-             "jobs": {}, "tasks": []},
+             "jobs": {}, "tasks": [], "paused": []},
         ],
     }  # fmt: skip
     assert list(doc) == ["version", "worker", "ready", "reasons", "flows"]
     assert list(doc["flows"][0]) == [
         "flow", "replicating", "state", "last_error", "topics", "partitions", "task_count", "topic_errors",
-        "lag_records", "lag", "clusters", "jobs", "tasks",
+        "lag_records", "lag", "clusters", "jobs", "tasks", "paused",
     ]  # fmt: skip
     assert WorkerStatus.from_json(status_of(w, probe)) == w.status(probe.results)
