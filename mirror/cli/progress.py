@@ -237,7 +237,7 @@ async def run_progress(settings: Settings, args: argparse.Namespace) -> int:
         running = sorted(
             {m.client_id for m in described.members if any(t == tasks_topic(flow) for t, _ in m.assignment)}
         )
-        why = refusal(sorted({r.topic for r in rows}), channel.controls, time.time(), running)
+        why = refusal(sorted({r.topic for r in rows}), channel.controls, time.time(), running, SETTLED)
         if why is not None:
             print(f"{flow.name}: progress reset refused: {why}")
             return EXIT_FAILURE
