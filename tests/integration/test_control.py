@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from mirror.cli import progress as progress_cli
@@ -15,7 +20,22 @@ from mirror.cli.progress import run_progress
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.service.worker import Worker
 
-from .support import Rec, consume, create_topic, produce, running, settings_for, wait_for
+from .support import (
+    MirrorProcess,
+    Rec,
+    all_partitions_advance,
+    consume,
+    create_topic,
+    end_offsets,
+    http_get,
+    joined,
+    mm2_properties,
+    produce,
+    running,
+    settings_for,
+    steady_load,
+    wait_for,
+)
 
 BASE_TS = 1_700_000_000_000
 
@@ -95,3 +115,166 @@ async def test_progress_reset_to_a_timestamp_recopies_exactly_the_records_from_t
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _post(port: int, path: str, body: dict[str, Any], token: str | None) -> tuple[int, str]:
+    headers = {"X-Mirror-Operator": "test-operator"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}{path}", json=body, headers=headers) as r,
+    ):
+        return r.status, await r.text()
+
+
+async def _cli(*argv: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mirror",
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def _watch(
+    b: str, paused: str, flowing: str, until: asyncio.Event
+) -> tuple[float, list[tuple[float, int]]]:
+    """Watch the remote topics until ``until`` is set: (the wall-clock time ``paused`` last grew, the
+    records of ``flowing`` over time)."""
+    last_change = time.time()
+    before = await end_offsets(b, paused, PARTS)
+    marks: list[tuple[float, int]] = []
+    while not until.is_set():
+        now = await end_offsets(b, paused, PARTS)
+        if now != before:
+            last_change, before = time.time(), now
+        marks.append((time.monotonic(), sum((await end_offsets(b, flowing, PARTS)).values())))
+        await asyncio.sleep(0.1)
+    return last_change, marks
+
+
+PARTS = 3
+
+
+async def test_pause_stops_a_topic_on_every_worker_survives_a_restart_and_resume_loses_nothing(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Two worker processes under load: `mirror pause --topics` stops that topic on the target within 5 s
+    while the other flows; it stays paused across a worker restart (shown in /status, /readyz stays 200);
+    `POST /control/resume` (bearer token) resumes it; in the end the target holds every record once."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    paused, flowing = f"{topic}-p", f"{topic}-f"
+    await create_topic(a, paused, PARTS)
+    await create_topic(a, flowing, PARTS)
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    base = mm2_properties(
+        {"A": a, "B": b},
+        ["A->B"],
+        **{"A->B.topics": f"{topic}-.*", "tasks.max": "4", "service.control.token.file": str(token_file)},
+    )
+    ports = [_free_port(), _free_port()]
+    configs = []
+    for i, port in enumerate(ports):
+        path = tmp_path / f"mm2-{i}.properties"
+        path.write_text(base.replace("service.http.port = 0", f"service.http.port = {port}"))
+        configs.append(path)
+    workers = [MirrorProcess(configs[i], tmp_path / f"worker-{i}.log") for i in range(2)]
+    sent: dict[str, dict[int, list[Rec]]] = {t: {p: [] for p in range(PARTS)} for t in (paused, flowing)}
+    stop = asyncio.Event()
+    loads = [
+        asyncio.create_task(steady_load(a, t, PARTS, stop, sent[t], burst=30, gap=0.05))
+        for t in (paused, flowing)
+    ]
+    remote_p, remote_f = f"A.{paused}", f"A.{flowing}"
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            await joined(w, "mm2-tasks.A.internal")
+        await all_partitions_advance(b, remote_p, PARTS, 60)
+        await all_partitions_advance(b, remote_f, PARTS, 60)
+
+        done = asyncio.Event()
+        watcher = asyncio.create_task(_watch(b, remote_p, remote_f, done))
+        code, out = await _cli("pause", "A->B", "--topics", paused, "-c", str(configs[0]))
+        assert code == 0, out
+        await asyncio.sleep(8.0)
+        done.set()
+        last_growth, marks = await watcher
+        docs = [json.loads((await http_get(port, "/status"))[1]) for port in ports]
+        written = docs[0]["flows"][0]["paused"][0]["at"]  # when `mirror pause` wrote the control record
+        reaction = last_growth - written
+        print(f"pause: {remote_p} last grew {reaction:.2f} s after the pause was written")
+        assert reaction < 5.0, f"{remote_p} still grew {reaction:.1f} s after the pause"
+        recent = [n for t, n in marks if t >= marks[-1][0] - 3]
+        assert recent[-1] > recent[0], f"{remote_f} stopped too"
+
+        assert sum(t["paused_partitions"] for d in docs for t in d["flows"][0]["tasks"]) == PARTS
+        for d in docs:
+            flow = next(f for f in d["flows"] if f["flow"] == "A->B")
+            assert [p["topics"] for p in flow["paused"]] == [paused]
+            assert "via cli" in flow["paused"][0]["by"]
+            assert flow["lag"].get(paused, {"paused": True})["paused"] is True
+        assert [(await http_get(port, "/readyz"))[0] for port in ports] == [200, 200]
+        metrics = "".join([(await http_get(port, "/metrics"))[1] for port in ports])
+        gauges = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("mirror_partition_paused{") and f'topic="{remote_p}"' in line
+        ]
+        assert len(gauges) == PARTS and all(line.endswith(" 1.0") for line in gauges), gauges
+
+        # a restart keeps it paused
+        held = await end_offsets(b, remote_p, PARTS)
+        code, _ = workers[0].terminate()
+        assert code == 0
+        since = workers[0].log.stat().st_size
+        workers[0].start()
+        await joined(workers[0], "mm2-tasks.A.internal", since)
+        await all_partitions_advance(b, remote_f, PARTS, 60)
+        assert await end_offsets(b, remote_p, PARTS) == held, "the paused topic moved across a restart"
+
+        # resume over HTTP: the token is required
+        body = {"flow": "A->B", "topics": paused}
+        assert (await _post(ports[1], "/control/resume", body, None))[0] == 401
+        assert (await _post(ports[1], "/control/resume", body, "wrong"))[0] == 401
+        status, text = await _post(ports[1], "/control/resume", body, "s3cret-token")
+        assert status == 200, text
+        t1 = time.monotonic()
+        await all_partitions_advance(b, remote_p, PARTS, 30)
+        print(
+            f"resume: every partition of {remote_p} advanced {time.monotonic() - t1:.2f} s after the request"
+        )
+        assert "test-operator via http" in workers[1].log.read_text()
+    finally:
+        stop.set()
+        await asyncio.gather(*loads)
+    try:
+        for t, remote in ((paused, remote_p), (flowing, remote_f)):
+            expected = sent[t]
+            got = await consume(
+                b,
+                remote,
+                {p: len(r) for p, r in expected.items()},
+                90,
+                {p: r[-1] for p, r in expected.items()},
+            )
+            assert got == expected, f"{remote}: lost, duplicated or reordered records"
+    finally:
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is None:
+                w.terminate()
