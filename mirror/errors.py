@@ -107,3 +107,12 @@ class SourceOutOfRange(MirrorError):
         names = ", ".join(f"{t}-{p}@{o}" for (t, p), o in sorted(positions.items()))
         super().__init__(f"source offsets out of range: {names}")
         self.positions = positions
+
+
+class TaskStuck(MirrorError):
+    """A task made no progress in partitions that have records to copy for longer than
+    ``task.stuck.timeout.seconds``: its session is restarted (with backoff) and /readyz names it until
+    those partitions move again."""
+
+    retriable = True
+    kind = "stuck"

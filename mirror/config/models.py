@@ -197,6 +197,7 @@ class FlowSettings(_Model):
     exactly_once_support: Annotated[
         Literal["disabled", "requested", "required"], BeforeValidator(lower_text)
     ] = "disabled"
+    task_stuck_timeout_seconds: Seconds = 300
     consumer: ClientProps = {}
     producer: ClientProps = {}
 

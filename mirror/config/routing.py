@@ -76,6 +76,7 @@ FLOW_KEYS: dict[str, Where] = {
     "admin.timeout.ms": _CONNECTOR,
     "offset.flush.interval.ms": Where.FLOW | Where.TARGET,
     "exactly.once.support": Where.FLOW,
+    "task.stuck.timeout.seconds": _CONNECTOR,
 }
 
 

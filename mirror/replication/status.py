@@ -28,3 +28,4 @@ class TaskStatus:
     records: int = 0
     partitions: int = 0
     halted: dict[TP, Halt] = field(default_factory=dict)
+    stuck: str | None = None  # why the task counts as stuck (`mirror.replication.stuck`), until it moves

@@ -41,6 +41,7 @@ from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
 from mirror.replication.progress import ProgressStore
 from mirror.replication.status import Halt, TaskState, TaskStatus
+from mirror.replication.stuck import StuckWatch
 from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
@@ -126,6 +127,7 @@ class SourceTask:
             self._positions, self._halting, self._metrics, self._syncs, self.status, self.exactly_once
         )
         self._gate = PauseGate(self.controls, self._metrics, self._positions, self.progress)
+        self._stuck = StuckWatch(self.flow.task_stuck_timeout_seconds)
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -156,7 +158,10 @@ class SourceTask:
         """A copy of this task's status (its halted partitions included) that later changes leave alone:
         what /status and /readyz show of it (`mirror.service.worker.FlowRunner.snapshot`)."""
         s = self.status
-        return TaskStatus(s.state, s.last_error, s.restarts, s.records, s.partitions, dict(s.halted))
+        halted = dict(s.halted)
+        return TaskStatus(
+            s.state, s.last_error, s.restarts, s.records, s.partitions, halted, self._stuck.stuck
+        )
 
     async def run(self) -> None:
         """Run sessions until stopped; a failed session is retried with backoff from the acked positions."""
@@ -245,6 +250,8 @@ class SourceTask:
                 flusher = tg.create_task(self._flush_loop())
                 syncer = tg.create_task(self._syncs.loop(syncs)) if syncs is not None else None
                 pauses = tg.create_task(self._gate.lag_loop(reader))
+                self._stuck.session_started()
+                watchdog = tg.create_task(self._stuck.loop(self._lags_that_count))
                 await fetcher
                 # stopping: let the acker drain what is in flight, then store the final progress
                 deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -255,6 +262,7 @@ class SourceTask:
                     )
                 flusher.cancel()
                 pauses.cancel()
+                watchdog.cancel()
                 if syncer is not None:
                     syncer.cancel()
             await asyncio.wait_for(
@@ -358,6 +366,12 @@ class SourceTask:
             self._metrics.record_age(entries)
             for entry in entries:
                 await self._delivery.complete(entry)
+                self._stuck.moved(entry.tp)
+
+    def _lags_that_count(self) -> dict[TP, int]:
+        """Lag of the partitions that should move: not paused by an operator, not halted."""
+        skip = self._gate.paused | set(self.status.halted)
+        return {tp: lag for tp, lag in self.lag().items() if tp not in skip}
 
     async def _ack_loop(self) -> None:
         while True:
@@ -365,6 +379,7 @@ class SourceTask:
             if entry is None:
                 return
             await self._delivery.complete(entry)
+            self._stuck.moved(entry.tp)
             self._positions.dirty.add(entry.tp)
             await self._inflight.done(entry)
 

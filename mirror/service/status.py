@@ -50,6 +50,7 @@ class TaskStatus:
     last_error: str | None = None
     halted: tuple[HaltedPartition, ...] = ()  # sorted by (topic, partition)
     paused_partitions: int = 0  # paused by an operator (`mirror pause`)
+    stuck: str | None = None  # no progress while behind (`mirror.replication.stuck`): not ready
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class TaskStatus:
             "last_error": self.last_error,
             "halted": [halt.to_json() for halt in self.halted],
             "paused_partitions": self.paused_partitions,
+            "stuck": self.stuck,
         }
 
     @classmethod
@@ -76,6 +78,7 @@ class TaskStatus:
             last_error=doc.get("last_error"),
             halted=tuple(HaltedPartition.from_json(h) for h in doc.get("halted", [])),
             paused_partitions=doc.get("paused_partitions", 0),
+            stuck=doc.get("stuck"),
         )
 
 
@@ -169,7 +172,7 @@ class FlowStatus:
 
     def not_ready_reasons(self) -> list[str]:
         """Why this flow keeps the worker from being ready: the flow not running, else every unreachable
-        cluster and every task not running."""
+        cluster, every stuck task and every task not running."""
         if self.state != "running":
             return [f"flow {self.flow} is {self.state}: {self.last_error or ''}".strip()]
         reasons = [
@@ -177,11 +180,13 @@ class FlowStatus:
             for alias, check in self.clusters.items()
             if not check.reachable
         ]
-        reasons.extend(
-            f"flow {self.flow} task {task.task} is {task.state}: {task.last_error or ''}".strip()
-            for task in self.tasks
-            if task.state != "running"
-        )
+        for task in self.tasks:
+            if task.stuck is not None:
+                reasons.append(f"flow {self.flow} task {task.task} is stuck: {task.stuck}")
+            elif task.state != "running":
+                reasons.append(
+                    f"flow {self.flow} task {task.task} is {task.state}: {task.last_error or ''}".strip()
+                )
         return reasons
 
     def to_json(self) -> dict[str, Any]:

@@ -205,6 +205,7 @@ class FlowRunner:
                     status.last_error,
                     halted,
                     len(task.paused()),
+                    status.stuck,
                 )
             )
             for (topic, _partition), records in lag.items():

@@ -1,4 +1,4 @@
-"""Operator controls: the control records, the pause state they add up to, and how a task applies it."""
+"""Operator controls: the control records, the pause state, how a task applies it; stuck tasks."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from mirror.replication.controls import Controls, Reset, pause_key, reset_key, s
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
+from mirror.replication.stuck import StuckWatch
 
 FLOW = "A->B"
 
@@ -150,3 +151,24 @@ def test_a_reset_forgets_the_partitions_it_names_and_rereads_progress() -> None:
     asyncio.run(gate.reload({("t", 0), ("u", 0)}))
     assert positions.position == {("u", 0): 7} and positions.acked == {("u", 0): 6}
     assert positions.next_offset(("t", 0)) == 50
+
+
+def test_a_partition_behind_without_progress_is_stuck_until_it_moves() -> None:
+    """Stuck: lag > 0 and no acknowledgement for longer than the timeout; partitions caught up never are;
+    the verdict stays (for /readyz) until a stuck partition moves or catches up."""
+    watch = StuckWatch(10.0)
+    watch.session_started(now=0.0)
+    assert watch.check({("t", 0): 5, ("t", 1): 0}, now=9.0) is None
+    why = watch.check({("t", 0): 5, ("t", 1): 0}, now=11.0)
+    assert why == "no progress for 10 s in t-0 (5 records behind)"
+    watch.session_started(now=12.0)  # restarted: still named while it has not moved
+    assert watch.stuck == why
+    watch.moved(("t", 1), now=13.0)
+    assert watch.stuck == why
+    watch.moved(("t", 0), now=14.0)
+    assert watch.stuck is None
+    assert watch.check({("t", 0): 5}, now=20.0) is None
+    watch.check({("t", 0): 5}, now=30.0)
+    assert watch.stuck is not None
+    watch.check({("t", 0): 0}, now=31.0)  # caught up
+    assert watch.stuck is None

@@ -226,6 +226,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
     halted.status.halted.update(
         {("pay", 0): Halt(7, "InvalidTimestampError"), ("orders", 1): Halt(3, "Corrupt")}
     )
+    halted.status.stuck = "no progress for 300 s in orders-1 (5 records behind)"
     ab.tasks = {1: halted, 0: FakeTask("retrying", {("orders", 0): 10}, "KafkaTimeoutError")}
     ab.status.topic_errors = {"bad": "TopicAuthorizationFailedError"}
     checkpoints = CheckpointJob(ab.flow, ab.source, ab.target, ab.source_admin, ab.target_admin, ab.policy)
@@ -250,6 +251,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
         "reasons": [
             "flow A->B: cluster B unreachable: KafkaConnectionError: connection refused",
             "flow A->B task 0 is retrying: KafkaTimeoutError",
+            "flow A->B task 1 is stuck: no progress for 300 s in orders-1 (5 records behind)",
             "flow C->D is retrying: cannot connect",
         ],
         "flows": [
@@ -272,12 +274,13 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 "tasks": [
                     {"task": 0, "state": "retrying", "partitions": 1, "records": 5, "restarts": 2,
                      "lag_records": 10, "last_error": "KafkaTimeoutError", "halted": [],
-                     "paused_partitions": 0},
+                     "paused_partitions": 0, "stuck": None},
                     {"task": 1, "state": "running", "partitions": 2, "records": 5, "restarts": 0,
                      "lag_records": 6, "last_error": None, "halted": [
                          {"topic": "orders", "partition": 1, "offset": 3, "reason": "Corrupt"},
                          {"topic": "pay", "partition": 0, "offset": 7, "reason": "InvalidTimestampError"},
-                     ], "paused_partitions": 0},
+                     ], "paused_partitions": 0,
+                     "stuck": "no progress for 300 s in orders-1 (5 records behind)"},
                 ],
                 "paused": [{"topics": "pa.*", "by": "alice via cli", "at": 1.5}],
             },
