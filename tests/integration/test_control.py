@@ -13,6 +13,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Array, Boolean, Float64, Int16, Int32, Schema, String
 
 from mirror.cli import progress as progress_cli
 from mirror.cli.control import run_control
@@ -32,10 +35,12 @@ from .support import (
     mm2_properties,
     produce,
     running,
+    serving,
     settings_for,
     steady_load,
     wait_for,
 )
+from .test_replication import _dedupe_resent_tail
 
 BASE_TS = 1_700_000_000_000
 
@@ -278,3 +283,113 @@ async def test_pause_stops_a_topic_on_every_worker_survives_a_restart_and_resume
         for w in workers:
             if w.proc is not None and w.proc.poll() is None:
                 w.terminate()
+
+
+async def test_a_task_whose_target_partition_is_unwritable_is_stuck_and_named_in_readyz(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """The target made (nearly) unwritable for the task's producer (a produce quota of 1 byte/s: the broker
+    holds its answers back for seconds at a time): after task.stuck.timeout.seconds the task is restarted
+    and counted, and /readyz names it as stuck; once the quota is gone it moves, /readyz is 200 again, and
+    nothing was lost."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    await create_topic(a, topic, 1)
+    first = {0: [(b"k%d" % i, b"v%d" % i, (), BASE_TS + i) for i in range(10)]}
+    await produce(a, topic, first)
+    extra = {
+        "A->B.topics": topic,
+        "A->B.task.stuck.timeout.seconds": "3",
+        "sync.topic.configs.enabled": "false",
+    }
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **extra)
+    remote = f"A.{topic}"
+    async with running(settings) as worker, serving(worker) as server:
+        assert await consume(b, remote, {0: 10}, timeout=60) == first
+        producer = "A->B|MirrorSourceConnector-0|replication-producer"
+        await _produce_quota(b, producer, 1.0)
+        more = {0: [(b"k%d" % i, b"v%d" % i + b"x" * 2000, (), BASE_TS + i) for i in range(10, 60)]}
+        await produce(a, topic, more)
+        t0 = time.monotonic()
+
+        async def stuck() -> str | None:
+            status, body = await http_get(server.port, "/readyz")
+            reasons = json.loads(body)["reasons"]
+            named = [r for r in reasons if "task 0 is stuck: no progress for 3 s in " in r]
+            return named[0] if status == 503 and named else None
+
+        reason = await wait_for(stuck, timeout=30)
+        print(
+            f"stuck: /readyz named the task {time.monotonic() - t0:.1f} s after the records arrived: {reason}"
+        )
+
+        async def restarted() -> dict[str, Any] | None:
+            task: dict[str, Any] = json.loads((await http_get(server.port, "/status"))[1])["flows"][0][
+                "tasks"
+            ][0]
+            return task if task["restarts"] >= 1 else None
+
+        task = await wait_for(restarted, timeout=20)
+        assert task["stuck"] is not None
+        metrics = (await http_get(server.port, "/metrics"))[1]
+        assert 'mirror_errors_total{kind="stuck",source="A",target="B"}' in metrics
+
+        await _produce_quota(b, producer, None)
+        await wait_for(lambda: _readyz_ok(server.port), timeout=60)
+        got = await consume(b, remote, {0: 60}, timeout=60)
+        assert _dedupe_resent_tail(got[0], first[0] + more[0]) == first[0] + more[0]
+
+
+class _AlterClientQuotasResponseV0(Response):  # type: ignore[misc]
+    API_KEY, API_VERSION = 49, 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "entries",
+            Array(
+                ("error_code", Int16),
+                ("error_message", String("utf-8")),
+                ("entity", Array(("entity_type", String("utf-8")), ("entity_name", String("utf-8")))),
+            ),
+        ),
+    )
+
+
+class _AlterClientQuotasRequestV0(RequestStruct):  # type: ignore[misc]
+    API_KEY, API_VERSION = 49, 0
+    RESPONSE_TYPE = _AlterClientQuotasResponseV0
+    SCHEMA = Schema(
+        (
+            "entries",
+            Array(
+                ("entity", Array(("entity_type", String("utf-8")), ("entity_name", String("utf-8")))),
+                ("ops", Array(("key", String("utf-8")), ("value", Float64), ("remove", Boolean))),
+            ),
+        ),
+        ("validate_only", Boolean),
+    )
+
+
+class _AlterClientQuotas(Request[_AlterClientQuotasRequestV0]):  # type: ignore[misc]
+    API_KEY = 49
+
+    def __init__(self, client_id: str, rate: float | None) -> None:
+        self._entry = ([("client-id", client_id)], [("producer_byte_rate", rate or 0.0, rate is None)])
+
+    def build(self, request_struct_class: Any) -> Any:
+        return request_struct_class([self._entry], False)
+
+
+async def _produce_quota(bootstrap: str, client_id: str, rate: float | None) -> None:
+    """Set (or, with None, remove) a produce quota of ``rate`` bytes/s for one client id."""
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await client.start()
+    try:
+        node = next(iter(client._client.cluster.brokers())).nodeId
+        response = await client._client.send(node, _AlterClientQuotas(client_id, rate))
+        assert all(entry[0] == 0 for entry in response.entries), response
+    finally:
+        await client.close()
+
+
+async def _readyz_ok(port: int) -> bool:
+    return (await http_get(port, "/readyz"))[0] == 200
