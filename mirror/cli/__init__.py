@@ -1,5 +1,5 @@
-"""Command line: ``mirror run | validate | status | offsets | pause | resume | progress | demo``. Errors are
-messages and exit codes, not tracebacks."""
+"""Command line: ``mirror run | validate | status | offsets | pause | resume | throttle | progress | demo``.
+Errors are messages and exit codes, not tracebacks."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="redraw every SECONDS")
     status.add_argument("--json", action="store_true", help="print the /status JSON instead of tables")
 
-    add_control_parsers(sub, config_args)  # pause, resume
+    add_control_parsers(sub, config_args)  # pause, resume, throttle
     add_progress_parsers(sub, config_args)  # progress show | reset
 
     demo = sub.add_parser(
@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(supervise(argv_used, args.workers, loaded.settings.service.http_port))
         if args.command == "run":
             return asyncio.run(_run(loaded.settings))
-        if args.command in ("pause", "resume"):
+        if args.command in ("pause", "resume", "throttle"):
             from mirror.cli.control import run_control  # noqa: PLC0415
 
             return asyncio.run(run_control(loaded.settings, args))

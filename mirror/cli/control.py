@@ -1,9 +1,11 @@
-"""``mirror pause | resume FLOW [--topics REGEX]``: operator control of a flow through its control topic.
+"""``mirror pause | resume FLOW [--topics REGEX]``, ``mirror throttle FLOW``: operator control of a flow.
 
 The change is written to the flow's control topic on its target (`mirror.replication.control_channel`);
 every worker of the group follows that topic and obeys within a second or two, and a worker that starts
 later reads it before it copies anything. ``pause`` without ``--topics`` pauses the whole flow; ``resume``
 without ``--topics`` removes every pause of the flow, with ``--topics`` the pause of exactly that pattern.
+``throttle --bytes-per-second N`` limits the flow's copied value bytes to N per second over all its
+workers (0: no limit); ``throttle --configured`` goes back to ``throttle.bytes.per.second``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ def add_control_parsers(
             + ("" if action == "pause" else " (every pause)"),
         )
 
+    throttle = sub.add_parser(
+        "throttle",
+        help="limit a flow's copy rate (bytes/s over all workers), at run time",
+        description="Set the flow's byte-rate limit through its control topic; every worker obeys within "
+        "seconds, and it survives restarts. It replaces throttle.bytes.per.second until --configured.",
+    )
+    config_args(throttle)
+    throttle.add_argument("flow", metavar="FLOW", help="the flow, e.g. 'A->B'")
+    rate = throttle.add_mutually_exclusive_group(required=True)
+    rate.add_argument(
+        "--bytes-per-second", type=int, metavar="N", help="record value bytes per second (0: none)"
+    )
+    rate.add_argument("--configured", action="store_true", help="back to throttle.bytes.per.second")
+
 
 def operator() -> str:
     """Who runs this command, for the audit log every worker writes."""
@@ -79,12 +95,19 @@ async def open_channel(settings: Settings, flow: FlowSettings) -> AsyncIterator[
 
 async def run_control(settings: Settings, args: argparse.Namespace) -> int:
     flow = flow_of(settings, args.flow)
-    if args.topics is not None:
+    if getattr(args, "topics", None) is not None:
         try:
             compile_pattern(args.topics)
         except ValueError as exc:
             raise ConfigError("--topics", args.topics, f"a Java regex ({exc})") from None
+    if args.command == "throttle" and args.bytes_per_second is not None and args.bytes_per_second < 0:
+        raise ConfigError("--bytes-per-second", args.bytes_per_second, "an integer >= 0 (0: no limit)")
     async with open_channel(settings, flow) as (channel, _admin):
+        if args.command == "throttle":
+            await channel.throttle(None if args.configured else args.bytes_per_second, operator())
+            rate = flow.throttle_bytes_per_second if args.configured else args.bytes_per_second
+            print(f"{flow.name}: limited to {rate} bytes/s" if rate else f"{flow.name}: not limited")
+            return EXIT_OK
         if args.command == "pause":
             changed = await channel.pause(args.topics, operator())
             print(f"{flow.name}: paused {', '.join(changed)} (every worker stops within seconds)")

@@ -142,6 +142,13 @@ def render(status: WorkerStatus | Mapping[str, Any]) -> RenderableType:
             paused.add_row(flow.flow, held.topics, held.by, since, style="yellow")
     if paused.row_count:
         parts.append(paused)
+    throttled = [
+        f"{flow.flow} {flow.throttle_bytes_per_second:,} bytes/s"
+        for flow in flows
+        if flow.throttle_bytes_per_second
+    ]
+    if throttled:
+        parts.append(Text("throttled: " + ", ".join(throttled), style="yellow"))
 
     tasks_table = Table(title="tasks", title_justify="left")
     for column in ("flow", "task", "state", "partitions", "records", "restarts", "lag (records)"):

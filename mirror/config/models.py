@@ -198,6 +198,7 @@ class FlowSettings(_Model):
         Literal["disabled", "requested", "required"], BeforeValidator(lower_text)
     ] = "disabled"
     task_stuck_timeout_seconds: Seconds = 300
+    throttle_bytes_per_second: NonNegative = 0
     consumer: ClientProps = {}
     producer: ClientProps = {}
 

@@ -77,6 +77,7 @@ FLOW_KEYS: dict[str, Where] = {
     "offset.flush.interval.ms": Where.FLOW | Where.TARGET,
     "exactly.once.support": Where.FLOW,
     "task.stuck.timeout.seconds": _CONNECTOR,
+    "throttle.bytes.per.second": _CONNECTOR,
 }
 
 

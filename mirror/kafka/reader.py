@@ -116,10 +116,11 @@ class Reader:
         hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))
         return hw
 
-    async def fetch(self, timeout_ms: int) -> list[SourceBatch]:
+    async def fetch(self, timeout_ms: int, max_records: int | None = None) -> list[SourceBatch]:
+        """The records fetched (at most ``max_records``; the rest stay buffered for the next call)."""
         try:
             async with errors_translated(self.cluster):
-                data = await self._consumer.getmany(timeout_ms=timeout_ms)
+                data = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaRequestFailed as exc:
             cause = exc.__cause__
             if isinstance(cause, ke.OffsetOutOfRangeError) and cause.args and isinstance(cause.args[0], dict):

@@ -1,5 +1,5 @@
 """A flow's control topic on the target: created with the flow, read at its start, followed while it runs,
-written by ``mirror pause|resume|progress reset`` and the HTTP control endpoints.
+written by ``mirror pause|resume|throttle|progress reset`` and the HTTP control endpoints.
 
 Every worker of the group follows the topic and logs each change it sees (who and what), so an operator's
 pause reaches every worker within a poll (half a second) and survives restarts: a starting worker reads
@@ -19,7 +19,16 @@ from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError
 from mirror.kafka import Admin, Writer
 from mirror.kafka.groups import PartitionTail
-from mirror.replication.controls import ALL_TOPICS, Change, Controls, Reset, pause_key, reset_key, stamp
+from mirror.replication.controls import (
+    ALL_TOPICS,
+    Change,
+    Controls,
+    Reset,
+    pause_key,
+    reset_key,
+    stamp,
+    throttle_key,
+)
 from mirror.replication.topology import control_topic
 from mirror.retry import Backoff, pause
 
@@ -32,8 +41,8 @@ POLL_MS = 500
 
 
 class ControlChannel:
-    """The control topic of ``flow``: `load` and `follow` keep ``controls`` current; `pause`, `resume`
-    and `announce_reset` write to it."""
+    """The control topic of ``flow``: `load` and `follow` keep ``controls`` current; `pause`, `resume`,
+    `throttle` and `announce_reset` write to it."""
 
     def __init__(self, flow: FlowSettings, target: ClusterSettings, controls: Controls | None = None) -> None:
         self.flow = flow
@@ -109,6 +118,11 @@ class ControlChannel:
         value = b'{"paused":false,' + stamp(by, time.time())[1:]
         await self._write([(pause_key(self.flow.name, p), value) for p in patterns])
         return patterns
+
+    async def throttle(self, bytes_per_second: int | None, by: str) -> None:
+        """Limit the flow to ``bytes_per_second`` (0: no limit; None: back to the configured limit)."""
+        value = b'{"bytes_per_second":' + (b"null" if bytes_per_second is None else b"%d" % bytes_per_second)
+        await self._write([(throttle_key(self.flow.name), value + b"," + stamp(by, time.time())[1:])])
 
     async def announce_reset(self, topics: str, by: str) -> None:
         """Tell the workers that the stored progress of ``topics`` was rewritten: tasks re-read it."""

@@ -7,6 +7,8 @@ The records live in the flow's control topic (``mm2-control.<source>.internal`` 
   match the Java regex are paused; ``{"paused": false, "by": ...}`` (or a tombstone) resumes them.
   Patterns add up: a topic is paused while any pattern matches it, and ``resume`` removes patterns, one
   or all.
+- ``["throttle","A->B"]`` -> ``{"bytes_per_second": N, "by": ..., "at": ...}``: the flow's byte-rate limit
+  from now on, in place of ``throttle.bytes.per.second`` (``null``: back to the configured one).
 - ``["reset","A->B"]`` -> ``{"id": "...", "topics": "<regex>", "by": "...", "at": <epoch s>}``: the stored
   progress of those topics was rewritten (``mirror progress reset``): a task holding them re-reads it.
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from mirror.mm2.java_regex import java_regex
 
-__all__ = ["Change", "Controls", "Pause", "Reset", "pause_key", "reset_key", "stamp"]
+__all__ = ["Change", "Controls", "Pause", "Reset", "pause_key", "reset_key", "stamp", "throttle_key"]
 
 ALL_TOPICS = ".*"
 
@@ -51,13 +53,17 @@ class Reset:
 class Change:
     """What one control record changed, for the audit log line every worker writes."""
 
-    action: str  # "pause", "resume" or "reset"
+    action: str  # "pause", "resume", "throttle" or "reset"
     topics: str
     by: str
 
 
 def pause_key(flow: str, pattern: str) -> bytes:
     return json.dumps(["pause", flow, pattern], separators=(",", ":")).encode()
+
+
+def throttle_key(flow: str) -> bytes:
+    return json.dumps(["throttle", flow], separators=(",", ":")).encode()
 
 
 def reset_key(flow: str) -> bytes:
@@ -101,6 +107,9 @@ class Controls:
         self.flow = flow
         self.pauses: dict[str, Pause] = {}
         self.reset: Reset | None = None
+        #: The flow's byte-rate limit set at run time (bytes/s; 0: none), overriding the configured one;
+        #: None: the configured one applies.
+        self.throttle: int | None = None
         self.version = 0
         self._compiled: dict[str, re.Pattern[str]] = {}
         self._cache: dict[str, bool] = {}
@@ -117,6 +126,14 @@ class Controls:
         if parts[0] == "pause" and len(parts) == 3:
             paused = value is not None and fields.get("paused", True) is not False
             return self._pause(parts[2], Pause(parts[2], by, at) if paused else None, by)
+        if parts[0] == "throttle" and len(parts) == 2:
+            rate = fields.get("bytes_per_second")
+            throttle = int(rate) if isinstance(rate, (int, float)) and rate >= 0 else None
+            if throttle == self.throttle:
+                return None
+            self.throttle = throttle
+            self.version += 1
+            return Change("throttle", "configured" if throttle is None else f"{throttle} bytes/s", by)
         if parts[0] == "reset" and len(parts) == 2 and value is not None:
             topics = str(fields.get("topics", ALL_TOPICS))
             if self.reset is not None and self.reset.id == fields.get("id"):

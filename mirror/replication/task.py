@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -42,6 +42,7 @@ from mirror.replication.positions import Positions
 from mirror.replication.progress import ProgressStore
 from mirror.replication.status import Halt, TaskState, TaskStatus
 from mirror.replication.stuck import StuckWatch
+from mirror.replication.throttle import TokenBucket
 from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
@@ -108,6 +109,8 @@ class SourceTask:
     created_while_running: set[TP] = field(default_factory=set)
     #: The flow's operator controls (pauses, progress resets), kept current by the flow; None: none.
     controls: Controls | None = None
+    #: This task's share of the flow's byte-rate limit, bytes/s now (0: none; `mirror.replication.throttle`).
+    throttle: Callable[[], float] = lambda: 0.0
 
     def __post_init__(self) -> None:
         self.name = f"{self.flow.name}|source-{self.index}"
@@ -128,6 +131,7 @@ class SourceTask:
         )
         self._gate = PauseGate(self.controls, self._metrics, self._positions, self.progress)
         self._stuck = StuckWatch(self.flow.task_stuck_timeout_seconds)
+        self._bucket = TokenBucket(self.throttle)
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -308,7 +312,8 @@ class SourceTask:
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
             return []
         try:
-            batches = await reader.fetch(self.flow.consumer_poll_timeout_ms)
+            limit, timeout = self._bucket.max_records(), self.flow.consumer_poll_timeout_ms
+            batches = await (reader.fetch(timeout) if limit is None else reader.fetch(timeout, limit))
         except SourceOutOfRange as exc:
             await self._out_of_range(reader, exc.positions)
             return []
@@ -317,6 +322,7 @@ class SourceTask:
         if self.status.halted:
             batches = self._halting.cut(reader, batches)
         self._metrics.fetched(reader, batches)
+        await self._bucket.take(sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches))
         return batches
 
     # --- the loops ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Operator control over HTTP: ``POST /control/pause`` and ``/control/resume`` behind a bearer token,
-``GET /control`` for everybody; every change logged with who asked and what.
+"""Operator control over HTTP: ``POST /control/pause``, ``/control/resume`` and ``/control/throttle``
+behind a bearer token, ``GET /control`` for everybody; every change logged with who asked and what.
 
 The token is ``service.control.token`` (or ``service.control.token.file``, or
 ``MIRROR_SERVICE__CONTROL_TOKEN``); without one the changing endpoints answer 403 and change nothing. A
@@ -30,6 +30,7 @@ def add_control_routes(app: web.Application, worker: Worker) -> None:
     app.router.add_get("/control", control.show)
     app.router.add_post("/control/pause", control.pause)
     app.router.add_post("/control/resume", control.resume)
+    app.router.add_post("/control/throttle", control.throttle)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -42,21 +43,25 @@ class _Control:
 
     async def show(self, _request: web.Request) -> web.Response:
         """Every flow's pauses, as this worker last read them from the control topics."""
-        flows = {
+        runners = [runner for runner in self.worker.flows if runner.flow.enabled]
+        paused = {
             runner.flow.name: [
                 {"topics": p.pattern, "by": p.by, "at": p.at}
                 for _, p in sorted(runner.control.controls.pauses.items())
             ]
-            for runner in self.worker.flows
-            if runner.flow.enabled
+            for runner in runners
         }
-        return web.json_response({"paused": flows})
+        throttles = {runner.flow.name: runner.throttle for runner in runners}
+        return web.json_response({"paused": paused, "throttle_bytes_per_second": throttles})
 
     async def pause(self, request: web.Request) -> web.Response:
         return await self._change(request, "pause")
 
     async def resume(self, request: web.Request) -> web.Response:
         return await self._change(request, "resume")
+
+    async def throttle(self, request: web.Request) -> web.Response:
+        return await self._change(request, "throttle")
 
     async def _change(self, request: web.Request, action: str) -> web.Response:
         who = _who(request)
@@ -70,7 +75,7 @@ class _Control:
             return _error(400, 'the body must be JSON: {"flow": "A->B", "topics": "REGEX"}')
         if not isinstance(body, dict):
             return _error(400, 'the body must be a JSON object: {"flow": "A->B", "topics": "REGEX"}')
-        flow, topics = body.get("flow"), body.get("topics")
+        flow, topics, rate = body.get("flow"), body.get("topics"), body.get("bytes_per_second")
         runner = self._runner(flow)
         if runner is None:
             flows = sorted(r.flow.name for r in self.worker.flows if r.flow.enabled)
@@ -82,13 +87,20 @@ class _Control:
                 compile_pattern(topics)
             except ValueError as exc:
                 return _error(400, f"topics: invalid regex {topics!r}: {exc}")
+        if action == "throttle" and (rate is not None and (not isinstance(rate, int) or rate < 0)):
+            return _error(
+                400, f"bytes_per_second must be an integer >= 0 (or null: as configured), not {rate!r}"
+            )
         if not runner.prepared.is_set():
             return _error(
                 503, f"flow {runner.flow.name} is not started yet: {runner.status.last_error or ''}"
             )
         channel = runner.control
         try:
-            if action == "pause":
+            if action == "throttle":
+                await channel.throttle(rate, who)
+                changed = [str(runner.flow.throttle_bytes_per_second if rate is None else rate)]
+            elif action == "pause":
                 changed = await channel.pause(topics, who)
             else:
                 changed = await channel.resume(topics, who)

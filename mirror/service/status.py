@@ -169,6 +169,7 @@ class FlowStatus:
     jobs: tuple[JobStatus, ...] = ()
     tasks: tuple[TaskStatus, ...] = ()  # sorted by task
     paused: tuple[PausedTopics, ...] = ()  # sorted by pattern
+    throttle_bytes_per_second: int = 0  # the flow's byte-rate limit now (0: none)
 
     def not_ready_reasons(self) -> list[str]:
         """Why this flow keeps the worker from being ready: the flow not running, else every unreachable
@@ -205,6 +206,7 @@ class FlowStatus:
             "jobs": {job.job: {"last_error": job.last_error} for job in self.jobs},
             "tasks": [task.to_json() for task in self.tasks],
             "paused": [pause.to_json() for pause in self.paused],
+            "throttle_bytes_per_second": self.throttle_bytes_per_second,
         }
 
     @classmethod
@@ -228,6 +230,7 @@ class FlowStatus:
             jobs=tuple(JobStatus(job, info.get("last_error")) for job, info in doc.get("jobs", {}).items()),
             tasks=tuple(TaskStatus.from_json(task) for task in doc.get("tasks", [])),
             paused=tuple(PausedTopics.from_json(p) for p in doc.get("paused", [])),
+            throttle_bytes_per_second=doc.get("throttle_bytes_per_second", 0),
         )
 
 

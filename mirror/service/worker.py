@@ -238,6 +238,7 @@ class FlowRunner:
             jobs=tuple(JobStatus(job_name(job), job.last_error) for job in self.singletons),
             tasks=tuple(tasks),
             paused=tuple(PausedTopics(p.pattern, p.by, p.at) for _, p in sorted(controls.pauses.items())),
+            throttle_bytes_per_second=self.throttle,
         )
 
     # --- preparation: connect, check, create internal topics ----------------------------------------
@@ -340,6 +341,21 @@ class FlowRunner:
                 self.target_admin.close(),
             )
 
+    @property
+    def throttle(self) -> int:
+        """The flow's byte-rate limit now (bytes/s, 0: none): set at run time, else configured."""
+        runtime = self.control.controls.throttle
+        return self.flow.throttle_bytes_per_second if runtime is None else runtime
+
+    def task_throttle(self) -> float:
+        """One task's share of the flow's limit: the tasks with partitions share it equally (every worker
+        computes the same shares, `_share_out`)."""
+        rate = self.throttle
+        if rate <= 0:
+            return 0.0
+        busy = sum(1 for share in self._shares or () if share)
+        return rate / max(1, busy)
+
     def _progress_reset(self, reset: Reset) -> None:
         for task in self.tasks.values():
             task.reset_progress(reset)
@@ -431,6 +447,7 @@ class FlowRunner:
             group=self.group,
             created_while_running=self._created,
             controls=self.control.controls,
+            throttle=self.task_throttle,
         )
         if self._shares is not None and index < len(self._shares):
             task.set_partitions(self._shares[index])

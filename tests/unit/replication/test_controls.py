@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from mirror.config import FlowSettings
 from mirror.mm2.policy import DefaultReplicationPolicy
-from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp
+from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
 from mirror.replication.stuck import StuckWatch
+from mirror.replication.throttle import TokenBucket
 
 FLOW = "A->B"
 
@@ -172,3 +173,28 @@ def test_a_partition_behind_without_progress_is_stuck_until_it_moves() -> None:
     assert watch.stuck is not None
     watch.check({("t", 0): 0}, now=31.0)  # caught up
     assert watch.stuck is None
+
+
+def test_a_runtime_throttle_overrides_the_configured_one_until_cleared() -> None:
+    c = Controls(FLOW)
+    change = c.apply(throttle_key(FLOW), b'{"bytes_per_second":5000,"by":"dan","at":1}')
+    assert change is not None and change.topics == "5000 bytes/s" and c.throttle == 5000
+    assert c.apply(throttle_key(FLOW), b'{"bytes_per_second":5000,"by":"dan","at":2}') is None
+    assert c.apply(throttle_key(FLOW), b'{"bytes_per_second":null,"by":"dan","at":3}') is not None
+    assert c.throttle is None
+
+
+@given(st.lists(st.integers(min_value=1, max_value=50_000), min_size=50, max_size=200))
+def test_a_token_bucket_keeps_to_its_rate(sizes: list[int]) -> None:
+    """Whatever the batch sizes, the bytes sent by time t never exceed rate * t + one second's burst,
+    and sending as fast as allowed reaches the rate."""
+    now = [0.0]
+    bucket = TokenBucket(lambda: 10_000.0, clock=lambda: now[0])
+    sent = 0
+    for size in sizes:
+        now[0] += bucket.debt(size, 1)  # wait as told, then send
+        sent += size
+        assert sent <= 10_000 * now[0] + 10_000 + max(sizes)
+    if now[0] > 10:
+        assert sent / now[0] >= 10_000 * 0.9
+    assert TokenBucket(lambda: 0.0).debt(10**9, 1) == 0.0  # 0: unlimited

@@ -283,17 +283,20 @@ async def test_the_status_document_keeps_its_shape() -> None:
                      "stuck": "no progress for 300 s in orders-1 (5 records behind)"},
                 ],
                 "paused": [{"topics": "pa.*", "by": "alice via cli", "at": 1.5}],
+                "throttle_bytes_per_second": 0,
             },
             {"flow": "B->A", "replicating": False, "state": "running", **flow_defaults, "lag_records": 0,
-             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": [], "paused": []},
+             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": [], "paused": [],
+             "throttle_bytes_per_second": 0},
             {"flow": "C->D", "replicating": True, "state": "retrying", **flow_defaults,
              "last_error": "cannot connect", "lag_records": 0, "lag": {}, "clusters": {"C": up, "D": up},
-             "jobs": {}, "tasks": [], "paused": []},
+             "jobs": {}, "tasks": [], "paused": [],
+             "throttle_bytes_per_second": 0},
         ],
     }  # fmt: skip
     assert list(doc) == ["version", "worker", "ready", "reasons", "flows"]
     assert list(doc["flows"][0]) == [
         "flow", "replicating", "state", "last_error", "topics", "partitions", "task_count", "topic_errors",
-        "lag_records", "lag", "clusters", "jobs", "tasks", "paused",
+        "lag_records", "lag", "clusters", "jobs", "tasks", "paused", "throttle_bytes_per_second",
     ]  # fmt: skip
     assert WorkerStatus.from_json(status_of(w, probe)) == w.status(probe.results)
