@@ -27,6 +27,7 @@ class Reader:
         kwargs = client_kwargs(cluster, "consumer", overrides, client_id=client_id)
         kwargs.setdefault("isolation_level", isolation_level)
         kwargs.setdefault("max_partition_fetch_bytes", 4 * 1024 * 1024)
+        self._fetch_bytes = int(kwargs["max_partition_fetch_bytes"])
         kwargs.setdefault("fetch_max_bytes", 64 * 1024 * 1024)
         kwargs["enable_auto_commit"] = False
         #: Where a partition without stored progress starts (``auto.offset.reset``, as Java's consumer).
@@ -76,6 +77,14 @@ class Reader:
     def pause(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Stop fetching these assigned partitions (until the next `assign`)."""
         self._consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
+
+    def limit_fetch(self, bytes_per_partition: int | None) -> None:
+        """Fetch at most about this much per partition and request (None: as configured), so a throttled
+        task's fetches hold about its share of a second, from each partition in turn."""
+        limit = (
+            self._fetch_bytes if bytes_per_partition is None else min(self._fetch_bytes, bytes_per_partition)
+        )
+        _internals.partition_fetch_bytes(self._consumer, max(1, limit))
 
     def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Fetch these paused partitions again, from where their last returned records ended."""

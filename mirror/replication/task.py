@@ -132,6 +132,7 @@ class SourceTask:
         self._gate = PauseGate(self.controls, self._metrics, self._positions, self.progress)
         self._stuck = StuckWatch(self.flow.task_stuck_timeout_seconds)
         self._bucket = TokenBucket(self.throttle)
+        self._throttled = False  # the reader's fetch size is limited to the throttle
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -313,6 +314,9 @@ class SourceTask:
             return []
         try:
             limit, timeout = self._bucket.max_records(), self.flow.consumer_poll_timeout_ms
+            if limit is not None or self._throttled:
+                reader.limit_fetch(self._bucket.fetch_bytes())
+                self._throttled = limit is not None
             batches = await (reader.fetch(timeout) if limit is None else reader.fetch(timeout, limit))
         except SourceOutOfRange as exc:
             await self._out_of_range(reader, exc.positions)

@@ -48,6 +48,11 @@ class TokenBucket:
         if wait > 0:
             await asyncio.sleep(wait)
 
+    def fetch_bytes(self) -> int | None:
+        """Bytes to fetch per partition and request: about a second of the rate (None: as configured)."""
+        rate = self.rate()
+        return None if rate <= 0 else max(1024, int(rate * BURST_SECONDS))
+
     def max_records(self) -> int | None:
         """How many records one fetch may return: about a second of the rate (None: unlimited)."""
         rate = self.rate()

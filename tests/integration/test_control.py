@@ -393,3 +393,54 @@ async def _produce_quota(bootstrap: str, client_id: str, rate: float | None) -> 
 
 async def _readyz_ok(port: int) -> bool:
     return (await http_get(port, "/readyz"))[0] == 200
+
+
+async def test_a_throttle_holds_the_flow_to_its_rate_over_two_workers(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """throttle.bytes.per.second = 50000 with two worker processes and a backlog: the flow copies
+    50000 value bytes/s (+-15 %) over 30 s; `mirror throttle` raises it at run time without a restart."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    partitions, size, rate = 6, 1000, 50_000
+    await create_topic(a, topic, partitions)
+    backlog = {
+        p: [(b"k%d" % i, b"%06d" % i + b"x" * (size - 6), (), BASE_TS + i) for i in range(1500)]
+        for p in range(partitions)
+    }
+    await produce(a, topic, backlog)
+    config = tmp_path / "mm2.properties"
+    extra = {"A->B.topics": topic, "tasks.max": "4", "throttle.bytes.per.second": str(rate)}
+    config.write_text(mm2_properties({"A": a, "B": b}, ["A->B"], **extra))
+    workers = [MirrorProcess(config, tmp_path / f"worker-{i}.log") for i in range(2)]
+    remote = f"A.{topic}"
+
+    async def copied() -> int:
+        return sum((await end_offsets(b, remote, partitions)).values()) * size
+
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            await joined(w, "mm2-tasks.A.internal")
+        await wait_for(copied, timeout=60)
+        await asyncio.sleep(3)  # past the rebalance of the second worker's join
+        t0, c0 = time.monotonic(), await copied()
+        await asyncio.sleep(30)
+        measured = (await copied() - c0) / (time.monotonic() - t0)
+        print(
+            f"throttle {rate} bytes/s, two workers: measured {measured:.0f} bytes/s ({measured / rate:.1%})"
+        )
+        assert abs(measured / rate - 1) <= 0.15, f"{measured:.0f} bytes/s for a limit of {rate}"
+
+        code, out = await _cli("throttle", "A->B", "--bytes-per-second", str(2 * rate), "-c", str(config))
+        assert code == 0, out
+        await asyncio.sleep(2)
+        t1, c1 = time.monotonic(), await copied()
+        await asyncio.sleep(10)
+        raised = (await copied() - c1) / (time.monotonic() - t1)
+        print(f"throttle raised to {2 * rate} bytes/s at run time: measured {raised:.0f} bytes/s")
+        assert abs(raised / (2 * rate) - 1) <= 0.25, f"{raised:.0f} bytes/s for a limit of {2 * rate}"
+    finally:
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is None:
+                w.terminate()
