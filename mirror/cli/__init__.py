@@ -8,7 +8,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,27 +186,15 @@ def _log_task_stacks() -> None:
     log.info("asyncio task stacks", tasks=len(stacks), stacks=stacks)
 
 
-async def _run(settings: Settings) -> int:
-    from mirror.service.http import HttpServer  # noqa: PLC0415  (keeps `mirror --help` fast)
-    from mirror.service.worker import Worker  # noqa: PLC0415
+async def _run(settings: Settings, reload: Callable[[], Settings]) -> int:
+    from mirror.service.reload import serve  # noqa: PLC0415  (keeps `mirror --help` fast)
 
-    worker = Worker(settings)
-    service = settings.service
-    http = HttpServer(worker, service.http_host, service.http_port) if service.http_port else None
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
     loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
     try:
-        if http is not None:
-            await http.start()
-            log.info("http listening", url=f"http://{service.http_host}:{http.port}/status")
-        await worker.run()
+        await serve(settings, reload)  # the worker and its HTTP port; SIGTERM/SIGINT stop, SIGHUP reloads
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-            loop.remove_signal_handler(sig)
-        if http is not None:
-            await http.close()
+        loop.remove_signal_handler(signal.SIGUSR1)
     return EXIT_OK
 
 
@@ -239,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv_used = list(sys.argv[1:] if argv is None else argv)
             return asyncio.run(supervise(argv_used, args.workers, loaded.settings.service.http_port))
         if args.command == "run":
-            return asyncio.run(_run(loaded.settings))
+            return asyncio.run(_run(loaded.settings, lambda: _load(args).settings))
         if args.command in ("pause", "resume", "throttle"):
             from mirror.cli.control import run_control  # noqa: PLC0415
 

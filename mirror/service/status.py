@@ -242,14 +242,25 @@ class GroupMember:
     host: str
     this: bool  # this worker
     tasks: tuple[str, ...]  # ``mm2-tasks.<source>.internal/<task>``
+    config: str | None = None  # its configuration's digest (None: an older worker did not say)
 
     def to_json(self) -> dict[str, Any]:
-        return {"worker": self.worker, "host": self.host, "this": self.this, "tasks": list(self.tasks)}
+        return {
+            "worker": self.worker,
+            "host": self.host,
+            "this": self.this,
+            "tasks": list(self.tasks),
+            "config": self.config,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> GroupMember:
         return cls(
-            doc.get("worker", "?"), doc.get("host", ""), bool(doc.get("this")), tuple(doc.get("tasks", []))
+            doc.get("worker", "?"),
+            doc.get("host", ""),
+            bool(doc.get("this")),
+            tuple(doc.get("tasks", [])),
+            doc.get("config"),
         )
 
 
@@ -289,13 +300,16 @@ class WorkerStatus:
     reasons: tuple[str, ...] = ()
     ready: bool = True
     groups: Mapping[str, GroupStatus] | None = None
+    config: str | None = None  # the digest of the configuration it runs
 
     @classmethod
-    def of(cls, version: str, worker: str, flows: Iterable[FlowStatus]) -> WorkerStatus:
+    def of(
+        cls, version: str, worker: str, flows: Iterable[FlowStatus], config: str | None = None
+    ) -> WorkerStatus:
         """The status of a worker running ``flows``, readiness derived from them."""
         flows = tuple(flows)
         reasons = tuple(not_ready_reasons(flows))
-        return cls(version, worker, flows, reasons, not reasons)
+        return cls(version, worker, flows, reasons, not reasons, config=config)
 
     def with_groups(self, groups: Mapping[str, GroupStatus]) -> WorkerStatus:
         return replace(self, groups=dict(groups))
@@ -307,6 +321,7 @@ class WorkerStatus:
             "ready": self.ready,
             "reasons": list(self.reasons),
             "flows": [flow.to_json() for flow in self.flows],
+            "config": self.config,
         }
         if self.groups is not None:
             doc["groups"] = {target: group.to_json() for target, group in self.groups.items()}
@@ -322,4 +337,5 @@ class WorkerStatus:
             reasons=tuple(doc.get("reasons", [])),
             ready=bool(doc.get("ready")),
             groups=None if groups is None else {t: GroupStatus.from_json(g) for t, g in groups.items()},
+            config=doc.get("config"),
         )

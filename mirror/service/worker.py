@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import structlog
 
 from mirror import __version__, metrics
-from mirror.config import ClusterSettings, FlowSettings, Settings
+from mirror.config import ClusterSettings, FlowSettings, Settings, config_digest
 from mirror.errors import MirrorError
 from mirror.jobs.configsync import ConfigSyncJob
 from mirror.jobs.heartbeat import HeartbeatJob
@@ -532,6 +532,7 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.config_digest = config_digest(settings)  # in the group's client ids: workers compare them
         self.flows = [FlowRunner(settings, f) for f in settings.active_flows()]
         self.memberships: dict[str, GroupMembership] = {}
         self._stopping = asyncio.Event()
@@ -541,7 +542,7 @@ class Worker:
         ``clusters``: the last connectivity checks, flow name -> cluster alias -> check."""
         checks = clusters or {}
         flows = (runner.snapshot(checks.get(runner.flow.name)) for runner in self.flows)
-        return WorkerStatus.of(__version__, self.id, flows)
+        return WorkerStatus.of(__version__, self.id, flows, self.config_digest)
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -596,7 +597,7 @@ class Worker:
                 list(by_topic),
                 on_assigned=assigned,
                 on_revoked=revoked,
-                client_id=f"mirror-worker|{self.id}|{target}",
+                client_id=f"mirror-worker|{self.id}|{target}|{self.config_digest}",
                 task_limits={topic: runner.task_limit for topic, runner in by_topic.items()},
             )
             self.memberships[target] = membership

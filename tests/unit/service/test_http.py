@@ -74,7 +74,7 @@ def runner(source: str, target: str, enabled: bool = True, *, src: str = "ok", t
 
 def worker(*runners: Any) -> Any:
     w = Worker(SETTINGS)
-    w.flows, w.id = list(runners), "host:1"
+    w.flows, w.id, w.config_digest = list(runners), "host:1", "c0ffee123456"
     return w
 
 
@@ -293,8 +293,9 @@ async def test_the_status_document_keeps_its_shape() -> None:
              "jobs": {}, "tasks": [], "paused": [],
              "throttle_bytes_per_second": 0},
         ],
+        "config": "c0ffee123456",
     }  # fmt: skip
-    assert list(doc) == ["version", "worker", "ready", "reasons", "flows"]
+    assert list(doc) == ["version", "worker", "ready", "reasons", "flows", "config"]
     assert list(doc["flows"][0]) == [
         "flow", "replicating", "state", "last_error", "topics", "partitions", "task_count", "topic_errors",
         "lag_records", "lag", "clusters", "jobs", "tasks", "paused", "throttle_bytes_per_second",
