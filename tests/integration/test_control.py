@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import socket
 import sys
 import time
@@ -444,3 +445,85 @@ async def test_a_throttle_holds_the_flow_to_its_rate_over_two_workers(
         for w in workers:
             if w.proc is not None and w.proc.poll() is None:
                 w.terminate()
+
+
+async def test_sighup_reloads_the_config_and_a_bad_edit_is_refused(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """SIGHUP after adding a topic pattern and changing an interval: the process (same pid) copies the new
+    topic too and goes on with the old one without loss or duplicates; a bad edit is refused with the
+    error `validate` gives, and the running configuration keeps copying."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    old, new = f"{topic}-a", f"{topic}-b"
+    await create_topic(a, old, 2)
+    await create_topic(a, new, 2)
+    port = _free_port()
+    config = tmp_path / "mm2.properties"
+    text = mm2_properties({"A": a, "B": b}, ["A->B"], **{"A->B.topics": old}).replace(
+        "service.http.port = 0", f"service.http.port = {port}"
+    )
+    config.write_text(text)
+    worker = MirrorProcess(config, tmp_path / "worker.log")
+
+    def records(start: int, n: int) -> dict[int, list[Rec]]:
+        return {
+            p: [(b"k%d" % i, b"v%d-%d" % (p, i), (), BASE_TS + i) for i in range(start, start + n)]
+            for p in (0, 1)
+        }
+
+    async def digest() -> str:
+        return str(json.loads((await http_get(port, "/status"))[1])["config"])
+
+    try:
+        worker.start()
+        await joined(worker, "mm2-tasks.A.internal")
+        sent_old, sent_new = records(0, 50), records(0, 50)
+        await produce(a, old, sent_old)
+        await produce(a, new, sent_new)
+        assert await consume(b, f"A.{old}", {0: 50, 1: 50}, timeout=60) == sent_old
+        before = await digest()
+        assert worker.proc is not None
+        pid = worker.proc.pid
+
+        config.write_text(
+            text.replace(f"A->B.topics = {old}", f"A->B.topics = {topic}-.*").replace(
+                "refresh.topics.interval.seconds = 1", "refresh.topics.interval.seconds = 2"
+            )
+        )
+        worker.proc.send_signal(signal.SIGHUP)
+        assert await consume(b, f"A.{new}", {0: 50, 1: 50}, timeout=60) == sent_new
+        more = records(50, 50)
+        await produce(a, old, more)
+        expected = {p: sent_old[p] + more[p] for p in (0, 1)}
+        assert (
+            await consume(
+                b, f"A.{old}", {0: 100, 1: 100}, timeout=60, last={p: r[-1] for p, r in more.items()}
+            )
+            == expected
+        )
+        reloaded = await wait_for(digest, timeout=30)
+        assert reloaded != before and worker.proc.pid == pid and worker.proc.poll() is None
+        log_text = worker.log.read_text()
+        assert '"config reloaded; restarting the worker in place"' in log_text
+        assert "flows.A->B.topics" in log_text and "flows.A->B.refresh_topics_interval_seconds" in log_text
+
+        config.write_text(text + "tasks.max = abc\n")
+        worker.proc.send_signal(signal.SIGHUP)
+        await wait_for(lambda: _logged(worker.log, '"config reload refused'), timeout=30)
+        assert "tasks.max: invalid value 'abc'" in worker.log.read_text()
+        last = records(100, 20)
+        await produce(a, new, last)
+        expected_new = {p: sent_new[p] + last[p] for p in (0, 1)}
+        assert (
+            await consume(b, f"A.{new}", {0: 70, 1: 70}, timeout=60, last={p: r[-1] for p, r in last.items()})
+            == expected_new
+        )
+        assert await digest() == reloaded and worker.proc.poll() is None
+    finally:
+        if worker.proc is not None and worker.proc.poll() is None:
+            code, _ = worker.terminate()
+            assert code == 0
+
+
+async def _logged(log: Path, text: str) -> bool:
+    return text in await asyncio.to_thread(log.read_text)
