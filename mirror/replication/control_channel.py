@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 
 from mirror.config import ClusterSettings, FlowSettings
-from mirror.errors import MirrorError
+from mirror.errors import AuthorizationFailed, MirrorError
 from mirror.kafka import Admin, Writer
 from mirror.kafka.groups import PartitionTail
 from mirror.replication.controls import (
@@ -64,7 +64,20 @@ class ControlChannel:
         follower = PartitionTail(self.target, self.topic, f"{self.flow.name}|control-reader")
         self._follower = follower
         await follower.start()
-        for record in await follower.read_to_end(30.0):
+        try:
+            records = await follower.read_to_end(30.0)
+        except AuthorizationFailed as exc:
+            # ACLs written for an older mirror: replicate on, without operator controls, and say so
+            self._log.error(
+                "control topic not readable: pause, resume and throttle do not work for this flow",
+                topic=self.topic,
+                error=str(exc),
+                hint=f"allow READ, WRITE and CREATE on topic {self.topic} of cluster {self.flow.target}",
+            )
+            await follower.close()
+            self._follower = None
+            return
+        for record in records:
             if record.key is not None:
                 self.controls.apply(record.key, record.value)
         if self.controls.pauses:
@@ -72,11 +85,14 @@ class ControlChannel:
 
     async def follow(self, stopping: asyncio.Event, on_reset: Callable[[Reset], None]) -> None:
         """Apply new control records until ``stopping``; log each change; call ``on_reset`` for resets."""
-        assert self._follower is not None, "load() first"
+        follower = self._follower
+        if follower is None:  # not readable (logged by load)
+            await stopping.wait()
+            return
         backoff = Backoff(0.5, 10.0)
         while not stopping.is_set():
             try:
-                records = await self._follower.poll(POLL_MS)
+                records = await follower.poll(POLL_MS)
             except MirrorError as exc:
                 self._log.warning("reading the control topic failed, retrying", error=str(exc))
                 await pause(stopping, backoff.next())
