@@ -175,8 +175,9 @@ async def _watch(
 PARTS = 3
 
 
+@pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
 async def test_pause_stops_a_topic_on_every_worker_survives_a_restart_and_resume_loses_nothing(
-    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
 ) -> None:
     """Two worker processes under load: `mirror pause --topics` stops that topic on the target within 5 s
     while the other flows; it stays paused across a worker restart (shown in /status, /readyz stays 200);
@@ -191,6 +192,7 @@ async def test_pause_stops_a_topic_on_every_worker_survives_a_restart_and_resume
         {"A": a, "B": b},
         ["A->B"],
         **{"A->B.topics": f"{topic}-.*", "tasks.max": "4", "service.control.token.file": str(token_file)},
+        **({"A->B.exactly.once.support": "required"} if mode == "exactly-once" else {}),
     )
     ports = [_free_port(), _free_port()]
     configs = []
@@ -278,12 +280,11 @@ async def test_pause_stops_a_topic_on_every_worker_survives_a_restart_and_resume
                 {p: len(r) for p, r in expected.items()},
                 90,
                 {p: r[-1] for p, r in expected.items()},
+                isolation_level="read_committed",
             )
             assert got == expected, f"{remote}: lost, duplicated or reordered records"
     finally:
-        for w in workers:
-            if w.proc is not None and w.proc.poll() is None:
-                w.terminate()
+        _stop_all(workers)
 
 
 async def test_a_task_whose_target_partition_is_unwritable_is_stuck_and_named_in_readyz(
@@ -442,9 +443,7 @@ async def test_a_throttle_holds_the_flow_to_its_rate_over_two_workers(
         print(f"throttle raised to {2 * rate} bytes/s at run time: measured {raised:.0f} bytes/s")
         assert abs(raised / (2 * rate) - 1) <= 0.25, f"{raised:.0f} bytes/s for a limit of {2 * rate}"
     finally:
-        for w in workers:
-            if w.proc is not None and w.proc.poll() is None:
-                w.terminate()
+        _stop_all(workers)
 
 
 async def test_sighup_reloads_the_config_and_a_bad_edit_is_refused(
@@ -520,10 +519,16 @@ async def test_sighup_reloads_the_config_and_a_bad_edit_is_refused(
         )
         assert await digest() == reloaded and worker.proc.poll() is None
     finally:
-        if worker.proc is not None and worker.proc.poll() is None:
-            code, _ = worker.terminate()
-            assert code == 0
+        _stop_all([worker])
 
 
 async def _logged(log: Path, text: str) -> bool:
     return text in await asyncio.to_thread(log.read_text)
+
+
+def _stop_all(workers: list[MirrorProcess]) -> None:
+    """SIGTERM every worker process still running (each must stop cleanly)."""
+    for w in workers:
+        if w.proc is not None and w.proc.poll() is None:
+            code, _ = w.terminate()
+            assert code == 0, f"{w.log.name}: exit {code}"
