@@ -13,6 +13,9 @@ Each run measures:
 
 The ceiling is Kafka's own ProducerPerformance writing the same records with the same producer settings
 into a fresh cluster. Results: ``bench/results/latest.{json,md,png}`` (medians over runs).
+
+``--wan-ms N --wan-side source|target``: N ms of round-trip time between the tools and that cluster, through
+a toxiproxy latency proxy (`bench.wan`); the benchmark's own clients connect directly.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench import procs, report
 from bench.ceiling import producer_performance, resolve_tools
 from bench.replicate import SINGLE_BROKER
+from bench.wan import Toxiproxy
 from mirror.local.kafka import LocalKafka, LocalKafkaCluster, resolve_mirrormaker
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -60,16 +64,39 @@ class Workload:
         return f"bench-{self.name}"
 
 
-FULL = (
+FULL: tuple[Workload, ...] = (
     Workload("1KB", 1_000_000, 1024),
     Workload("100B", 5_000_000, 100),
     Workload("100B-zstd", 2_000_000, 100, "zstd"),
+    Workload("10KB", 100_000, 10 * 1024),
 )
-QUICK = (
+QUICK: tuple[Workload, ...] = (
     Workload("1KB", 200_000, 1024),
     Workload("100B", 1_000_000, 100),
     Workload("100B-zstd", 500_000, 100, "zstd"),
+    Workload("10KB", 20_000, 10 * 1024),
 )
+
+
+@dataclass
+class Wan:
+    """The latency proxy between the tools and one side's cluster (``--wan-ms``, ``--wan-side``)."""
+
+    proxy: Toxiproxy
+    rtt_ms: int
+    side: str  # "source" (cluster A) or "target" (the run's B)
+
+    def add(self, kafka: LocalKafka, name: str) -> LocalKafkaCluster:
+        """Start cluster ``name``, behind the proxy when it is on the proxied side."""
+        proxied = (name == "A") == (self.side == "source")
+        cluster = kafka.add(name, proxied=proxied)[0]
+        if proxied:
+            self.proxy.proxy(name, cluster.proxy_port, cluster.proxied_port, self.rtt_ms)
+        return cluster
+
+    def address(self, cluster: LocalKafkaCluster) -> str:
+        """Where the tools reach ``cluster``: the proxy when it is proxied."""
+        return cluster.proxied_bootstrap_servers if cluster.proxied else cluster.bootstrap_servers
 
 
 @dataclass
@@ -331,24 +358,29 @@ def free_port() -> int:
 # --- one run ---------------------------------------------------------------------------------------
 
 
-def fresh_cluster(kafka: LocalKafka, name: str) -> LocalKafkaCluster:
-    return kafka.add(name)[0]
+def fresh_cluster(kafka: LocalKafka, name: str, wan: Wan | None = None) -> LocalKafkaCluster:
+    return wan.add(kafka, name) if wan else kafka.add(name)[0]
 
 
-def drop_cluster(kafka: LocalKafka, name: str) -> None:
+def drop_cluster(kafka: LocalKafka, name: str, wan: Wan | None = None) -> None:
+    if wan is not None:
+        wan.proxy.remove(name)
     cluster = kafka.clusters.pop(name)
     cluster.stop()
     shutil.rmtree(cluster.workdir, ignore_errors=True)
 
 
-async def one_run(kafka: LocalKafka, tool: str, w: Workload, args: argparse.Namespace, seq: int) -> Run:
+async def one_run(
+    kafka: LocalKafka, tool: str, w: Workload, args: argparse.Namespace, seq: int, *, wan: Wan | None
+) -> Run:
     name = f"B{seq}"
-    target = await asyncio.to_thread(fresh_cluster, kafka, name)
+    target = await asyncio.to_thread(fresh_cluster, kafka, name, wan)
     a, b = kafka["A"].bootstrap_servers, target.bootstrap_servers
     work = kafka.base_dir / f"run{seq}"
     work.mkdir()
     config = work / "mm2.properties"
-    config.write_text(properties(a, b, w, args.tasks, free_port()))
+    tool_a, tool_b = (wan.address(kafka["A"]), wan.address(target)) if wan else (a, b)
+    config.write_text(properties(tool_a, tool_b, w, args.tasks, free_port()))
     # the source holds the preloaded records plus the fixed-rate loads of earlier runs
     async with TargetWatch(a, w.topic) as source:
         expected = await source.count()
@@ -384,7 +416,7 @@ async def one_run(kafka: LocalKafka, tool: str, w: Workload, args: argparse.Name
         raise
     finally:
         stop_tool(proc)
-        await asyncio.to_thread(drop_cluster, kafka, name)
+        await asyncio.to_thread(drop_cluster, kafka, name, wan)
         shutil.rmtree(work, ignore_errors=True)
     run = Run(
         tool=tool,
@@ -482,14 +514,19 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
             "latency_rate": args.rate,
             "latency_seconds": args.latency_seconds,
             "producer": producer_settings(Workload("x", 0, 0)),
+            "wan": {"rtt_ms": args.wan_ms, "side": args.wan_side} if args.wan_ms else None,
         },
         "workloads": [],
     }
     seq = 0
+    wan: Wan | None = None
     try:
+        if args.wan_ms:
+            proxy = await asyncio.to_thread(Toxiproxy, base / "toxiproxy.log")
+            wan = Wan(proxy, args.wan_ms, args.wan_side)
         with LocalKafka(base / "kafka") as kafka:
             for w in workloads:
-                kafka.add("A")
+                await asyncio.to_thread(fresh_cluster, kafka, "A", wan)
                 t0 = time.monotonic()
                 await fill(kafka["A"].bootstrap_servers, w)
                 took = time.monotonic() - t0
@@ -500,9 +537,9 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                     order = tools if i % 2 == 0 else tools[::-1]
                     for tool in order:
                         seq += 1
-                        runs[tool].append(await one_run(kafka, tool, w, args, seq))
+                        runs[tool].append(await one_run(kafka, tool, w, args, seq, wan=wan))
                 ceil = await ceiling(kafka, w, seq) if not args.no_ceiling else None
-                drop_cluster(kafka, "A")
+                drop_cluster(kafka, "A", wan)
                 results["workloads"].append(
                     {
                         **asdict(w),
@@ -512,6 +549,8 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                     }
                 )
     finally:
+        if wan is not None:
+            wan.proxy.close()
         shutil.rmtree(base, ignore_errors=True)
     return results
 
@@ -527,9 +566,13 @@ def main() -> None:
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smaller workloads (default: 1 run each)")
-    size.add_argument("--full", action="store_true", help="1M x 1 KB, 5M x 100 B, 2M x 100 B zstd (default)")
+    size.add_argument(
+        "--full", action="store_true", help="1M x 1 KB, 5M x 100 B, 2M x 100 B zstd, 100k x 10 KB (default)"
+    )
     parser.add_argument("--runs", type=int, help="runs per tool and workload (quick: 1, full: 3)")
-    parser.add_argument("--workload", action="append", help="only these workloads (1KB, 100B, 100B-zstd)")
+    parser.add_argument(
+        "--workload", action="append", help="only these workloads (1KB, 100B, 100B-zstd, 10KB)"
+    )
     parser.add_argument("--tasks", type=int, default=2, help="tasks.max for both tools (default 2)")
     parser.add_argument("--mirror-workers", type=int, default=1, help="mirror run --workers N (default 1)")
     parser.add_argument("--rate", type=int, default=10_000, help="fixed-rate load, records/s (default 10000)")
@@ -539,7 +582,18 @@ def main() -> None:
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS), help="default: both")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of mirror's drains here")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory (default bench/results)")
+    parser.add_argument(
+        "--wan-ms",
+        type=int,
+        default=0,
+        help="round-trip ms added between the tools and one cluster (toxiproxy)",
+    )
+    parser.add_argument(
+        "--wan-side", choices=("source", "target"), default="source", help="the cluster behind --wan-ms"
+    )
     args = parser.parse_args()
+    if args.wan_ms < 0:
+        parser.error(f"--wan-ms {args.wan_ms}: must be 0 (no proxy) or a positive number of milliseconds")
     args.runs = args.runs or (1 if args.quick else 3)
     args.latency_seconds = args.latency_seconds or (10.0 if args.quick else 30.0)
     results = asyncio.run(run_suite(args))

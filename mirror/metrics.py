@@ -81,7 +81,15 @@ truncated_records_total = Counter(
 partition_halted = Gauge(
     "mirror_partition_halted",
     "1 while a source partition is halted because the target refused one of its records for good (the "
-    "offset and reason are in the log and /status); records after it wait, in order",
+    "offset and reason are in the log and /status); records after it wait, in order. Back to 0 once the "
+    "target took the record (retried with backoff)",
+    _PART,
+    registry=REGISTRY,
+)
+dead_lettered_records_total = Counter(
+    "mirror_dead_lettered_records",
+    "Records the target refused for good, written to the flow's dead-letter topic instead of the remote "
+    "topic (rejected.records.policy=dead-letter)",
     _PART,
     registry=REGISTRY,
 )

@@ -1,5 +1,5 @@
-"""Command line: ``mirror run | validate | status | offsets | pause | resume | throttle | progress | demo``.
-Errors are messages and exit codes, not tracebacks."""
+"""Command line: ``mirror run | validate | status | offsets | verify | cutover | pause | resume | throttle |
+progress | demo``. Errors are messages and exit codes, not tracebacks."""
 
 from __future__ import annotations
 
@@ -99,6 +99,65 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--json", action="store_true", help="print JSON instead of a table")
     offsets_failover.add_argument("--dry-run", action="store_true", help="only print what would change")
 
+    verify = sub.add_parser(
+        "verify",
+        help="compare source topics with their remote topics over the range already copied",
+        description="Compare a flow's source topics with their remote topics, partition by partition, up "
+        "to the stored progress (it can run while mirror runs): counts, the offset mapping at both ends, "
+        "and a digest of every record's key, value, headers and timestamp. Exit 0 when identical, 1 "
+        "otherwise.",
+    )
+    config_args(verify)
+    _flow_args(verify)
+    verify.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="compare only the last N copied records of each partition (from the offset sync before them)",
+    )
+    verify.add_argument(
+        "--allow-duplicates",
+        action="store_true",
+        help="records copied twice (at-least-once re-copies after a crash) do not fail the verification",
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cutover = sub.add_parser(
+        "cutover",
+        help="wait for the copy, verify it, commit the groups' translated offsets on the target",
+        description="Move consumer groups from the source to the target: wait until the lag is at most "
+        "--max-lag, until the source stops growing (producers moved), until the tail is copied; verify; "
+        "write final checkpoints and commit the groups' translated offsets on the target. Refuses (exit 1, "
+        "with the reason) instead of half-doing it; safe to run again.",
+    )
+    config_args(cutover)
+    _flow_args(cutover)
+    cutover.add_argument(
+        "--group", "-g", action="append", default=[], metavar="GROUP", help="a consumer group (repeatable)"
+    )
+    cutover.add_argument(
+        "--max-lag", type=int, default=1000, metavar="N", help="offsets behind to wait for (default 1000)"
+    )
+    cutover.add_argument(
+        "--quiet",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="the source counts as stopped after this long without a new record (default 10)",
+    )
+    cutover.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long each waiting step may take before the cutover refuses (default 300)",
+    )
+    cutover.add_argument(
+        "--sample", type=int, metavar="N", help="verify only the last N records per partition"
+    )
+    cutover.add_argument("--dry-run", action="store_true", help="observe once, verify, write nothing")
+    cutover.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
     status = sub.add_parser(
         "status",
         help="show what a running mirror is doing: flows, tasks, lag per topic, last errors",
@@ -125,6 +184,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _STATUS_URL = "http://127.0.0.1:8080"
+
+
+def _flow_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="source", metavar="ALIAS", help="source cluster (default: the one flow)")
+    p.add_argument("--to", dest="target", metavar="ALIAS", help="target cluster (default: the one flow)")
+    p.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="a source topic (repeatable; default: every topic with stored progress)",
+    )
 
 
 def _positive(value: str) -> float:
@@ -240,6 +311,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mirror.cli.offsets import run_offsets  # noqa: PLC0415
 
             return asyncio.run(run_offsets(loaded.settings, args))
+        if args.command == "verify":
+            from mirror.cli.verify import run_verify  # noqa: PLC0415
+
+            return asyncio.run(run_verify(loaded.settings, args))
+        if args.command == "cutover":
+            from mirror.cli.cutover import run_cutover  # noqa: PLC0415
+
+            return asyncio.run(run_cutover(loaded.settings, args))
         return asyncio.run(_validate(loaded.settings, args.offline))
     except ConfigError as exc:
         print(f"mirror: configuration error: {exc}", file=sys.stderr)

@@ -199,6 +199,12 @@ class FlowSettings(_Model):
     ] = "disabled"
     task_stuck_timeout_seconds: Seconds = 300
     throttle_bytes_per_second: NonNegative = 0
+    #: What a record the target refuses for good does to its partition (mirror's own keys, per flow):
+    #: ``halt`` it there, retried every backoff until the target takes it, or ``dead-letter``: the record
+    #: goes to the flow's dead-letter topic on the target and the partition goes on.
+    rejected_records_policy: Annotated[Literal["halt", "dead-letter"], BeforeValidator(lower_text)] = "halt"
+    rejected_records_retry_backoff_ms: Count = 5000
+    rejected_records_retry_backoff_max_ms: Count = 300000
     consumer: ClientProps = {}
     producer: ClientProps = {}
 
@@ -211,6 +217,12 @@ class FlowSettings(_Model):
     def _two_clusters(self) -> Self:
         if self.source == self.target:
             raise _field_error("target", "a cluster other than the source", "invalid value (same as source)")
+        if self.rejected_records_retry_backoff_ms > self.rejected_records_retry_backoff_max_ms:
+            raise _field_error(
+                "rejected_records_retry_backoff_ms",
+                f"at most the retry backoff maximum ({self.rejected_records_retry_backoff_max_ms})",
+                f"invalid value '{self.rejected_records_retry_backoff_ms}'",
+            )
         return self
 
 

@@ -78,6 +78,10 @@ FLOW_KEYS: dict[str, Where] = {
     "exactly.once.support": Where.FLOW,
     "task.stuck.timeout.seconds": _CONNECTOR,
     "throttle.bytes.per.second": _CONNECTOR,
+    # mirror's own (Java MM2 has no such keys): records the target refuses (docs/guarantees.md)
+    "rejected.records.policy": Where.FLOW,
+    "rejected.records.retry.backoff.ms": _CONNECTOR,
+    "rejected.records.retry.backoff.max.ms": _CONNECTOR,
 }
 
 

@@ -87,7 +87,7 @@ class Reader:
         _internals.partition_fetch_bytes(self._consumer, max(1, limit))
 
     def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
-        """Fetch these paused partitions again, from where their last returned records ended."""
+        """Fetch these paused partitions again (from their position: `seek` first to move it)."""
         self._consumer.resume(*(TopicPartition(t, p) for t, p in partitions))
 
     async def beginning_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -120,6 +120,11 @@ class Reader:
                 30,
             )
         return {(tp.topic, tp.partition): (None if off is None else off.offset) for tp, off in result.items()}
+
+    async def position(self, topic: str, partition: int) -> int:
+        """The offset the next fetch of this assigned partition reads from."""
+        async with errors_translated(self.cluster):
+            return int(await asyncio.wait_for(self._consumer.position(TopicPartition(topic, partition)), 30))
 
     def highwater(self, topic: str, partition: int) -> int | None:
         hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))

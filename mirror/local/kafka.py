@@ -252,6 +252,12 @@ class LocalKafkaCluster:
     security: Security | None = None
     tls: CertificateAuthority | None = None  # needed by SSL and SASL_SSL listeners
     internal_port: int = field(default_factory=free_port)  # PLAINTEXT inter-broker listener (secured only)
+    #: A second PLAINTEXT listener, ``PROXIED`` on ``proxied_port``, advertised at ``proxy_port``, where a
+    #: proxy in front of it listens (the benchmark's WAN latency proxy, `bench.wan`): metadata sends a client
+    #: that bootstrapped at ``proxied_bootstrap_servers`` back to the proxy, so all its traffic passes it.
+    proxied: bool = False
+    proxied_port: int = field(default_factory=free_port)
+    proxy_port: int = field(default_factory=free_port)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _formatted: bool = field(default=False, init=False, repr=False)
     started_in: float = field(default=0.0, init=False)
@@ -266,6 +272,13 @@ class LocalKafkaCluster:
         """A PLAINTEXT listener without authentication (a super user under an authorizer): the tests'
         oracle. The same as ``bootstrap_servers`` for an unsecured cluster."""
         return self.bootstrap_servers if self.security is None else f"127.0.0.1:{self.internal_port}"
+
+    @property
+    def proxied_bootstrap_servers(self) -> str:
+        """The proxy's address in front of the ``PROXIED`` listener (``proxied=True`` clusters)."""
+        if not self.proxied:
+            raise HarnessError(f"cluster {self.name} has no proxied listener (proxied=True)")
+        return f"127.0.0.1:{self.proxy_port}"
 
     def client_properties(self, user: str | None = None, *, certificate: str | None = None) -> dict[str, str]:
         """Java client keys (as in mm2.properties, without the ``<alias>.`` prefix) to reach the client
@@ -331,6 +344,12 @@ class LocalKafkaCluster:
         if self.dist.major >= 4:
             props["share.coordinator.state.topic.replication.factor"] = "1"
             props["share.coordinator.state.topic.min.isr"] = "1"
+        if self.proxied:
+            if self.security is not None:
+                raise HarnessError(f"cluster {self.name}: a proxied listener needs an unsecured cluster")
+            props["listeners"] += f",PROXIED://127.0.0.1:{self.proxied_port}"
+            props["advertised.listeners"] += f",PROXIED://127.0.0.1:{self.proxy_port}"
+            props["listener.security.protocol.map"] += ",PROXIED:PLAINTEXT"
         if self.security is not None:
             props.update(self._security_properties(self.security))
         props.update(self.extra_config)
@@ -553,11 +572,13 @@ class LocalKafka:
         *names: str,
         extra_config: Mapping[str, str] | None = None,
         security: Security | Mapping[str, Security | None] | None = None,
+        proxied: bool = False,
     ) -> list[LocalKafkaCluster]:
         """Start clusters (in parallel) and wait until all are ready.
 
         ``security`` secures every new cluster's client listener alike, or, as a mapping, each named one
-        its own way (clusters not in the mapping are unsecured).
+        its own way (clusters not in the mapping are unsecured). ``proxied`` gives each new cluster a
+        listener advertised at a proxy's port (`LocalKafkaCluster.proxied`).
         """
         per_name = security if isinstance(security, Mapping) else dict.fromkeys(names, security)
         tls = (
@@ -577,6 +598,7 @@ class LocalKafka:
                     dict(extra_config or {}),
                     security=per_name.get(name),
                     tls=tls,
+                    proxied=proxied,
                 )
                 self.clusters[name] = cluster
                 new.append(cluster)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 
+import structlog
+
 from mirror.errors import RecordRejected
-from mirror.kafka import SourceBatch, Writer
-from mirror.replication.halting import Halting
+from mirror.kafka import SourceBatch, SourceRecord, Writer
+from mirror.replication.halting import DeadLetter, Halting
 from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.offset_syncs import OffsetSyncEmitter
@@ -23,6 +25,8 @@ from mirror.replication.status import TaskStatus
 from mirror.types import TP
 
 __all__ = ["Delivery"]
+
+log = structlog.get_logger(__name__)
 
 #: A partition whose last acknowledgement is older than this counts as new to the producer again: the
 #: broker may have dropped the producer's state for it (idle producer ids expire, retention may delete
@@ -41,6 +45,7 @@ class Delivery:
         syncs: OffsetSyncEmitter,
         status: TaskStatus,
         exactly_once: bool,
+        dead_letter_topic: str,
     ) -> None:
         self.positions = positions
         self.halting = halting
@@ -48,6 +53,7 @@ class Delivery:
         self.syncs = syncs
         self.status = status
         self.exactly_once = exactly_once
+        self.dead_letter_topic = dead_letter_topic
         # partitions this session's producer wrote to, and when the target last acknowledged them
         self.confirmed: dict[TP, float] = {}
 
@@ -56,9 +62,57 @@ class Delivery:
         before this returns: nothing of this fetch may go on sending into the next session."""
         async with asyncio.TaskGroup() as tg:
             sends = [tg.create_task(self.send(writer, b)) for b in batches]
-        return [s.result() for s in sends]
+        return [entry for s in sends for entry in s.result()]
 
-    async def send(self, writer: Writer, batch: SourceBatch) -> InFlight:
+    async def send(self, writer: Writer, batch: SourceBatch) -> list[InFlight]:
+        """Queue one fetched batch. A refused record in it is cut out, in order (the records before it,
+        it, the records after it): one bound for the dead-letter topic (`Halting.dead_letter`) goes there
+        and is acknowledged before anything after it is queued; the halt record of a retried partition
+        (`Halting.retrying`) goes to the target in a batch of its own."""
+        tp = (batch.topic, batch.partition)
+        skip = self.halting.dead_letter.get(tp)
+        if skip is not None and skip.offset < batch.first_offset:
+            self.halting.dead_lettered(tp, skip.offset)  # deleted on the source meanwhile (compaction)
+            skip = None
+        mark = skip or (self.halting.halted.get(tp) if tp in self.halting.retrying else None)
+        if mark is None or not batch.first_offset <= mark.offset <= batch.last_offset:
+            return [await self._send(writer, batch)]
+        before = [r for r in batch.records if r.offset < mark.offset]
+        at = [r for r in batch.records if r.offset == mark.offset]
+        after = [r for r in batch.records if r.offset > mark.offset]
+        entries = [await self._send(writer, SourceBatch(*tp, before))] if before else []
+        if skip is not None and at:
+            entries.append(await self._dead_letter(writer, tp, at[0], skip.reason))
+        elif skip is not None:  # not there any more (compacted away): nothing to send
+            self.halting.dead_lettered(tp, skip.offset)
+        elif at:
+            entries.append(await self._send(writer, SourceBatch(*tp, at)))
+        if after:
+            entries.append(await self._send(writer, SourceBatch(*tp, after)))
+        return entries
+
+    async def _dead_letter(self, writer: Writer, tp: TP, record: SourceRecord, reason: str) -> InFlight:
+        """Write a refused record to the dead-letter topic and wait for it; refused there too, the
+        partition halts at it (`RecordRejected`). Exactly once, it is part of the open transaction."""
+        remote = self.observed.remote_topic(tp[0])
+        letter = DeadLetter.of(record, tp, remote, reason)
+        futures = await writer.send_records(self.dead_letter_topic, 0, [letter])
+        try:
+            await futures[0][0].ack(shield=True)
+        except RecordRejected as exc:
+            raise RecordRejected(
+                f"the dead-letter topic {self.dead_letter_topic} refused it too: {exc.reason} (and the "
+                f"remote topic: {reason})",
+                topic=tp[0],
+                partition=tp[1],
+                offset=record.offset,
+                count=1,
+            ) from exc
+        self.positions.position[tp] = record.offset + 1
+        size = len(record.value) if record.value is not None else 0
+        return InFlight(tp, self.dead_letter_topic, [record], record.timestamp, size, futures, True)
+
+    async def _send(self, writer: Writer, batch: SourceBatch) -> InFlight:
         tp = (batch.topic, batch.partition)
         remote = self.observed.remote_topic(batch.topic)
         per_batch = self.halting.per_batch(tp, batch.first_offset)
@@ -123,6 +177,23 @@ class Delivery:
 
     async def complete(self, entry: InFlight) -> None:
         """The target acknowledged (or the transaction committed) ``entry``: account for it, per batch."""
+        if entry.dead_letter:
+            await self.acks_of(entry)
+            # no offset sync: the record is not in the remote topic (translation never maps to it)
+            offset = entry.records[0].offset
+            self.positions.acked[entry.tp] = offset
+            self.halting.dead_lettered(entry.tp, offset)
+            self.halting.passed(entry.tp, offset)
+            self.status.dead_lettered += 1
+            self.observed.dead_lettered(entry.tp, 1)
+            log.warning(
+                "record written to the dead-letter topic instead of the remote topic",
+                topic=entry.tp[0],
+                partition=entry.tp[1],
+                offset=offset,
+                dead_letter_topic=entry.remote_topic,
+            )
+            return
         count = 0
         recs = entry.records
         try:
@@ -141,6 +212,8 @@ class Delivery:
             raise
         self.syncs.notify()
         self.positions.acked[entry.tp] = recs[-1].offset
+        if self.halting.halted:
+            self.halting.passed(entry.tp, recs[-1].offset)
         if entry.tp in self.confirmed:
             self.confirmed[entry.tp] = time.monotonic()
         self.status.records += count

@@ -29,6 +29,8 @@ class InFlight:
     newest_timestamp: int
     value_bytes: int
     futures: list[tuple[Pending, int, int]]
+    #: its one record went to the dead-letter topic (``remote_topic``), not the partition's remote topic
+    dead_letter: bool = False
 
 
 class InFlightQueue:

@@ -115,6 +115,15 @@ class TaskMetrics:
     def halted(self, tp: TP) -> None:
         metrics.partition_halted.labels(*self.labels, self.remote_topic(tp[0]), str(tp[1])).set(1)
 
+    def resumed(self, tp: TP) -> None:
+        """The halted partition is copied again (the gauge stays, at 0, while the partition is ours)."""
+        metrics.partition_halted.labels(*self.labels, self.remote_topic(tp[0]), str(tp[1])).set(0)
+
+    def dead_lettered(self, tp: TP, count: int) -> None:
+        metrics.dead_lettered_records_total.labels(*self.labels, self.remote_topic(tp[0]), str(tp[1])).inc(
+            count
+        )
+
     def unhalted(self, tp: TP) -> None:
         with contextlib.suppress(KeyError):
             metrics.partition_halted.remove(*self.labels, self.remote_topic(tp[0]), str(tp[1]))
@@ -142,6 +151,8 @@ class TaskMetrics:
                 metrics.records_total,
                 metrics.bytes_total,
                 metrics.partition_paused,
+                metrics.partition_halted,
+                metrics.dead_lettered_records_total,
             ):
                 with contextlib.suppress(KeyError):
                     metric.remove(*labels)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Collection
 
 import structlog
 
@@ -83,8 +84,10 @@ class PauseGate:
         if reset:
             log.info("progress reset: re-read stored progress", partitions=len(reset))
 
-    async def apply(self, reader: Reader, partitions: set[TP]) -> None:
-        """Pause and resume partitions as the flow's controls say; store paused partitions' progress."""
+    async def apply(self, reader: Reader, partitions: set[TP], halted: Collection[TP] = ()) -> None:
+        """Pause and resume partitions as the flow's controls say; store paused partitions' progress.
+        A ``halted`` partition stays paused on resume: its halt's retry resumes it (from the halt record;
+        `mirror.replication.halting`)."""
         controls = self.controls
         if controls is None:
             return
@@ -97,7 +100,7 @@ class PauseGate:
                 for tp in paused:
                     self._observed.paused(tp, True)
             if resumed:
-                reader.resume(resumed)
+                reader.resume([tp for tp in resumed if tp not in halted])
                 for tp in resumed:
                     self._observed.paused(tp, False)
             self.paused = want

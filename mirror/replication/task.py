@@ -9,11 +9,12 @@ everything before it in that partition, so a crash re-copies at most the tail si
 progress and never skips a record. Exactly-once: a transaction commits only after the target
 acknowledged every batch in it and its progress records; otherwise it is aborted and nothing of it counts.
 
-A batch the target refuses for good (`RecordRejected`) halts its own partition, never the task
-(`mirror.replication.halting`). Records deleted on the source before they were copied are reported as
-lost, at assignment and while running (`mirror.replication.positions`). Which partitions a task copies:
-`mirror.replication.assignment`. The Kafka and aiokafka behaviours this relies on are in
-docs/guarantees.md.
+A batch the target refuses for good (`RecordRejected`) halts its own partition, never the task, until a
+retry finds the target taking the refused record, or, with the opt-in dead-letter policy, that record goes
+to the flow's dead-letter topic (`mirror.replication.halting`). Records deleted on the source before
+they were copied are reported as lost, at assignment and while running (`mirror.replication.positions`).
+Which partitions a task copies: `mirror.replication.assignment`. The Kafka and aiokafka behaviours this
+relies on are in docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from mirror.replication.progress import ProgressStore
 from mirror.replication.status import Halt, TaskState, TaskStatus
 from mirror.replication.stuck import StuckWatch
 from mirror.replication.throttle import TokenBucket
+from mirror.replication.topology import dead_letter_topic
 from mirror.retry import Backoff, retrying
 from mirror.types import TP
 
@@ -124,10 +126,16 @@ class SourceTask:
         # the task's parts (each in its own module)
         self._positions = Positions(self.flow, self.created_while_running, self.exactly_once)
         self._metrics = TaskMetrics(self.flow, self.policy, self._positions.next_offset)
-        self._halting = Halting(self.status.halted, self._metrics, self.flow.name, self.index)
+        self._halting = Halting(self.status.halted, self._metrics, self.flow, self.index)
         self._syncs = OffsetSyncEmitter(self.flow, self.policy, self.syncs_cluster)
         self._delivery = Delivery(
-            self._positions, self._halting, self._metrics, self._syncs, self.status, self.exactly_once
+            self._positions,
+            self._halting,
+            self._metrics,
+            self._syncs,
+            self.status,
+            self.exactly_once,
+            dead_letter_topic(self.flow),
         )
         self._gate = PauseGate(self.controls, self._metrics, self._positions, self.progress)
         self._stuck = StuckWatch(self.flow.task_stuck_timeout_seconds)
@@ -163,9 +171,9 @@ class SourceTask:
         """A copy of this task's status (its halted partitions included) that later changes leave alone:
         what /status and /readyz show of it (`mirror.service.worker.FlowRunner.snapshot`)."""
         s = self.status
-        halted = dict(s.halted)
+        halted, stuck = dict(s.halted), self._stuck.stuck
         return TaskStatus(
-            s.state, s.last_error, s.restarts, s.records, s.partitions, halted, self._stuck.stuck
+            s.state, s.last_error, s.restarts, s.records, s.partitions, halted, s.dead_lettered, stuck
         )
 
     async def run(self) -> None:
@@ -307,11 +315,13 @@ class SourceTask:
             await self._gate.reload(self._partitions)
             await self._assign(reader)
             self._gate.assigned()
-        await self._gate.apply(reader, self._partitions)
+        await self._gate.apply(reader, self._partitions, self.status.halted)
         if not self._partitions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
             return []
+        if self.status.halted and not self._partitions_changed.is_set():  # (else: assigned first)
+            self._retry_halted(reader)
         try:
             limit, timeout = self._bucket.max_records(), self.flow.consumer_poll_timeout_ms
             if limit is not None or self._throttled:
@@ -328,6 +338,18 @@ class SourceTask:
         self._metrics.fetched(reader, batches)
         await self._bucket.take(sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches))
         return batches
+
+    def _retry_halted(self, reader: Reader) -> None:
+        """Halted partitions whose retry is due are read again from their halt record, which goes to the
+        target alone (`mirror.replication.halting`). The seek happens before the next fetch: aiokafka
+        drops fetched records that do not start at a partition's current position, so nothing read
+        before the seek is handed out after it."""
+        for tp in self._halting.due(self._partitions - self._gate.paused):  # paused: retried after resume
+            rewind = self._halting.retry(tp)
+            if rewind is not None:
+                reader.seek({tp: rewind})
+                self._positions.position[tp] = rewind
+            reader.resume([tp])
 
     # --- the loops ---------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ Per flow (``A->B``: source A, target B), as Java MirrorMaker 2 names them (docs/
 - ``mm2-offsets.<source>.internal`` on the target, the progress Connect's runtime keeps (`progress_topic`);
 - ``mm2-tasks.<source>.internal`` on the target, the coordination group's topic (`tasks_topic`);
 - ``mm2-control.<source>.internal`` on the target, the operators' pause and reset records (`control_topic`).
+- ``mm2-dead-letter.<source>.internal`` on the target, the records it refused, with
+  ``rejected.records.policy = dead-letter`` (`dead_letter_topic`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from mirror.config import FlowSettings
 from mirror.mm2.policy import ReplicationPolicy, policy_from_config
 
 __all__ = [
+    "DEAD_LETTER_TOPIC_CONFIGS",
     "checkpoints_topic",
     "control_topic",
+    "dead_letter_topic",
     "heartbeats_topic",
     "make_policy",
     "offset_syncs_location",
@@ -69,3 +73,14 @@ def control_topic(flow: FlowSettings) -> str:
     """The flow's control topic on the target (pauses, progress resets: `mirror.replication.controls`).
     Named like MM2's internal topics, so every replication policy and the default filters skip it."""
     return f"mm2-control.{flow.source}.internal"
+
+
+#: The dead-letter topic takes records up to 64 MiB (a record is there because the remote topic refused
+#: it, often for its size), kept as long as the broker keeps topics by default.
+DEAD_LETTER_TOPIC_CONFIGS = {"cleanup.policy": "delete", "max.message.bytes": str(64 * 1024 * 1024)}
+
+
+def dead_letter_topic(flow: FlowSettings) -> str:
+    """The flow's dead-letter topic on the target: the records the target refused, with
+    ``rejected.records.policy = dead-letter``. Named like MM2's internal topics, so it is never replicated."""
+    return f"mm2-dead-letter.{flow.source}.internal"

@@ -2,9 +2,12 @@
 
 ``/healthz`` answers while the event loop turns (liveness). ``/readyz`` is 200 only when every flow is
 prepared, every cluster a flow needs answered the last connectivity check, and every task on this worker
-is running; otherwise 503 with the reasons. The checks run in the background every few seconds over the
-flows' own admin clients (a probe never waits on Kafka). ``/status`` is the JSON ``mirror status`` prints.
-Metrics are rendered in a thread so a scrape never blocks the loop.
+is running; otherwise 503 with the reasons. Either way it names the partitions halted on a record the
+target refuses (``halted``): those do not make it fail, since neither a restart nor routing traffic
+elsewhere would fix them, and the other partitions go on (they are retried by themselves). The checks
+run in the background every few seconds over the flows' own admin clients (a probe never waits on
+Kafka). ``/status`` is the JSON ``mirror status`` prints. Metrics are rendered in a thread so a scrape
+never blocks the loop.
 
 ``/status``, ``/readyz`` and the live state metrics read one thing: the worker's typed status snapshot
 (`mirror.service.worker.Worker.status`, types and JSON in `mirror.service.status`), taken with the probe's
@@ -220,7 +223,8 @@ class HttpServer:
     async def _readyz(self, _request: web.Request) -> web.Response:
         status = snapshot_of(self.worker, self.probe)
         reasons = list(status.reasons)
-        return web.json_response({"ready": status.ready, "reasons": reasons}, status=503 if reasons else 200)
+        body = {"ready": status.ready, "reasons": reasons, "halted": status.halted_partitions()}
+        return web.json_response(body, status=503 if reasons else 200)
 
     async def _status(self, _request: web.Request) -> web.Response:
         status = snapshot_of(self.worker, self.probe).with_groups(await group_view(self.worker))

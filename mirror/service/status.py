@@ -49,6 +49,7 @@ class TaskStatus:
     lag_records: int = 0
     last_error: str | None = None
     halted: tuple[HaltedPartition, ...] = ()  # sorted by (topic, partition)
+    dead_lettered: int = 0  # records sent to the dead-letter topic since the task started here
     paused_partitions: int = 0  # paused by an operator (`mirror pause`)
     stuck: str | None = None  # no progress while behind (`mirror.replication.stuck`): not ready
 
@@ -62,6 +63,7 @@ class TaskStatus:
             "lag_records": self.lag_records,
             "last_error": self.last_error,
             "halted": [halt.to_json() for halt in self.halted],
+            "dead_lettered": self.dead_lettered,
             "paused_partitions": self.paused_partitions,
             "stuck": self.stuck,
         }
@@ -77,6 +79,7 @@ class TaskStatus:
             lag_records=doc.get("lag_records", 0),
             last_error=doc.get("last_error"),
             halted=tuple(HaltedPartition.from_json(h) for h in doc.get("halted", [])),
+            dead_lettered=doc.get("dead_lettered", 0),
             paused_partitions=doc.get("paused_partitions", 0),
             stuck=doc.get("stuck"),
         )
@@ -189,6 +192,15 @@ class FlowStatus:
                     f"flow {self.flow} task {task.task} is {task.state}: {task.last_error or ''}".strip()
                 )
         return reasons
+
+    def halted_partitions(self) -> list[str]:
+        """Every partition of this flow halted on a record the target refuses, named for ``/readyz``."""
+        return [
+            f"flow {self.flow} task {task.task}: {h.topic}-{h.partition} halted at offset {h.offset}: "
+            f"{h.reason}"
+            for task in self.tasks
+            for h in task.halted
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -310,6 +322,10 @@ class WorkerStatus:
         flows = tuple(flows)
         reasons = tuple(not_ready_reasons(flows))
         return cls(version, worker, flows, reasons, not reasons, config=config)
+
+    def halted_partitions(self) -> list[str]:
+        """The halted partitions of every flow (``/readyz`` names them; they do not make it fail)."""
+        return [line for flow in self.flows for line in flow.halted_partitions()]
 
     def with_groups(self, groups: Mapping[str, GroupStatus]) -> WorkerStatus:
         return replace(self, groups=dict(groups))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,7 +40,13 @@ from mirror.replication.controls import Reset
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
 from mirror.replication.task import DRAIN_TIMEOUT, SourceTask
-from mirror.replication.topology import make_policy, offset_syncs_location, tasks_topic
+from mirror.replication.topology import (
+    DEAD_LETTER_TOPIC_CONFIGS,
+    dead_letter_topic,
+    make_policy,
+    offset_syncs_location,
+    tasks_topic,
+)
 from mirror.retry import Backoff, retrying
 from mirror.service.status import (
     ClusterStatus,
@@ -204,6 +211,7 @@ class FlowRunner:
                     sum(lag.values()),
                     status.last_error,
                     halted,
+                    status.dead_lettered,
                     len(task.paused()),
                     status.stuck,
                 )
@@ -277,6 +285,8 @@ class FlowRunner:
             await self.progress.start()
             await self.control.ensure_topic(admin)
             await self.control.load()  # before any task fetches: a paused topic stays paused
+            if flow.rejected_records_policy == "dead-letter":
+                await admin.ensure_topic(dead_letter_topic(flow), 1, rf, DEAD_LETTER_TOPIC_CONFIGS)
             if flow.emit_offset_syncs_enabled:
                 alias, syncs_topic = offset_syncs_location(flow, self.policy)
                 syncs_admin = self.source_admin if alias == flow.source else admin
@@ -531,7 +541,8 @@ class Worker:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        # host:pid, plus a random tag: containers on the host network all run as pid 1 on one host name.
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.config_digest = config_digest(settings)  # in the group's client ids: workers compare them
         self.flows = [FlowRunner(settings, f) for f in settings.active_flows()]
         self.memberships: dict[str, GroupMembership] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 
 from mirror.config import Settings, load_settings
+from mirror.kafka import Admin
+from mirror.replication.progress import ProgressStore
 from mirror.service.http import HttpServer
 from mirror.service.worker import Worker
 
@@ -330,3 +333,33 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
         session.get(f"http://127.0.0.1:{port}{path}", timeout=aiohttp.ClientTimeout(total=10)) as r,
     ):
         return r.status, await r.text()
+
+
+async def store_progress(settings: Settings, flow: str, last_offsets: Mapping[tuple[str, int], int]) -> None:
+    """Write a flow's stored progress as a task would (the last copied source offset per partition)."""
+    store = ProgressStore(settings.flows[flow], settings.cluster(settings.flows[flow].target))
+    client = Admin(settings.cluster(settings.flows[flow].target), "test|progress-admin")
+    await client.start()
+    try:
+        await store.ensure_topic(client)
+    finally:
+        await client.close()
+    await store.start()
+    try:
+        await store.store(last_offsets)
+    finally:
+        await store.close()
+
+
+def make_records(n: int, seed: int) -> list[Rec]:
+    """Keys, null keys, tombstones, binary and duplicate header keys, explicit old timestamps."""
+    rnd = random.Random(seed)
+    out: list[Rec] = []
+    for i in range(n):
+        key = None if i % 7 == 0 else b"key-%d" % (i % 500)
+        value = None if (key is not None and i % 11 == 0) else rnd.randbytes(rnd.randint(0, 300))
+        headers: tuple[tuple[str, bytes], ...] = ()
+        if i % 3 == 0:
+            headers = (("dup", b"1"), ("bin", bytes([0, 255, i % 256])), ("dup", b"2"), ("empty", b""))
+        out.append((key, value, headers, 1_000_000_000_000 + i * 37))
+    return out

@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirror.config import Settings
+from mirror.config import ClusterSettings, Settings
+from mirror.kafka import Reader
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.service.http import HttpServer
 
@@ -38,6 +39,7 @@ from .support import (
     settings_for,
     wait_for,
 )
+from .test_configsync import set_overrides
 
 HOUR_MS = 3_600_000
 PROGRESS_TOPIC = "mm2-offsets.A.internal"
@@ -131,6 +133,20 @@ async def settled_progress(
         if seen == want or past or time.monotonic() > deadline:
             return seen
         await asyncio.sleep(0.5)
+
+
+async def offset_syncs(bootstrap: str, topic: str, partition: int) -> list[tuple[int, int]]:
+    """(upstream, downstream) of every offset sync of ``topic``'s ``partition`` in flow A->B's
+    ``mm2-offset-syncs.B.internal`` on A (Java's format: key = int16 length, topic, int32 partition;
+    value = int64 upstream, int64 downstream)."""
+    out = []
+    for recs in (await read_to_end(bootstrap, "mm2-offset-syncs.B.internal", "read_uncommitted")).values():
+        for r in recs:
+            (n,) = struct.unpack_from(">h", r.key)
+            name, (part,) = r.key[2 : 2 + n].decode(), struct.unpack_from(">i", r.key, 2 + n)
+            if name == topic and part == partition and r.value is not None:
+                out.append(struct.unpack(">qq", r.value))
+    return out
 
 
 def assert_copied(got: Sequence[Rec], want: Sequence[Rec], exactly_once: bool, what: str) -> None:
@@ -481,3 +497,239 @@ async def test_batches_too_large_for_the_target_are_sent_smaller_not_halted(
     assert len(refused) <= 12, f"{len(refused)} batches refused (records per batch: {refused})"
     singles = batches.count(1)
     assert len(batches) <= n // 8, f"{len(batches)} batches on B for {n} records, {singles} of one record"
+
+
+# --- a halted partition resumes by itself; the opt-in dead-letter policy; large records ------------------
+
+TOO_LARGE = r"(?i)too.?large|MessageSize|RecordTooLarge"
+FAST_RETRY = {"rejected.records.retry.backoff.ms": "500", "rejected.records.retry.backoff.max.ms": "2000"}
+
+
+async def too_large_at(a: str, b: str, topic: str, bad: int, n: int) -> tuple[list[Rec], list[Rec]]:
+    """``topic`` on A (2 partitions, max.message.bytes 100000) holds ``n`` records per partition;
+    partition 0's record ``bad`` is 10 KB, too large for the remote topic made on B (max.message.bytes
+    2000). Returns the records of partitions 0 and 1."""
+    await create_topic(a, topic, 2, {"max.message.bytes": "100000"})
+    await create_topic(b, f"A.{topic}", 2, {"max.message.bytes": "2000"})
+    now = now_ms()
+    p0, p1 = records(0, 0, n, now), records(1, 0, n, now)
+    key, _, headers, ts = p0[bad]
+    p0[bad] = (key, os.urandom(10_000), headers, ts)  # random: no codec shrinks it below the limit
+    await produce(a, topic, {0: p0, 1: p1})
+    return p0, p1
+
+
+async def readyz(server: HttpServer) -> tuple[int, dict[str, Any]]:
+    status, body = await http_get(server.port, "/readyz")
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize(("mode", "fix"), [("disabled", "target"), ("required", "source")])
+async def test_a_halted_partition_resumes_by_itself_once_the_remote_topic_takes_the_record(
+    mode: str,
+    fix: str,
+    cluster_a: LocalKafkaCluster,
+    cluster_b: LocalKafkaCluster,
+    topic: str,
+    tmp_path: Path,
+) -> None:
+    """Partition 0's record 2 (10 KB) is too large for the remote topic (max.message.bytes 2000): the
+    partition halts there, named in /status, the gauge and /readyz (which stays 200: the worker is doing
+    its job), while partition 1 keeps flowing. Then the remote topic's limit is raised — on the target
+    directly, or on the source (config sync carries it over) — and, with no restart, the partition resumes
+    by itself: every record of both partitions is on the target, in order (exactly once in exactly-once
+    mode), the halt is gone and the gauge is 0."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad = f"A.{topic}", 2
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    p0, p1 = await too_large_at(a, b, topic, bad, 6)
+    more: dict[str, str] = dict(FAST_RETRY)
+    if fix == "source":
+        # the source takes no such record any more (the one it holds stays): config sync keeps B's at 2000
+        await set_overrides(a, topic, {"max.message.bytes": "2000"})
+        more |= {"sync.topic.configs.enabled": "true", "sync.topic.configs.interval.seconds": "2"}
+    settings = flow_settings(tmp_path, a, b, topic, mode, **more)
+
+    with structlog.testing.capture_logs() as logs:
+        async with running(settings) as worker, serving(worker) as server:
+            got = await consume_all(b, remote, {0: p0[:bad], 1: p1}, 90, isolation_level=isolation)
+            assert_copied(got[0], p0[:bad], exactly_once, "partition 0 before the fix")
+            await assert_halted(server, topic, 0, bad, TOO_LARGE)
+
+            async def named() -> bool:
+                status, doc = await readyz(server)
+                return (
+                    status == 200
+                    and doc["ready"]
+                    and any(f"{topic}-0 halted at offset 2" in h for h in doc["halted"])
+                )
+
+            await wait_for(named, timeout=30, interval=0.5)
+            # partition 1 goes on meanwhile; partition 0 gets more records, after the halted one
+            more0, more1 = records(0, 6, 3, now_ms()), records(1, 6, 3, now_ms())
+            await produce(a, topic, {0: more0, 1: more1})
+            p0, p1 = p0 + more0, p1 + more1
+            got = await consume_all(b, remote, {1: p1}, 60, isolation_level=isolation)
+            assert_copied(got[1], p1, exactly_once, "partition 1 while partition 0 is halted")
+            assert await halted_of(server, topic), "partition 0 resumed before the fix"
+
+            fixed_at = time.monotonic()
+            if fix == "target":
+                await set_overrides(b, remote, {"max.message.bytes": "100000"})
+            else:
+                await set_overrides(a, topic, {"max.message.bytes": "100000"})
+            got = await consume_all(b, remote, {0: p0, 1: p1}, 90, isolation_level=isolation)
+            took = time.monotonic() - fixed_at
+            progress = await settled_progress(b, topic, {0: len(p0) - 1, 1: len(p1) - 1})
+
+            async def resumed() -> bool:
+                return not await halted_of(server, topic)
+
+            await wait_for(resumed, timeout=30, interval=0.5)
+            gauge = await scrape(server, "mirror_partition_halted", source="A", target="B", topic=remote)
+            after = await on_target(b, remote, isolation)
+    seen = f"(stored progress {progress})"
+    assert_copied(after[0], p0, exactly_once, f"partition 0 {seen}")
+    assert_copied(after[1], p1, exactly_once, f"partition 1 {seen}")
+    assert progress == {0: len(p0) - 1, 1: len(p1) - 1}
+    assert {(lbl["partition"], v) for lbl, v in gauge} <= {("0", 0.0)}, gauge
+    # retries every 0.5 s .. 2 s here (config sync every 2 s): copied within a few retries of the fix
+    print(f"partition 0 copied to its end {took:.1f}s after the fix ({fix}, {mode})")
+    assert took < 20, f"{took:.1f}s from the fix to the copy"
+    events = [e["event"] for e in logs if e.get("topic") == topic and e.get("offset") == bad]
+    assert "target refused a record; partition halted" in events, events
+    assert "target took the refused record; partition resumed" in events, events
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_with_the_dead_letter_policy_a_refused_record_goes_to_the_dead_letter_topic(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """``A->B.rejected.records.policy = dead-letter``: partition 0's record 2 is too large for the remote
+    topic. It lands in ``mm2-dead-letter.A.internal`` on B with its key, value, headers and timestamp,
+    plus headers naming its source topic, partition and offset and the reason; it is counted (metric and
+    /status); nothing halts; the records after it are copied, in order; progress reaches the end; and
+    every offset sync (read from A's offset-syncs topic) maps a source offset to that record's copy on B,
+    across the gap too."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote, bad, dead_topic = f"A.{topic}", 2, "mm2-dead-letter.A.internal"
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    p0, p1 = await too_large_at(a, b, topic, bad, 8)
+    key, _, headers, ts = p0[bad]
+    settings = flow_settings(tmp_path, a, b, topic, mode, **{"A->B.rejected.records.policy": "dead-letter"})
+    want0 = p0[:bad] + p0[bad + 1 :]
+
+    async with running(settings) as worker, serving(worker) as server:
+        got = await consume_all(b, remote, {0: want0, 1: p1}, 90, isolation_level=isolation)
+        progress = await settled_progress(b, topic, {0: len(p0) - 1, 1: len(p1) - 1})
+        counted = await scrape(
+            server, "mirror_dead_lettered_records_total", source="A", target="B", topic=remote
+        )
+        halted = await halted_of(server, topic)
+        dead_lettered = sum(int(t.get("dead_lettered", 0)) for t in await tasks_of(server))
+
+        async def synced_past_the_gap() -> list[tuple[int, int]]:
+            syncs = await offset_syncs(a, topic, 0)
+            return syncs if any(up > bad for up, _ in syncs) else []
+
+        syncs = await wait_for(synced_past_the_gap, timeout=30, interval=0.5)
+    # every offset sync maps a source offset to that record's copy (its "n" header is its source offset):
+    # none to the dead-lettered record, none across the gap
+    copies = {r.offset: int(dict(r.headers)["n"]) for r in (await read_to_end(b, remote, isolation))[0]}
+    assert all(copies.get(down) == up for up, down in syncs), (syncs, sorted(copies.items()))
+    seen = f"(stored progress {progress})"
+    assert_copied(got[0], want0, exactly_once, f"partition 0 {seen}")
+    assert_copied(got[1], p1, exactly_once, f"partition 1 {seen}")
+    assert progress == {0: len(p0) - 1, 1: len(p1) - 1}
+    assert halted == []
+    # (the session's cluster B is shared: earlier tests may have dead-lettered records of their topics)
+    letters = [
+        r
+        for recs in (await read_to_end(b, dead_topic, isolation)).values()
+        for r in recs
+        if ("mirror.dead-letter.source.topic", topic.encode()) in r.headers
+    ]
+    assert letters, f"nothing in {dead_topic}"
+    if exactly_once:
+        assert len(letters) == 1, f"{len(letters)} records in {dead_topic}"
+    letter = letters[0]
+    assert (letter.key, letter.value, letter.timestamp) == (key, p0[bad][1], ts)
+    extra = dict(letter.headers[len(headers) :])
+    assert list(letter.headers[: len(headers)]) == list(headers)
+    assert extra["mirror.dead-letter.source.topic"] == topic.encode()
+    assert extra["mirror.dead-letter.source.partition"] == b"0"
+    assert extra["mirror.dead-letter.source.offset"] == b"2"
+    assert extra["mirror.dead-letter.remote.topic"] == remote.encode()
+    assert re.search(TOO_LARGE, extra["mirror.dead-letter.reason"].decode()), extra
+    assert {(lbl["partition"], v) for lbl, v in counted} == {("0", float(len(letters)))}, counted
+    assert dead_lettered == len(letters)
+
+
+@pytest.mark.parametrize("mode", ["required", "disabled"])
+async def test_a_record_larger_than_every_client_default_is_copied_without_an_override(
+    mode: str, cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """A 6 MB record on a topic with max.message.bytes = 8 MB (more than the producer's default request
+    size, the consumer's default partition fetch size and the batch size): copied, with the records around
+    it, in order, with no client key set (the remote topic takes the source's limit)."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote = f"A.{topic}"
+    exactly_once = mode == "required"
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    limit = 8 * 1024 * 1024
+    await create_topic(a, topic, 1, {"max.message.bytes": str(limit)})
+    recs = records(0, 0, 5, now_ms())
+    key, _, headers, ts = recs[2]
+    recs[2] = (key, os.urandom(6 * 1024 * 1024), headers, ts)
+    producer = AIOKafkaProducer(bootstrap_servers=a, max_request_size=limit)  # the test's own producer
+    await producer.start()
+    try:
+        for k, v, h, t in recs:
+            await (await producer.send(topic, v, key=k, partition=0, timestamp_ms=t, headers=list(h)))
+    finally:
+        await producer.stop()
+    settings = flow_settings(tmp_path, a, b, topic, mode, **{"sync.topic.configs.enabled": "true"})
+
+    async with running(settings) as worker, serving(worker) as server:
+        got = await consume_all(b, remote, {0: recs}, 90, isolation_level=isolation)
+        halted = await halted_of(server, topic)
+    assert halted == []
+    assert_copied(got[0], recs, exactly_once, "partition 0")
+
+
+async def test_a_retry_seek_hands_out_nothing_read_before_it(
+    cluster_a: LocalKafkaCluster, topic: str
+) -> None:
+    """What the retry of a halted partition relies on in aiokafka (docs/guarantees.md, "Refused records"):
+    the reader read past offset 10 (its fetcher goes on prefetching in the background), the partition is
+    paused while more records arrive, then sought back to 10 and resumed: the next records handed out
+    start at 10 and follow one another, nothing prefetched before the seek comes out after it."""
+    a = cluster_a.bootstrap_servers
+    await create_topic(a, topic, 1)
+    await produce(a, topic, {0: records(0, 0, 200, now_ms())})
+    small_fetches = {"max.partition.fetch.bytes": "1000"}  # many fetches, prefetched in the background
+    reader = Reader(
+        ClusterSettings(alias="A", bootstrap_servers=a), "seek-test", small_fetches, "read_uncommitted"
+    )
+    tp = (topic, 0)
+    await reader.start()
+    try:
+        await reader.assign({tp: 0})
+        seen: list[int] = []
+        while not seen or seen[-1] < 30:
+            seen += [r.offset for b in await reader.fetch(500) for r in b.records]
+        reader.pause([tp])
+        await produce(a, topic, {0: records(0, 200, 50, now_ms())})
+        paused = [r.offset for b in await reader.fetch(500) for r in b.records]
+        reader.seek({tp: 10})
+        reader.resume([tp])
+        again: list[int] = []
+        while not again or again[-1] < 249:
+            again += [r.offset for b in await reader.fetch(500) for r in b.records]
+    finally:
+        await reader.close()
+    assert seen == list(range(len(seen))), seen
+    assert paused == [], paused
+    assert again == list(range(10, 250)), again[:20]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from pathlib import Path
 
@@ -27,26 +26,13 @@ from .support import (
     create_topic,
     end_offsets,
     list_topics,
+    make_records,
     mm2_properties,
     produce,
     running,
     settings_for,
     wait_for,
 )
-
-
-def make_records(n: int, seed: int) -> list[Rec]:
-    """Keys, null keys, tombstones, binary and duplicate header keys, explicit old timestamps."""
-    rnd = random.Random(seed)
-    out: list[Rec] = []
-    for i in range(n):
-        key = None if i % 7 == 0 else b"key-%d" % (i % 500)
-        value = None if (key is not None and i % 11 == 0) else rnd.randbytes(rnd.randint(0, 300))
-        headers: tuple[tuple[str, bytes], ...] = ()
-        if i % 3 == 0:
-            headers = (("dup", b"1"), ("bin", bytes([0, 255, i % 256])), ("dup", b"2"), ("empty", b""))
-        out.append((key, value, headers, 1_000_000_000_000 + i * 37))
-    return out
 
 
 def spread(records: list[Rec], partitions: int) -> dict[int, list[Rec]]:

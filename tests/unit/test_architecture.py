@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mirror.replication",),
     ("mirror.jobs",),
     ("mirror.client",),
+    ("mirror.migration",),
     ("mirror.service",),
     ("mirror.local",),
     ("mirror.cli", "mirror.__main__"),

@@ -777,3 +777,26 @@ def test_every_java_key_is_documented() -> None:
     keys = [*FLOW_KEYS, *CLUSTER_KEYS, *SERVICE_KEYS]
     missing = [key for key in keys if f"`{key}`" not in text]
     assert not missing, f"keys missing from {DOCS.name}: {missing}"
+
+
+def test_rejected_records_keys_are_per_flow_and_checked(tmp_path: Path) -> None:
+    """The policy is per flow only (opt-in: never inherited from a top-level default), its values are
+    named in errors, and the retry backoff cannot start above its maximum."""
+    two = MINIMAL + "A->B.enabled = true\n"
+    loaded = load(
+        tmp_path, two + "rejected.records.policy = dead-letter\nA->B.rejected.records.policy = HALT\n"
+    )
+    assert loaded.settings.flows["A->B"].rejected_records_policy == "halt"
+    assert any("rejected.records.policy" in w and "top level" in w for w in loaded.warnings)
+    flow = load(tmp_path, two + "A->B.rejected.records.policy = Dead-Letter\n").settings.flows["A->B"]
+    assert flow.rejected_records_policy == "dead-letter"
+    assert (flow.rejected_records_retry_backoff_ms, flow.rejected_records_retry_backoff_max_ms) == (
+        5000,
+        300000,
+    )
+    error = config_error(tmp_path, two + "A->B.rejected.records.policy = skip\n")
+    assert "A->B.rejected.records.policy: invalid value 'skip' (allowed: one of halt, dead-letter)" in str(
+        error
+    )
+    error = config_error(tmp_path, two + "rejected.records.retry.backoff.ms = 600000\n")
+    assert "A->B.rejected.records.retry.backoff.ms: invalid value '600000'" in str(error)

@@ -206,7 +206,7 @@ async def test_readiness_and_state_metrics_come_from_the_snapshot() -> None:
         url = f"http://127.0.0.1:{server.port}/readyz"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             assert response.status == 503
-            assert await response.json() == {"ready": False, "reasons": list(snapshot.reasons)}
+            assert await response.json() == {"ready": False, "reasons": list(snapshot.reasons), "halted": []}
         assert not_ready_reasons(w, server.probe) == list(snapshot.reasons)
         assert status_of(w, server.probe)["reasons"] == list(snapshot.reasons)
         assert state_snapshot(w, server.probe) == StateSnapshot(
@@ -219,6 +219,31 @@ async def test_readiness_and_state_metrics_come_from_the_snapshot() -> None:
         await server.close()
 
 
+async def test_readyz_names_halted_partitions_and_stays_ready() -> None:
+    """A partition halted on a record the target refuses is named in /readyz, but does not make it fail:
+    the worker is doing its job (the other partitions flow, the halted one is retried by itself), and
+    neither a restart nor taking it out of service would fix the record."""
+    ab = runner("A", "B")
+    task = FakeTask("running", {("orders", 2): 3})
+    task.status.halted[("orders", 2)] = Halt(41, "RecordTooLargeError: too large")
+    ab.tasks = {0: task}
+    w = worker(ab)
+    server = HttpServer(w, "127.0.0.1", 0)
+    await server.start()
+    try:
+        await server.probe.check()
+        url = f"http://127.0.0.1:{server.port}/readyz"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "ready": True,
+                "reasons": [],
+                "halted": ["flow A->B task 0: orders-2 halted at offset 41: RecordTooLargeError: too large"],
+            }
+    finally:
+        await server.close()
+
+
 async def test_the_status_document_keeps_its_shape() -> None:
     """/status is a public interface (`mirror status` reads it): every field, its name and its value."""
     ab = runner("A", "B", tgt="down")
@@ -227,6 +252,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
         {("pay", 0): Halt(7, "InvalidTimestampError"), ("orders", 1): Halt(3, "Corrupt")}
     )
     halted.status.stuck = "no progress for 300 s in orders-1 (5 records behind)"
+    halted.status.dead_lettered = 3
     ab.tasks = {1: halted, 0: FakeTask("retrying", {("orders", 0): 10}, "KafkaTimeoutError")}
     ab.status.topic_errors = {"bad": "TopicAuthorizationFailedError"}
     checkpoints = CheckpointJob(ab.flow, ab.source, ab.target, ab.source_admin, ab.target_admin, ab.policy)
@@ -274,12 +300,12 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 "tasks": [
                     {"task": 0, "state": "retrying", "partitions": 1, "records": 5, "restarts": 2,
                      "lag_records": 10, "last_error": "KafkaTimeoutError", "halted": [],
-                     "paused_partitions": 0, "stuck": None},
+                     "dead_lettered": 0, "paused_partitions": 0, "stuck": None},
                     {"task": 1, "state": "running", "partitions": 2, "records": 5, "restarts": 0,
                      "lag_records": 6, "last_error": None, "halted": [
                          {"topic": "orders", "partition": 1, "offset": 3, "reason": "Corrupt"},
                          {"topic": "pay", "partition": 0, "offset": 7, "reason": "InvalidTimestampError"},
-                     ], "paused_partitions": 0,
+                     ], "dead_lettered": 3, "paused_partitions": 0,
                      "stuck": "no progress for 300 s in orders-1 (5 records behind)"},
                 ],
                 "paused": [{"topics": "pa.*", "by": "alice via cli", "at": 1.5}],

@@ -1,0 +1,349 @@
+"""Kafka record batches as bytes: passed through re-stamped, rebuilt or dropped (docs/record-batches.md).
+
+Pure functions over ``bytes``: no I/O, no client. A fetched batch either goes to the target as it came
+(the same records, the same compression), with only the fields a producer owns re-stamped and its
+CRC-32C recomputed, or it is decoded and rebuilt, or it is dropped (control batches, aborted
+transactions, batches compaction emptied). `plan` decides from the header alone; `AbortedTransactions`
+adds what a ``read_committed`` fetch response says about aborted transactions.
+
+The records are decoded (`decode`) and built (`rebuild`) with aiokafka's C record classes; the CRC is
+aiokafka's C CRC-32C (`crc32c_native` says whether the C extension is loaded).
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Final
+
+from aiokafka.record import util as _record_util
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
+from mirror.errors import MirrorError
+from mirror.kafka.records import RecordData, SourceRecord
+
+__all__ = [
+    "AbortedTransactions",
+    "Action",
+    "BatchHeader",
+    "Codec",
+    "CorruptBatch",
+    "RawBatch",
+    "crc32c",
+    "crc32c_native",
+    "decode",
+    "next_sequence",
+    "plan",
+    "rebuild",
+    "restamp",
+    "split",
+    "verify",
+]
+
+# The v2 batch header (docs/record-batches.md): every field big-endian, 61 bytes.
+_HEADER: Final = struct.Struct(">qiibIhiqqqhii")
+HEADER_SIZE: Final = _HEADER.size  # 61
+#: Bytes before the batch's length field counts from: base offset (8) + length (4).
+LOG_OVERHEAD: Final = 12
+_BASE_OFFSET: Final = 0
+_LEADER_EPOCH: Final = 12
+_MAGIC: Final = 16
+_CRC: Final = 17
+#: The CRC covers the bytes from here (the attributes) to the end of the batch.
+_ATTRIBUTES: Final = 21
+_PRODUCER: Final = 43  # producer id (8), producer epoch (2), base sequence (4)
+_PRODUCER_FIELDS: Final = struct.Struct(">qhi")
+
+_CODEC_MASK: Final = 0x07
+_TIMESTAMP_TYPE_MASK: Final = 0x08
+_TRANSACTIONAL_MASK: Final = 0x10
+_CONTROL_MASK: Final = 0x20
+_LOG_APPEND_TIME: Final = 1
+_NO_PRODUCER_ID: Final = -1
+_NO_LEADER_EPOCH: Final = -1
+#: Sequences wrap to 0 after Int32 max (Kafka's ``DefaultRecordBatch.incrementSequence``).
+_SEQUENCE_MODULUS: Final = 1 << 31
+#: A control record's key: version (Int16), type (Int16); type 0 is an abort marker, 1 a commit marker.
+_CONTROL_KEY: Final = struct.Struct(">hh")
+_ABORT_MARKER: Final = 0
+#: The rebuilt batch holds every record given: no size cap in the builder.
+_UNBOUNDED: Final = (1 << 31) - 1
+
+crc32c = _record_util.calc_crc32c
+"""CRC-32C (Castagnoli) of a bytes-like object: aiokafka's C implementation when its extension is built."""
+
+
+def crc32c_native() -> bool:
+    """Whether `crc32c` is aiokafka's C implementation (the pure-Python fallback is ~250x slower)."""
+    return crc32c is not _record_util.calc_crc32c_py
+
+
+class CorruptBatch(MirrorError):
+    """Bytes that are not a whole, valid record batch (short, wrong magic, or a CRC that does not match)."""
+
+    kind = "corrupt-batch"
+
+
+class Codec(IntEnum):
+    """The compression codec of a batch: its attributes' lowest three bits."""
+
+    NONE = 0
+    GZIP = 1
+    SNAPPY = 2
+    LZ4 = 3
+    ZSTD = 4
+
+
+class Action(Enum):
+    """What the data path does with one fetched batch."""
+
+    #: Produce the source bytes themselves, re-stamped (`restamp`).
+    PASS = "pass"
+    #: Decode the records and build a new batch of them (`decode`, `rebuild`).
+    REBUILD = "rebuild"
+    #: Nothing of it reaches the target (control batch, aborted transaction, emptied by compaction).
+    DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The fixed 61-byte header of a v2 record batch (for magic 0/1 only the first 17 bytes mean this)."""
+
+    base_offset: int
+    #: Bytes of the batch after this field: the whole batch is ``length + 12`` bytes.
+    length: int
+    partition_leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    first_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    record_count: int
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview, at: int = 0) -> BatchHeader:
+        """The header of the batch starting at ``at``; `CorruptBatch` when it is short or not magic 2."""
+        if len(data) - at < HEADER_SIZE:
+            raise CorruptBatch(f"a record batch header needs {HEADER_SIZE} bytes, {len(data) - at} left")
+        header = cls(*_HEADER.unpack_from(data, at))
+        if header.magic != 2:
+            raise CorruptBatch(f"record batch magic {header.magic}: only magic 2 has this header")
+        return header
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole batch."""
+        return self.length + LOG_OVERHEAD
+
+    @property
+    def codec(self) -> Codec:
+        return Codec(self.attributes & _CODEC_MASK)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & _TRANSACTIONAL_MASK)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & _CONTROL_MASK)
+
+    @property
+    def log_append_time(self) -> bool:
+        """The broker stamped the batch's time (``message.timestamp.type=LogAppendTime``)."""
+        return bool(self.attributes & _TIMESTAMP_TYPE_MASK)
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.last_offset + 1
+
+    @property
+    def has_gaps(self) -> bool:
+        """Compaction removed records from it: fewer records than offsets (docs/record-batches.md)."""
+        return self.last_offset_delta + 1 != self.record_count
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """One batch of a fetch response: its header (None for the old magic 0/1 formats) and its bytes."""
+
+    header: BatchHeader | None
+    data: memoryview
+    base_offset: int
+    magic: int
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+_PREFIX: Final = struct.Struct(">qi")  # base offset, length: the same in every message format
+
+
+def split(records: bytes | bytearray | memoryview) -> Iterator[RawBatch]:
+    """The whole batches in a partition's fetched bytes, in order. A trailing partial batch (a fetch
+    response may end inside one) is left out; bytes that cannot be a batch raise `CorruptBatch`."""
+    view = memoryview(records)
+    at, end = 0, len(view)
+    while end - at >= _MAGIC + 1:
+        base_offset, length = _PREFIX.unpack_from(view, at)
+        if length < _MAGIC + 1 - LOG_OVERHEAD:
+            raise CorruptBatch(f"record batch at offset {base_offset}: length {length} is too small")
+        size = length + LOG_OVERHEAD
+        if end - at < size:
+            return
+        magic = view[at + _MAGIC]
+        header = BatchHeader.parse(view, at) if magic == 2 else None
+        yield RawBatch(header, view[at : at + size], base_offset, magic)
+        at += size
+
+
+def plan(batch: RawBatch) -> Action:
+    """Pass through, rebuild or drop, from the header alone (docs/record-batches.md, "Which batches
+    pass")."""
+    h = batch.header
+    if h is None:
+        return Action.REBUILD  # magic 0/1: a v2 batch of the same records
+    if h.is_control or h.record_count == 0:
+        return Action.DROP
+    if h.has_gaps or h.log_append_time:
+        return Action.REBUILD
+    return Action.PASS
+
+
+class AbortedTransactions:
+    """The ``read_committed`` filter of one partition, as Java's consumer applies it: a fetch response
+    lists the aborted transactions in its range (producer id, first offset); a transactional batch of
+    such a producer is dropped from that offset until the producer's abort marker.
+
+    Keep one per partition across fetches of one read position; `add` each response's list."""
+
+    __slots__ = ("_aborting", "_pending")
+
+    def __init__(self, aborted: Iterable[tuple[int, int]] = ()) -> None:
+        self._pending: list[tuple[int, int]] = []  # (first offset, producer id), a heap
+        self._aborting: set[int] = set()
+        self.add(aborted)
+
+    def add(self, aborted: Iterable[tuple[int, int]]) -> None:
+        """The ``aborted_transactions`` of one fetch response: (producer id, first offset) pairs."""
+        for producer_id, first_offset in aborted:
+            heapq.heappush(self._pending, (first_offset, producer_id))
+
+    def plan(self, batch: RawBatch) -> Action:
+        """`plan`, plus: DROP for a batch of an aborted transaction. Call it for every batch, in order
+        (an abort marker ends its producer's aborted range)."""
+        h = batch.header
+        if h is not None and h.producer_id != _NO_PRODUCER_ID:
+            while self._pending and self._pending[0][0] <= h.last_offset:
+                self._aborting.add(heapq.heappop(self._pending)[1])
+            if h.is_control:
+                if _is_abort_marker(batch):
+                    self._aborting.discard(h.producer_id)
+            elif h.is_transactional and h.producer_id in self._aborting:
+                return Action.DROP
+        return plan(batch)
+
+
+def _is_abort_marker(batch: RawBatch) -> bool:
+    for record in DefaultRecordBatch(bytes(batch.data)):
+        key = record.key
+        return key is not None and len(key) >= 4 and _CONTROL_KEY.unpack_from(key)[1] == _ABORT_MARKER
+    return False
+
+
+def verify(batch: RawBatch) -> None:
+    """`CorruptBatch` unless the batch's CRC-32C matches its bytes (v2 batches; older formats are
+    checked when decoded)."""
+    h = batch.header
+    if h is not None and crc32c(batch.data[_ATTRIBUTES:]) != h.crc:
+        raise CorruptBatch(f"record batch at offset {h.base_offset}: CRC-32C does not match its bytes")
+
+
+def restamp(
+    batch: RawBatch,
+    *,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+    transactional: bool,
+) -> bytearray:
+    """The batch's bytes for a produce request of the target's producer: base offset 0, no partition
+    leader epoch, this producer's id, epoch, base sequence and transactional bit; CRC-32C recomputed.
+    Records, timestamps and compression are the source's, byte for byte. The source CRC is checked
+    first (`CorruptBatch`), so a damaged batch never goes out under a fresh CRC."""
+    h = batch.header
+    if h is None:
+        raise CorruptBatch(
+            f"record batch at offset {batch.base_offset}: magic {batch.magic} is rebuilt, not re-stamped"
+        )
+    verify(batch)
+    out = bytearray(batch.data)
+    struct.pack_into(">q", out, _BASE_OFFSET, 0)
+    struct.pack_into(">i", out, _LEADER_EPOCH, _NO_LEADER_EPOCH)
+    attributes = (
+        (h.attributes | _TRANSACTIONAL_MASK) if transactional else (h.attributes & ~_TRANSACTIONAL_MASK)
+    )
+    struct.pack_into(">h", out, _ATTRIBUTES, attributes)
+    _PRODUCER_FIELDS.pack_into(out, _PRODUCER, producer_id, producer_epoch, base_sequence)
+    struct.pack_into(">I", out, _CRC, crc32c(memoryview(out)[_ATTRIBUTES:]))
+    return out
+
+
+def decode(batch: RawBatch) -> list[SourceRecord]:
+    """The records of one batch, with their source offsets (any magic; CRC checked, `CorruptBatch` if
+    it does not match). A LogAppendTime batch gives its records the broker's time, as consumers see it."""
+    data = bytes(batch.data)
+    if batch.header is not None:
+        verify(batch)
+        return list(DefaultRecordBatch(data))
+    found = MemoryRecords(data).next_batch()
+    if found is None:
+        raise CorruptBatch(f"record batch at offset {batch.base_offset}: not a whole batch")
+    if not found.validate_crc():
+        raise CorruptBatch(f"record batch at offset {batch.base_offset}: CRC does not match its bytes")
+    return list(found)
+
+
+def rebuild(
+    records: Sequence[RecordData],
+    *,
+    codec: Codec,
+    producer_id: int,
+    producer_epoch: int,
+    base_sequence: int,
+    transactional: bool,
+) -> bytearray:
+    """One v2 batch of ``records`` (timestamps, keys, values, headers kept; offset deltas 0..n-1),
+    compressed with ``codec`` (aiokafka's builder sends it uncompressed when compression would not
+    shrink it), stamped for the target's producer like `restamp` does."""
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    builder = DefaultRecordBatchBuilder(
+        2, int(codec), int(transactional), producer_id, producer_epoch, base_sequence, _UNBOUNDED
+    )
+    append = builder.append
+    for delta, r in enumerate(records):
+        headers = r.headers
+        if headers.__class__ is not list:
+            headers = list(headers)
+        append(delta, r.timestamp, r.key, r.value, headers)
+    built: bytearray = builder.build()
+    return built
+
+
+def next_sequence(base_sequence: int, record_count: int) -> int:
+    """The base sequence of the batch after one of ``record_count`` records at ``base_sequence``
+    (sequences wrap to 0 after Int32 max, as the broker expects)."""
+    return (base_sequence + record_count) % _SEQUENCE_MODULUS

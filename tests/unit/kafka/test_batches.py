@@ -1,0 +1,331 @@
+"""`mirror.kafka.batches`: a batch passed through (re-stamped) or rebuilt carries exactly the source's
+records, with a valid CRC-32C; control batches, aborted transactions and emptied batches are dropped.
+
+Source batches are built the way brokers hand them out, with aiokafka's C builder: every codec, null
+keys and values, headers, offset gaps (compaction), control batches, transactional or not."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import pytest
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mirror.kafka import batches
+from mirror.kafka.batches import Action, Codec, CorruptBatch
+
+INT32_MAX = (1 << 31) - 1
+
+
+@dataclass(frozen=True)
+class Rec:
+    offset_delta: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+small_bytes = st.binary(max_size=40) | st.sampled_from([b"a" * 300, b"0123456789" * 50])
+headers = st.lists(st.tuples(st.text(max_size=8), st.none() | st.binary(max_size=12)), max_size=3)
+
+
+@st.composite
+def source_records(draw: st.DrawFn, *, gaps: bool) -> list[Rec]:
+    count = draw(st.integers(1, 12))
+    steps = [draw(st.integers(1, 4)) if gaps else 1 for _ in range(count)]
+    if gaps and all(s == 1 for s in steps):
+        steps[-1] = 2  # at least one gap
+    deltas, d = [], 0
+    for i, step in enumerate(steps):
+        d = d + step if i else step - 1
+        deltas.append(d)
+    first = draw(st.integers(0, 1 << 41))
+    return [
+        Rec(
+            delta,
+            first + draw(st.integers(-5000, 5000)),
+            draw(st.none() | small_bytes),
+            draw(st.none() | small_bytes),
+            draw(headers),
+        )
+        for delta in deltas
+    ]
+
+
+def _recrc(raw: bytearray) -> bytearray:
+    struct.pack_into(">I", raw, 17, batches.crc32c(memoryview(raw)[21:]))
+    return raw
+
+
+def build(
+    records: list[Rec],
+    *,
+    codec: Codec = Codec.NONE,
+    transactional: bool = False,
+    producer: tuple[int, int, int] = (-1, -1, -1),
+    base_offset: int = 0,
+    leader_epoch: int = 0,
+    trailing_gap: int = 0,
+    control: bool = False,
+    log_append_time: int | None = None,
+) -> bytes:
+    """A batch as a broker stores it (base offset and leader epoch set; they are outside the CRC)."""
+    builder = DefaultRecordBatchBuilder(2, int(codec), int(transactional), *producer, INT32_MAX)
+    for r in records:
+        builder.append(r.offset_delta, r.timestamp, r.key, r.value, r.headers)
+    raw = builder.build()
+    struct.pack_into(">qii", raw, 0, base_offset, len(raw) - 12, leader_epoch)
+    if trailing_gap:  # compaction removed the last records: the header keeps the last offset delta
+        (last,) = struct.unpack_from(">i", raw, 23)
+        struct.pack_into(">i", raw, 23, last + trailing_gap)
+    attributes = struct.unpack_from(">h", raw, 21)[0]
+    if control:
+        attributes |= 0x20
+    if log_append_time is not None:
+        attributes |= 0x08
+        struct.pack_into(">q", raw, 35, log_append_time)
+    struct.pack_into(">h", raw, 21, attributes)
+    return bytes(_recrc(raw))
+
+
+def only(data: bytes) -> batches.RawBatch:
+    [batch] = list(batches.split(data))
+    return batch
+
+
+def fields(records: object) -> list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]]:
+    return [(r.timestamp, r.key, r.value, list(r.headers)) for r in records]  # type: ignore[attr-defined]
+
+
+codecs = st.sampled_from(list(Codec))
+producers = st.tuples(st.integers(0, 1 << 40), st.integers(0, 32767), st.integers(0, INT32_MAX))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=source_records(gaps=False),
+    codec=codecs,
+    transactional=st.booleans(),
+    source_producer=producers,
+    target_producer=producers,
+    target_transactional=st.booleans(),
+    base_offset=st.integers(0, 1 << 50),
+)
+def test_a_passed_through_batch_carries_exactly_the_source_records(
+    records: list[Rec],
+    codec: Codec,
+    transactional: bool,
+    source_producer: tuple[int, int, int],
+    target_producer: tuple[int, int, int],
+    target_transactional: bool,
+    base_offset: int,
+) -> None:
+    source = build(
+        records,
+        codec=codec,
+        transactional=transactional,
+        producer=source_producer,
+        base_offset=base_offset,
+        leader_epoch=7,
+    )
+    batch = only(source)
+    assert batch.header is not None
+    assert batches.plan(batch) is Action.PASS
+    assert batches.AbortedTransactions().plan(batch) is Action.PASS
+    pid, epoch, seq = target_producer
+    out = batches.restamp(
+        batch, producer_id=pid, producer_epoch=epoch, base_sequence=seq, transactional=target_transactional
+    )
+
+    parsed = DefaultRecordBatch(bytes(out))
+    assert parsed.validate_crc()
+    assert (parsed.base_offset, parsed.producer_id, parsed.producer_epoch, parsed.base_sequence) == (
+        0,
+        pid,
+        epoch,
+        seq,
+    )
+    assert parsed.is_transactional is target_transactional
+    assert not parsed.is_control_batch
+    assert parsed.compression_type == batch.header.codec
+    got = list(parsed)
+    assert [r.offset for r in got] == [r.offset_delta for r in records]
+    assert fields(got) == fields(records)
+    header = batches.BatchHeader.parse(out)
+    assert header.partition_leader_epoch == -1
+    assert header.record_count == len(records)
+    # the records' bytes are the source's, byte for byte: only the header changed
+    assert out[61:] == source[61:]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=source_records(gaps=True),
+    codec=codecs,
+    transactional=st.booleans(),
+    trailing_gap=st.integers(0, 3),
+    target_producer=producers,
+    base_offset=st.integers(0, 1 << 50),
+)
+def test_a_batch_with_offset_gaps_is_rebuilt_with_exactly_the_source_records(
+    records: list[Rec],
+    codec: Codec,
+    transactional: bool,
+    trailing_gap: int,
+    target_producer: tuple[int, int, int],
+    base_offset: int,
+) -> None:
+    source = build(
+        records,
+        codec=codec,
+        transactional=transactional,
+        producer=(5, 1, 100) if transactional else (-1, -1, -1),
+        base_offset=base_offset,
+        trailing_gap=trailing_gap,
+    )
+    batch = only(source)
+    assert batches.plan(batch) is Action.REBUILD
+    decoded = batches.decode(batch)
+    assert [r.offset for r in decoded] == [base_offset + r.offset_delta for r in records]
+    pid, epoch, seq = target_producer
+    out = batches.rebuild(
+        decoded, codec=codec, producer_id=pid, producer_epoch=epoch, base_sequence=seq, transactional=False
+    )
+    parsed = DefaultRecordBatch(bytes(out))
+    assert parsed.validate_crc()
+    assert (parsed.producer_id, parsed.producer_epoch, parsed.base_sequence) == (pid, epoch, seq)
+    got = list(parsed)
+    assert [r.offset for r in got] == list(range(len(records)))
+    assert fields(got) == fields(records)
+    assert not batches.BatchHeader.parse(out).has_gaps  # the broker takes it
+
+
+@settings(max_examples=50, deadline=None)
+@given(marker=st.sampled_from([0, 1]), codec=codecs, base_offset=st.integers(0, 1 << 40))
+def test_control_batches_are_dropped(marker: int, codec: Codec, base_offset: int) -> None:
+    record = Rec(0, 1_700_000_000_000, struct.pack(">hh", 0, marker), b"\x00\x00\x00\x00\x00\x00", [])
+    batch = only(
+        build(
+            [record],
+            codec=codec,
+            transactional=True,
+            producer=(9, 0, -1),
+            base_offset=base_offset,
+            control=True,
+        )
+    )
+    assert batches.plan(batch) is Action.DROP
+    assert batches.AbortedTransactions().plan(batch) is Action.DROP
+
+
+def test_a_batch_compaction_emptied_is_dropped() -> None:
+    raw = bytearray(DefaultRecordBatchBuilder(2, 0, 0, 4, 0, 0, INT32_MAX).build())
+    struct.pack_into(">qi", raw, 0, 50, len(raw) - 12)
+    struct.pack_into(">i", raw, 23, 9)  # the emptied batch keeps its last offset delta
+    batch = only(bytes(_recrc(raw)))
+    assert batch.header is not None and batch.header.record_count == 0
+    assert batches.plan(batch) is Action.DROP
+
+
+def _txn(base_offset: int, pid: int, value: bytes) -> bytes:
+    return build(
+        [Rec(0, 1, None, value, [])], transactional=True, producer=(pid, 0, 0), base_offset=base_offset
+    )
+
+
+def _marker(base_offset: int, pid: int, kind: int) -> bytes:
+    key = struct.pack(">hh", 0, kind)
+    return build(
+        [Rec(0, 1, key, b"\x00" * 6, [])],
+        transactional=True,
+        producer=(pid, 0, -1),
+        base_offset=base_offset,
+        control=True,
+    )
+
+
+def test_read_committed_drops_the_batches_of_aborted_transactions_until_their_abort_marker() -> None:
+    fetched = b"".join(
+        [
+            _txn(0, 7, b"committed"),
+            _marker(1, 7, 1),  # commit
+            _txn(2, 7, b"aborted-1"),
+            _txn(3, 8, b"other producer"),
+            _txn(4, 7, b"aborted-2"),
+            _marker(5, 7, 0),  # abort
+            _txn(6, 7, b"after the abort"),
+        ]
+    )
+    txns = batches.AbortedTransactions([(7, 2)])
+    kept = [batches.decode(b)[0].value for b in batches.split(fetched) if txns.plan(b) is Action.PASS]
+    assert kept == [b"committed", b"other producer", b"after the abort"]
+
+
+def test_a_commit_marker_does_not_end_an_aborted_range() -> None:
+    txns = batches.AbortedTransactions()
+    txns.add([(7, 0)])
+    assert txns.plan(only(_marker(0, 7, 1))) is Action.DROP
+    assert txns.plan(only(_txn(1, 7, b"x"))) is Action.DROP
+
+
+def test_split_leaves_out_a_trailing_partial_batch() -> None:
+    one = build([Rec(0, 1, b"k", b"v", [])], base_offset=10)
+    two = build([Rec(0, 2, b"k", b"w", [])], base_offset=11)
+    found = list(batches.split(one + two + two[:30]))
+    assert [b.base_offset for b in found] == [10, 11]
+    assert [b.size for b in found] == [len(one), len(two)]
+    assert list(batches.split(one[:5])) == []
+
+
+def test_split_refuses_a_length_no_batch_can_have() -> None:
+    with pytest.raises(CorruptBatch, match="length 2 is too small"):
+        list(batches.split(struct.pack(">qi", 0, 2) + bytes(20)))
+
+
+def test_a_damaged_batch_is_never_passed_on_under_a_fresh_crc() -> None:
+    raw = bytearray(build([Rec(0, 1, b"key", b"value", [])]))
+    raw[-3] ^= 0xFF
+    batch = only(bytes(raw))
+    with pytest.raises(CorruptBatch, match="CRC-32C does not match"):
+        batches.restamp(batch, producer_id=1, producer_epoch=0, base_sequence=0, transactional=False)
+    with pytest.raises(CorruptBatch, match="CRC-32C does not match"):
+        batches.decode(batch)
+
+
+def test_a_log_append_time_batch_is_rebuilt_with_the_brokers_time() -> None:
+    records = [Rec(0, 1000, None, b"a", []), Rec(1, 2000, None, b"b", [])]
+    batch = only(build(records, log_append_time=99_000))
+    assert batches.plan(batch) is Action.REBUILD
+    assert [r.timestamp for r in batches.decode(batch)] == [99_000, 99_000]
+
+
+def test_an_old_format_batch_is_rebuilt() -> None:
+    builder = LegacyRecordBatchBuilder(1, 0, INT32_MAX)
+    builder.append(40, 1234, b"k", b"v")
+    builder.append(41, 1235, None, b"w")
+    found = list(batches.split(bytes(builder.build())))  # uncompressed: one entry per record
+    assert [(b.header, b.magic, b.base_offset) for b in found] == [(None, 1, 40), (None, 1, 41)]
+    assert {batches.plan(b) for b in found} == {Action.REBUILD}
+    decoded = [r for b in found for r in batches.decode(b)]
+    assert [(r.offset, r.timestamp, r.key, r.value) for r in decoded] == [
+        (40, 1234, b"k", b"v"),
+        (41, 1235, None, b"w"),
+    ]
+    with pytest.raises(CorruptBatch, match="magic 1 is rebuilt"):
+        batches.restamp(found[0], producer_id=1, producer_epoch=0, base_sequence=0, transactional=False)
+
+
+def test_the_crc_is_aiokafkas_c_implementation() -> None:
+    assert batches.crc32c_native()
+    assert batches.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_sequences_wrap_after_int32_max() -> None:
+    assert batches.next_sequence(10, 5) == 15
+    assert batches.next_sequence(INT32_MAX - 1, 2) == 0
+    assert batches.next_sequence(INT32_MAX, 3) == 2
