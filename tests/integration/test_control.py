@@ -209,69 +209,68 @@ async def test_pause_stops_a_topic_on_every_worker_survives_a_restart_and_resume
     ]
     remote_p, remote_f = f"A.{paused}", f"A.{flowing}"
     try:
-        for w in workers:
-            w.start()
-        for w in workers:
-            await joined(w, "mm2-tasks.A.internal")
-        await all_partitions_advance(b, remote_p, PARTS, 60)
-        await all_partitions_advance(b, remote_f, PARTS, 60)
+        try:
+            for w in workers:
+                w.start()
+            for w in workers:
+                await joined(w, "mm2-tasks.A.internal")
+            await all_partitions_advance(b, remote_p, PARTS, 60)
+            await all_partitions_advance(b, remote_f, PARTS, 60)
 
-        done = asyncio.Event()
-        watcher = asyncio.create_task(_watch(b, remote_p, remote_f, done))
-        code, out = await _cli("pause", "A->B", "--topics", paused, "-c", str(configs[0]))
-        assert code == 0, out
-        await asyncio.sleep(8.0)
-        done.set()
-        last_growth, marks = await watcher
-        docs = [json.loads((await http_get(port, "/status"))[1]) for port in ports]
-        written = docs[0]["flows"][0]["paused"][0]["at"]  # when `mirror pause` wrote the control record
-        reaction = last_growth - written
-        print(f"pause: {remote_p} last grew {reaction:.2f} s after the pause was written")
-        assert reaction < 5.0, f"{remote_p} still grew {reaction:.1f} s after the pause"
-        recent = [n for t, n in marks if t >= marks[-1][0] - 3]
-        assert recent[-1] > recent[0], f"{remote_f} stopped too"
+            done = asyncio.Event()
+            watcher = asyncio.create_task(_watch(b, remote_p, remote_f, done))
+            code, out = await _cli("pause", "A->B", "--topics", paused, "-c", str(configs[0]))
+            assert code == 0, out
+            await asyncio.sleep(8.0)
+            done.set()
+            last_growth, marks = await watcher
+            docs = [json.loads((await http_get(port, "/status"))[1]) for port in ports]
+            written = docs[0]["flows"][0]["paused"][0]["at"]  # when `mirror pause` wrote the control record
+            reaction = last_growth - written
+            print(f"pause: {remote_p} last grew {reaction:.2f} s after the pause was written")
+            assert reaction < 5.0, f"{remote_p} still grew {reaction:.1f} s after the pause"
+            recent = [n for t, n in marks if t >= marks[-1][0] - 3]
+            assert recent[-1] > recent[0], f"{remote_f} stopped too"
 
-        assert sum(t["paused_partitions"] for d in docs for t in d["flows"][0]["tasks"]) == PARTS
-        for d in docs:
-            flow = next(f for f in d["flows"] if f["flow"] == "A->B")
-            assert [p["topics"] for p in flow["paused"]] == [paused]
-            assert "via cli" in flow["paused"][0]["by"]
-            assert flow["lag"].get(paused, {"paused": True})["paused"] is True
-        assert [(await http_get(port, "/readyz"))[0] for port in ports] == [200, 200]
-        metrics = "".join([(await http_get(port, "/metrics"))[1] for port in ports])
-        gauges = [
-            line
-            for line in metrics.splitlines()
-            if line.startswith("mirror_partition_paused{") and f'topic="{remote_p}"' in line
-        ]
-        assert len(gauges) == PARTS and all(line.endswith(" 1.0") for line in gauges), gauges
+            assert sum(t["paused_partitions"] for d in docs for t in d["flows"][0]["tasks"]) == PARTS
+            for d in docs:
+                flow = next(f for f in d["flows"] if f["flow"] == "A->B")
+                assert [p["topics"] for p in flow["paused"]] == [paused]
+                assert "via cli" in flow["paused"][0]["by"]
+                assert flow["lag"].get(paused, {"paused": True})["paused"] is True
+            assert [(await http_get(port, "/readyz"))[0] for port in ports] == [200, 200]
+            metrics = "".join([(await http_get(port, "/metrics"))[1] for port in ports])
+            gauges = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("mirror_partition_paused{") and f'topic="{remote_p}"' in line
+            ]
+            assert len(gauges) == PARTS and all(line.endswith(" 1.0") for line in gauges), gauges
 
-        # a restart keeps it paused
-        held = await end_offsets(b, remote_p, PARTS)
-        code, _ = workers[0].terminate()
-        assert code == 0
-        since = workers[0].log.stat().st_size
-        workers[0].start()
-        await joined(workers[0], "mm2-tasks.A.internal", since)
-        await all_partitions_advance(b, remote_f, PARTS, 60)
-        assert await end_offsets(b, remote_p, PARTS) == held, "the paused topic moved across a restart"
+            # a restart keeps it paused
+            held = await end_offsets(b, remote_p, PARTS)
+            code, _ = workers[0].terminate()
+            assert code == 0
+            since = workers[0].log.stat().st_size
+            workers[0].start()
+            await joined(workers[0], "mm2-tasks.A.internal", since)
+            await all_partitions_advance(b, remote_f, PARTS, 60)
+            assert await end_offsets(b, remote_p, PARTS) == held, "the paused topic moved across a restart"
 
-        # resume over HTTP: the token is required
-        body = {"flow": "A->B", "topics": paused}
-        assert (await _post(ports[1], "/control/resume", body, None))[0] == 401
-        assert (await _post(ports[1], "/control/resume", body, "wrong"))[0] == 401
-        status, text = await _post(ports[1], "/control/resume", body, "s3cret-token")
-        assert status == 200, text
-        t1 = time.monotonic()
-        await all_partitions_advance(b, remote_p, PARTS, 30)
-        print(
-            f"resume: every partition of {remote_p} advanced {time.monotonic() - t1:.2f} s after the request"
-        )
-        assert "test-operator via http" in workers[1].log.read_text()
-    finally:
-        stop.set()
-        await asyncio.gather(*loads)
-    try:
+            # resume over HTTP: the token is required
+            body = {"flow": "A->B", "topics": paused}
+            assert (await _post(ports[1], "/control/resume", body, None))[0] == 401
+            assert (await _post(ports[1], "/control/resume", body, "wrong"))[0] == 401
+            status, text = await _post(ports[1], "/control/resume", body, "s3cret-token")
+            assert status == 200, text
+            t1 = time.monotonic()
+            await all_partitions_advance(b, remote_p, PARTS, 30)
+            took = time.monotonic() - t1
+            print(f"resume: every partition of {remote_p} advanced {took:.2f} s after the request")
+            assert "test-operator via http" in workers[1].log.read_text()
+        finally:
+            stop.set()
+            await asyncio.gather(*loads)
         for t, remote in ((paused, remote_p), (flowing, remote_f)):
             expected = sent[t]
             got = await consume(

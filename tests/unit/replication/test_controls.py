@@ -198,3 +198,17 @@ def test_a_token_bucket_keeps_to_its_rate(sizes: list[int]) -> None:
     if now[0] > 10:
         assert sent / now[0] >= 10_000 * 0.9
     assert TokenBucket(lambda: 0.0).debt(10**9, 1) == 0.0  # 0: unlimited
+
+
+def test_a_halted_partition_stays_paused_on_resume_for_its_halt_retry() -> None:
+    """Resuming a topic leaves its halted partitions paused: their halt's retry resumes them from the
+    halt record (a plain resume would fetch past it)."""
+    controls = Controls(FLOW)
+    controls.apply(pause_key(FLOW, "t"), stamp("x", 1.0))
+    gate, _, _ = _gate(controls)
+    reader: Any = FakeReader()
+    parts = {("t", 0), ("t", 1)}
+    asyncio.run(gate.apply(reader, parts, halted={("t", 1)}))
+    controls.apply(*_resume(FLOW, "t"))
+    asyncio.run(gate.apply(reader, parts, halted={("t", 1)}))
+    assert reader.paused == {("t", 1)} and gate.paused == set()
