@@ -124,9 +124,16 @@ checkpoint_latency = Histogram(
 checkpoint_reread_bound = Gauge(
     "mirror_checkpoint_reread_bound_records",
     "At most this many records are seen twice by a consumer of the group failing over to the target from "
-    "the latest checkpoint: the group's upstream offset minus that of the offset sync used (0 when the "
-    "group sits exactly on a sync); topic is the target topic",
+    "the latest checkpoint (0 where translation is exact; docs/mm2-compat.md §5.1); topic is the target "
+    "topic",
     ("source", "target", "group", "topic", "partition"),
+    registry=REGISTRY,
+)
+checkpoint_timestamp = Gauge(
+    "mirror_checkpoint_timestamp_seconds",
+    "Unix time when the group's checkpoints last matched its committed offsets (every partition translated "
+    "and written, or still right): time() minus it is the age of the group's latest checkpoint",
+    ("source", "target", "group"),
     registry=REGISTRY,
 )
 checkpoint_groups = Gauge(

@@ -91,13 +91,26 @@ def _parser() -> argparse.ArgumentParser:
         description="Apply the translated offsets to the group on --to; refuses while the group has "
         "active members there, and never moves a partition backwards.",
     )
-    for action in (offsets_translate, offsets_failover):
+    offsets_failback = offsets_sub.add_parser(
+        "failback",
+        help="move groups back (or across, active-active) between two clusters replicating to each other",
+        description="Move groups that consume on --from to --to: copies of --to's topics go back to their "
+        "originals (the <to>-><from> offset syncs read in reverse), topics <from>-><to> copies go to the "
+        "copies. Refuses groups with active members on either cluster; never moves a partition backwards.",
+    )
+    for action in (offsets_translate, offsets_failover, offsets_failback):
         config_args(action)
-        action.add_argument("--group", "-g", required=True, help="consumer group id")
+        if action is offsets_failback:
+            action.add_argument(
+                "--group", "-g", dest="groups", action="append", required=True, help="group id (repeatable)"
+            )
+        else:
+            action.add_argument("--group", "-g", required=True, help="consumer group id")
         action.add_argument("--from", dest="source", required=True, metavar="ALIAS", help="where it consumed")
         action.add_argument("--to", dest="target", required=True, metavar="ALIAS", help="where it resumes")
         action.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    offsets_failover.add_argument("--dry-run", action="store_true", help="only print what would change")
+    for action in (offsets_failover, offsets_failback):
+        action.add_argument("--dry-run", action="store_true", help="only print what would change")
 
     verify = sub.add_parser(
         "verify",

@@ -1,9 +1,11 @@
-"""``mirror offsets translate | failover``: where a consumer group resumes on another cluster.
+"""``mirror offsets translate | failover | failback``: where a consumer group resumes on another cluster.
 
 Both read the checkpoints the flow ``<from>-><to>`` wrote on ``<to>`` (as Java's
 ``RemoteClusterUtils.translateOffsets`` does), so they work while ``<from>`` is down. ``translate`` prints
 them; ``failover`` commits them to the group on ``<to>``, only if the group has no active members there
 and never moving a partition backwards (``--dry-run`` shows what it would do).
+
+``failback`` (`mirror.cli.failback`) moves groups between two clusters that replicate to each other.
 
 The re-read bound (the most records a consumer failing over may see twice) comes from the offset syncs;
 it is shown as ``?`` when they cannot be read (e.g. they live on ``<from>``, which is down).
@@ -24,15 +26,23 @@ import structlog
 from mirror.client import MirrorClient
 from mirror.config import FlowSettings, Settings
 from mirror.errors import MirrorError
+from mirror.jobs.checkpoint import apply_offset_syncs
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups, read_partition
-from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.policy import ReplicationPolicy
-from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.mm2.records import Checkpoint
+from mirror.mm2.sync_history import MAX_POINTS_PER_PARTITION, SyncHistory
 from mirror.replication.topology import make_policy, offset_syncs_location
 from mirror.types import TP
 
-__all__ = ["OffsetRow", "reread_bounds", "run_offsets", "upstream_partition"]
+__all__ = [
+    "OffsetRow",
+    "print_table",
+    "read_sync_history",
+    "reread_bounds",
+    "run_offsets",
+    "upstream_partition",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -62,21 +72,28 @@ def upstream_partition(policy: ReplicationPolicy, source: str, target: str, chec
 
 def reread_bounds(
     checkpoints: Mapping[TP, Checkpoint],
-    syncs: OffsetSyncStore | None,
+    syncs: SyncHistory | None,
     policy: ReplicationPolicy,
     source: str,
     target: str,
 ) -> dict[TP, int | None]:
     """Per checkpoint, the most records a consumer resuming there may see twice, or None if unknown.
 
-    0 when the checkpoint sits on a sync; else the group's upstream offset minus that of the sync it was
-    translated from (the one whose downstream offset is the checkpoint's - 1). When the store no longer
-    holds that sync, the newest older sync still bounds it from above: offsets grow together, so the sync
-    used was at or after it upstream.
+    When translating the checkpoint's upstream offset with the syncs gives its downstream offset, that
+    translation's bound (docs/mm2-compat.md §5.1). Otherwise (the checkpoint job held syncs this read no
+    longer sees, or the reverse): 0 when the checkpoint sits on a sync; else the group's upstream offset
+    minus that of the sync it was translated from by Java's rule (the one whose downstream offset is the
+    checkpoint's - 1). When the store no longer holds that sync, the newest older sync still bounds it from
+    above: offsets grow together, so the sync used was at or after it upstream.
     """
     bounds: dict[TP, int | None] = {}
     for tp, cp in checkpoints.items():
-        slots = syncs.syncs(upstream_partition(policy, source, target, cp)) if syncs else None
+        source_tp = upstream_partition(policy, source, target, cp)
+        translated = syncs.translate(source_tp, cp.upstream_offset) if syncs else None
+        if translated is not None and translated.offset == cp.downstream_offset:
+            bounds[tp] = translated.reread_bound
+            continue
+        slots = syncs.java.syncs(source_tp) if syncs else None
         bound: int | None = None
         for sync in slots or ():
             if sync.upstream_offset > cp.upstream_offset or sync.downstream_offset > cp.downstream_offset:
@@ -91,20 +108,25 @@ def reread_bounds(
     return bounds
 
 
-async def _read_syncs(settings: Settings, flow: FlowSettings, policy: ReplicationPolicy) -> OffsetSyncStore:
+async def read_sync_history(
+    settings: Settings,
+    flow: FlowSettings,
+    policy: ReplicationPolicy,
+    pins: Mapping[TP, int] | None = None,
+    max_points: int = MAX_POINTS_PER_PARTITION,
+) -> SyncHistory:
+    """The flow's offset syncs, read from the beginning into a `SyncHistory`; `pins` (source partition ->
+    upstream offset) keep the syncs around those offsets whatever the history's memory cap."""
     alias, topic = offset_syncs_location(flow, policy)
     client = f"{flow.name}|mirror-offsets|offset-syncs-consumer"
     async with asyncio.timeout(_SYNCS_TIMEOUT):
         records = await read_partition(settings.cluster(alias), topic, client, _SYNCS_TIMEOUT)
-    store = OffsetSyncStore(initialization_must_read_to_end=False)
-    for record in records or ():
-        if record.key is not None and record.value is not None:
-            try:
-                store.update(OffsetSync.decode(record.key, record.value))
-            except RecordFormatError:
-                continue
-    store.mark_read_to_end()
-    return store
+    history = SyncHistory(initialization_must_read_to_end=False, max_points=max_points)
+    for tp, offset in (pins or {}).items():
+        history.pin(tp, [offset])
+    apply_offset_syncs(history, records or [])
+    history.mark_read_to_end()
+    return history
 
 
 async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> list[OffsetRow]:
@@ -112,10 +134,14 @@ async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> li
     policy = make_policy(flow)
     async with MirrorClient(settings.cluster(args.target), policy) as client:
         checkpoints = await client.remote_checkpoints(args.group, args.source)
-    syncs: OffsetSyncStore | None = None
+    syncs: SyncHistory | None = None
     if checkpoints:
         try:
-            syncs = await _read_syncs(settings, flow, policy)
+            pins = {
+                upstream_partition(policy, args.source, args.target, cp): cp.upstream_offset
+                for cp in checkpoints.values()
+            }
+            syncs = await read_sync_history(settings, flow, policy, pins)
         except (MirrorError, TimeoutError) as exc:
             print(f"mirror: re-read bounds unknown, cannot read the offset syncs: {exc}", file=err)
     bounds = reread_bounds(checkpoints, syncs, policy, args.source, args.target)
@@ -125,11 +151,11 @@ async def _rows(settings: Settings, args: argparse.Namespace, err: TextIO) -> li
     ]
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO) -> None:
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], out: TextIO) -> None:
     """Columns of numbers right-aligned, of text (TOPIC, ACTION) left-aligned."""
     cells = [list(headers)] + [["?" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    left = {i for i, h in enumerate(headers) if h in ("TOPIC", "ACTION")}
+    left = {i for i, h in enumerate(headers) if h in ("TOPIC", "NEW TOPIC", "ACTION")}
     for row in cells:
         line = "  ".join(
             c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
@@ -155,7 +181,7 @@ async def _translate(settings: Settings, args: argparse.Namespace, out: TextIO, 
         print(json.dumps([_row_json(r) for r in rows], indent=2), file=out)
         return EXIT_OK
     print(f"group {args.group}: offsets from {args.source} translated for {args.target}", file=out)
-    _table(
+    print_table(
         ("TOPIC", "PARTITION", "UPSTREAM OFFSET", "DOWNSTREAM OFFSET", "RE-READ BOUND"),
         [(r.topic, r.partition, r.upstream_offset, r.downstream_offset, r.reread_bound) for r in rows],
         out,
@@ -213,7 +239,7 @@ async def _failover(settings: Settings, args: argparse.Namespace, out: TextIO, e
                 f"group {args.group} on {args.target}: {verb} {len(plan)} of {len(rows)} partition(s)",
                 file=out,
             )
-            _table(
+            print_table(
                 ("TOPIC", "PARTITION", "CURRENT", "NEW", "RE-READ BOUND", "ACTION"),
                 [
                     (r.topic, r.partition, now, r.downstream_offset, r.reread_bound, a)
@@ -247,7 +273,8 @@ def _change_json(row: OffsetRow, current: int | None, action: str) -> dict[str, 
 async def run_offsets(
     settings: Settings, args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
-    """Entry point of ``mirror offsets`` (``args.offsets_command`` is ``translate`` or ``failover``)."""
+    """Entry point of ``mirror offsets`` (``args.offsets_command``: ``translate``, ``failover``,
+    ``failback``)."""
     out = out or sys.stdout
     err = err or sys.stderr
     for alias in (args.source, args.target):
@@ -260,4 +287,8 @@ async def run_offsets(
         return EXIT_CONFIG
     if args.offsets_command == "translate":
         return await _translate(settings, args, out, err)
+    if args.offsets_command == "failback":
+        from mirror.cli.failback import run_failback  # noqa: PLC0415 (it builds on this module)
+
+        return await run_failback(settings, args, out, err)
     return await _failover(settings, args, out, err)

@@ -5,12 +5,15 @@ Java MM2's MirrorCheckpointConnector + MirrorCheckpointTask (docs/mm2-compat.md 
 1. create ``<source>.checkpoints.internal`` on the target (compacted, one partition);
 2. load the latest checkpoint per (group, partition) from it (the CheckpointStore), so checkpoints stay
    monotonic across restarts;
-3. read the offset-syncs topic from its beginning into an `OffsetSyncStore`, and keep tailing it;
-   nothing is translated before that first read reached the end;
+3. read the offset-syncs topic from its beginning into a `SyncHistory` (Java's `OffsetSyncStore` plus
+   the syncs precise translation needs, docs/mm2-compat.md §5.1), and keep tailing it; nothing is
+   translated before that first read reached the end. The known groups' committed offsets are pinned in
+   it, so the syncs around them are kept whatever its memory cap;
 4. discover the source's consumer groups (``groups``/``groups.exclude``; only groups with a committed
    offset on a topic that passes the topic filter), again every ``refresh.groups.interval.seconds``;
 5. every ``emit.checkpoints.interval.seconds``, translate each group's committed offsets and write the
-   checkpoints that move forward (`checkpoint_is_more_recent`);
+   checkpoints that move forward (`checkpoint_is_more_recent`); a group whose every partition translated
+   is *current* (``mirror_checkpoint_timestamp_seconds``);
 6. with ``sync.group.offsets.enabled``, every ``sync.group.offsets.interval.seconds`` write the latest
    checkpoints into target groups that are empty or absent there: never into a group with active members,
    never moving a partition backwards.
@@ -23,6 +26,7 @@ are written by `mirror.jobs.checkpoint_records`, group offsets (step 6) by `mirr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +44,7 @@ from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
+from mirror.mm2.sync_history import SyncHistory
 from mirror.replication.topology import checkpoints_topic, offset_syncs_location
 from mirror.retry import Backoff, pause, retrying
 from mirror.types import TP
@@ -48,7 +53,10 @@ __all__ = [
     "CheckpointJob",
     "CheckpointStore",
     "Translated",
+    "apply_offset_syncs",
+    "eligible",
     "offset_syncs_location",
+    "pin_groups",
     "plan_group_sync",
     "reread_bound",
     "translate_group",
@@ -60,6 +68,7 @@ log = structlog.get_logger(__name__)
 _BACKOFF_MIN, _BACKOFF_MAX = 1.0, 30.0
 _POLL_MS = 500
 _STOP_GRACE = 5.0
+_PIN_WAIT = 10.0  # seconds the first read of the offset syncs waits for the groups to pin
 
 
 # --- pure logic ----------------------------------------------------------------------------------------
@@ -121,14 +130,15 @@ class Translated:
 
 
 def reread_bound(sync: OffsetSync, upstream_offset: int) -> int:
-    """Records a consumer failing over at the translated offset may see twice: 0 when the group sits on the
-    sync (translated exactly), else the group's upstream offset minus the sync's (translated to the record
-    after the sync, so the records between the sync and the group are read again)."""
+    """Java's rule's bound: records a consumer failing over at the translated offset may see twice: 0 when
+    the group sits on the sync (translated exactly), else the group's upstream offset minus the sync's
+    (translated to the record after the sync, so the records between the sync and the group are read
+    again). Precise translation reports its own (`mirror.mm2.sync_history.Translation`)."""
     return max(upstream_offset - sync.upstream_offset, 0)
 
 
 def translate_group(
-    syncs: OffsetSyncStore,
+    syncs: SyncHistory | OffsetSyncStore,
     group: str,
     offsets: Mapping[TP, CommittedOffset],
     *,
@@ -140,34 +150,66 @@ def translate_group(
     """Checkpoints for a group's committed offsets (Java `MirrorCheckpointTask.checkpointsForGroup`).
 
     Partitions whose topic fails the filter, that have no sync, or whose offset is older than every sync
-    kept give none.
+    kept give none. A `SyncHistory` translates precisely where its syncs allow it (docs/mm2-compat.md
+    §5.1); a bare `OffsetSyncStore` translates as Java does, with `reread_bound`.
     """
     out: list[Translated] = []
     for tp, committed in offsets.items():
         upstream = committed.offset
-        if upstream < 0 or not topic_filter.matches(tp[0]):
+        if not eligible(tp, committed, topic_filter):
             continue
-        downstream = syncs.translate_downstream(group, tp, upstream)
-        sync = syncs.lookup(tp, upstream)
-        if downstream is None or downstream < 0 or sync is None:
-            continue
+        if isinstance(syncs, SyncHistory):
+            translated = syncs.translate(tp, upstream)
+            if translated is None or translated.offset < 0:
+                continue
+            downstream, bound = translated.offset, translated.reread_bound
+        else:
+            java = syncs.translate_downstream(group, tp, upstream)
+            sync = syncs.lookup(tp, upstream)
+            if java is None or java < 0 or sync is None:
+                continue
+            downstream, bound = java, reread_bound(sync, upstream)
         topic = checkpoint_topic_name(policy, source_alias, target_alias, tp[0])
         checkpoint = Checkpoint(group, topic, tp[1], upstream, downstream, committed.metadata)
-        out.append(Translated(checkpoint, reread_bound(sync, upstream)))
+        out.append(Translated(checkpoint, bound))
     return out
 
 
-def apply_offset_syncs(syncs: OffsetSyncStore, records: Sequence[TailRecord]) -> int:
-    """Apply the records of the offset-syncs topic in order; returns how many could not be parsed."""
+def eligible(tp: TP, committed: CommittedOffset, topic_filter: TopicFilter) -> bool:
+    """A committed offset that gets a checkpoint when it can be translated."""
+    return committed.offset >= 0 and topic_filter.matches(tp[0])
+
+
+def pin_groups(syncs: SyncHistory, offsets: Iterable[Mapping[TP, CommittedOffset]]) -> None:
+    """Pin every group's committed offsets in the history (replacing the pins before)."""
+    pins: dict[TP, list[int]] = {}
+    for group_offsets in offsets:
+        for tp, committed in group_offsets.items():
+            if committed.offset >= 0:
+                pins.setdefault(tp, []).append(committed.offset)
+    syncs.unpin_all()
+    for tp, values in pins.items():
+        syncs.pin(tp, values)
+
+
+def apply_offset_syncs(
+    syncs: SyncHistory, records: Sequence[TailRecord], previous: int = -1
+) -> tuple[int, int]:
+    """Apply the records of the offset-syncs topic in order, after the record at offset `previous` (-1:
+    none yet); a jump in the records' offsets (compaction removed some) is a `SyncHistory.gap`. Returns how
+    many records could not be parsed and the offset of the last one."""
     bad = 0
     for record in records:
+        if previous >= 0 and record.offset != previous + 1:
+            syncs.gap()
+        previous = record.offset
         if record.key is None or record.value is None:
             continue
         try:
             syncs.update(OffsetSync.decode(record.key, record.value))
         except RecordFormatError:
             bad += 1
-    return bad
+    return bad, previous
 
 
 # --- the job -------------------------------------------------------------------------------------------
@@ -209,6 +251,7 @@ class CheckpointJob:
         self._records = CheckpointRecords(self.topic, self._labels, self._log)
         self._group_sync = GroupOffsetSync(self._labels, self._log, self._note_error)
         self._client_id = f"{flow.source}->{flow.target}|MirrorCheckpointConnector"
+        self._syncs: SyncHistory | None = None  # the session's, once it reads the offset syncs
 
     def stop(self) -> None:
         self._stopping.set()
@@ -276,7 +319,7 @@ class CheckpointJob:
         store = CheckpointStore()
         client = f"{self._client_id}|checkpoints-target-consumer"
         loaded = await store.start(self.target, self.topic, client, self._log)
-        syncs = OffsetSyncStore(initialization_must_read_to_end=not loaded)
+        syncs = SyncHistory(initialization_must_read_to_end=not loaded)
         writer = Writer(self.target, f"{self._client_id}|checkpoints-target-producer", {})
         role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-consumer"
         tail = PartitionTail(self._syncs_cluster, self.offset_syncs_topic, f"{self._client_id}|{role}")
@@ -292,22 +335,28 @@ class CheckpointJob:
         finally:
             await asyncio.gather(tail.close(), writer.close())
 
-    async def _read_syncs(self, tail: PartitionTail, syncs: OffsetSyncStore) -> None:
-        """Read the offset syncs to the end (then translation may start) and keep tailing."""
-        self._applied(apply_offset_syncs(syncs, await tail.read_to_end()))
+    async def _read_syncs(self, tail: PartitionTail, syncs: SyncHistory) -> None:
+        """Read the offset syncs to the end (then translation may start) and keep tailing. The first read
+        waits a little for the groups, whose offsets are pinned so the syncs around them are kept."""
+        self._syncs = syncs
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._until(self._groups_loaded), _PIN_WAIT)
+        last = self._applied(apply_offset_syncs(syncs, await tail.read_to_end()))
         syncs.mark_read_to_end()
         self.ready = True
         self._syncs_read.set()
         if not tail.exists:
             self._log.info("offset-syncs topic does not exist yet", topic=self.offset_syncs_topic)
         while not self._stopping.is_set():
-            self._applied(apply_offset_syncs(syncs, await tail.poll(_POLL_MS)))
+            last = self._applied(apply_offset_syncs(syncs, await tail.poll(_POLL_MS), last))
 
-    def _applied(self, bad: int) -> None:
+    def _applied(self, result: tuple[int, int]) -> int:
+        bad, last = result
         if bad:
             self._log.warning(
                 "skipped unreadable offset-sync records", topic=self.offset_syncs_topic, records=bad
             )
+        return last
 
     # --- groups ----------------------------------------------------------------------------------
 
@@ -333,11 +382,15 @@ class CheckpointJob:
         listed = [g for g in await self.source_groups.list_consumer_groups() if self.group_filter.matches(g)]
         offsets = await bounded(listed, self.source_groups.fetch_offsets)
         found = []
+        pinned = []
         for group, result in zip(listed, offsets, strict=True):
             if isinstance(result, MirrorError):
                 self._log.warning("cannot read offsets of group", group=group, error=str(result))
             elif any(self.topic_filter.matches(topic) for topic, _ in result.offsets):
                 found.append(group)
+                pinned.append(result.offsets)
+        if self._syncs is not None:
+            pin_groups(self._syncs, pinned)
         if found != self._group_ids:
             self._log.info("consumer groups to checkpoint", groups=len(found))
         gone = set(self._group_ids) - set(found)
@@ -350,7 +403,7 @@ class CheckpointJob:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
-    async def _emit_loop(self, writer: Writer, syncs: OffsetSyncStore, store: CheckpointStore) -> None:
+    async def _emit_loop(self, writer: Writer, syncs: SyncHistory, store: CheckpointStore) -> None:
         if not await self._until(self._syncs_read) or not await self._until(self._groups_loaded):
             return
         while not self._stopping.is_set():
@@ -362,12 +415,14 @@ class CheckpointJob:
             if await self._sleep(self.flow.emit_checkpoints_interval_seconds):
                 return
 
-    async def emit_checkpoints(self, writer: Writer, syncs: OffsetSyncStore, store: CheckpointStore) -> int:
+    async def emit_checkpoints(self, writer: Writer, syncs: SyncHistory, store: CheckpointStore) -> int:
         """One round: translate every group's offsets and write the checkpoints that move forward."""
         groups = list(self._group_ids)
         results = await bounded(groups, self.source_groups.fetch_offsets)
+        pin_groups(syncs, [r.offsets for r in results if not isinstance(r, MirrorError)])
         new: list[Translated] = []
         failed: list[str] = []
+        current: list[str] = []
         for group, result in zip(groups, results, strict=True):
             if isinstance(result, MirrorError):
                 failed.append(group)
@@ -389,9 +444,12 @@ class CheckpointJob:
                     store.get(group, item.checkpoint.topic_partition), item.checkpoint
                 )
             ]
+            if len(translated) == sum(eligible(tp, c, self.topic_filter) for tp, c in result.offsets.items()):
+                current.append(group)  # every partition has a checkpoint for its committed offset
         if failed:
             self._log.warning("cannot read offsets of some groups", groups=failed[:10], count=len(failed))
         written = await self._records.write(writer, new, store)
+        self._records.current(current)
         if not failed:
             self.last_error = None
         return written

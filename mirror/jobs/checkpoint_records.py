@@ -1,6 +1,7 @@
 """Writing checkpoint records to a flow's checkpoints topic (docs/mm2-compat.md §5), with their metrics:
-``mirror_checkpoints_total``, ``mirror_checkpoint_latency_seconds`` and the re-read bound per group and
-partition (``mirror_checkpoint_reread_bound``)."""
+``mirror_checkpoints_total``, ``mirror_checkpoint_latency_seconds``, the re-read bound per group and
+partition (``mirror_checkpoint_reread_bound``) and when each group's checkpoints were last current
+(``mirror_checkpoint_timestamp_seconds``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class CheckpointRecords:
         self._labels = labels
         self._log = log
         self._bound_labels: set[tuple[str, str, str]] = set()
+        self._current: set[str] = set()
 
     async def write(self, writer: Writer, items: Sequence[Translated], store: CheckpointStore) -> int:
         """Write ``items``; those the target acknowledged go into ``store``. Returns how many; raises the
@@ -65,9 +67,20 @@ class CheckpointRecords:
             raise failed[0]
         return len(written)
 
+    def current(self, groups: Sequence[str]) -> None:
+        """These groups' checkpoints match their committed offsets now (written, or still right)."""
+        now = time.time()
+        for group in groups:
+            self._current.add(group)
+            metrics.checkpoint_timestamp.labels(*self._labels, group).set(now)
+
     def forget(self, groups: set[str]) -> None:
-        """Drop the re-read bound series of groups no longer checkpointed."""
+        """Drop the re-read bound and timestamp series of groups no longer checkpointed."""
         for labels in [x for x in self._bound_labels if x[0] in groups]:
             self._bound_labels.discard(labels)
             with contextlib.suppress(KeyError):
                 metrics.checkpoint_reread_bound.remove(*self._labels, *labels)
+        for group in groups & self._current:
+            self._current.discard(group)
+            with contextlib.suppress(KeyError):
+                metrics.checkpoint_timestamp.remove(*self._labels, group)

@@ -1,7 +1,8 @@
 """Offset syncs and offset translation, as Java MirrorMaker 2 does them (docs/mm2-compat.md §5).
 
 - `OffsetSyncWriter`: the source task's decision when to emit an offset sync (Java `OffsetSyncWriter`),
-  as a state machine without I/O: the caller sends what `take_pending` returns.
+  as a state machine without I/O: the caller sends what `take_pending` returns. With ``precise=True`` it
+  also emits what `mirror.mm2.sync_history` needs for exact translation (docs/mm2-compat.md §5.1).
 - `OffsetSyncStore`: the checkpoint task's 64-slot store per source partition and its translation of a
   consumer group's upstream offset (Java `OffsetSyncStore`, 3.8+), bit-identical including int64 wrap-around.
 - `checkpoint_is_more_recent`: the rule that keeps emitted checkpoints from rewinding downstream.
@@ -62,16 +63,44 @@ class OffsetSyncWriter:
     so a triggered sync that a newer one would replace is kept in a *fired* queue instead and sent first:
     every triggered sync is sent (up to `MAX_FIRED_OFFSET_SYNCS` waiting), about one per `offset_lag_max`
     records as in Java, whatever the batch size. `on_ack` per record and `on_ack_batch` agree exactly.
+
+    ``precise=True`` adds three things, so that a reader can trust the copy between two consecutive syncs
+    of one writer (docs/mm2-compat.md §5.1), in the same record format:
+
+    - an *edge* sync: when the upstream offsets jump (rule c), the record before the jump becomes a sync
+      too (unless it already is one), so between two consecutive syncs the upstream offsets are contiguous
+      up to the later sync's record, or there is no record at all between them;
+    - a *break marker*: the first sync `take_pending` returns for a partition, the first after a sync of
+      it was dropped (the fired queue overflowed), and the sync after an upstream jump where the
+      downstream offsets jumped too, is returned twice in a row. Two equal consecutive syncs tell the
+      reader that the link into that sync is not to be trusted (a new writer, a lost sync, or a jump a
+      transaction marker may hide);
+    - `promote_delayed` keeps a triggered sync that a delayed one replaces (Java drops it).
+
+    Per upstream jump at most an edge and a marker besides Java's sync, plus one marker per partition per
+    writer: at most three times Java's write rate (twice where the downstream offsets do not jump).
     """
 
-    __slots__ = ("_delayed", "_fired", "_pending", "_states", "offset_lag_max")
+    __slots__ = (
+        "_breaks",
+        "_delayed",
+        "_fired",
+        "_marked",
+        "_pending",
+        "_states",
+        "offset_lag_max",
+        "precise",
+    )
 
-    def __init__(self, offset_lag_max: int = DEFAULT_OFFSET_LAG_MAX) -> None:
+    def __init__(self, offset_lag_max: int = DEFAULT_OFFSET_LAG_MAX, *, precise: bool = False) -> None:
         self.offset_lag_max = offset_lag_max
+        self.precise = precise
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._pending: dict[TopicPartition, OffsetSync] = {}
         self._delayed: dict[TopicPartition, OffsetSync] = {}
         self._fired: deque[OffsetSync] = deque(maxlen=MAX_FIRED_OFFSET_SYNCS)
+        self._marked: set[TopicPartition] = set()  # precise: partitions whose break marker was taken
+        self._breaks: set[OffsetSync] = set()  # precise: queued syncs to send with a break marker
 
     @property
     def pending(self) -> dict[TopicPartition, OffsetSync]:
@@ -94,8 +123,24 @@ class OffsetSyncWriter:
     def _trigger(self, tp: TopicPartition, sync: OffsetSync) -> None:
         replaced = self._pending.get(tp)
         if replaced is not None:
+            if len(self._fired) == MAX_FIRED_OFFSET_SYNCS:  # the oldest is dropped: its partition's next
+                dropped = self._fired[0]  # sync is sent with a break marker
+                self._marked.discard((dropped.topic, dropped.partition))
+                self._breaks.discard(dropped)
             self._fired.append(replaced)
         self._pending[tp] = sync
+
+    def _edge(self, tp: TopicPartition, state: _PartitionState, upstream: int, downstream: int) -> None:
+        """Precise: the record before an upstream jump becomes a sync, unless it is one already. When the
+        downstream offsets jump at the same record too (a transaction marker right there), the link over
+        the jump is not one to interpolate: the sync after it carries a break marker."""
+        if not self.precise or state.previous_upstream == -1 or upstream - state.previous_upstream == 1:
+            return
+        if state.last_sync_downstream != state.previous_downstream:
+            self._delayed.pop(tp, None)
+            self._trigger(tp, OffsetSync(tp[0], tp[1], state.previous_upstream, state.previous_downstream))
+        if downstream - state.previous_downstream > 1:
+            self._breaks.add(OffsetSync(tp[0], tp[1], upstream, downstream))
 
     def _state(self, tp: TopicPartition) -> _PartitionState:
         state = self._states.get(tp)
@@ -112,6 +157,7 @@ class OffsetSyncWriter:
             or upstream - state.previous_upstream != 1
             or downstream < state.previous_downstream
         ):
+            self._edge(tp, state, upstream, downstream)
             state.last_sync_downstream = downstream
             self._delayed.pop(tp, None)
             self._trigger(tp, OffsetSync(tp[0], tp[1], upstream, downstream))
@@ -161,6 +207,7 @@ class OffsetSyncWriter:
             or first_downstream < state.previous_downstream
         ):
             first_trigger = 0
+            self._edge(tp, state, first_upstream, first_downstream)
         else:
             first_trigger = last_sync + 1 + lag - first_downstream  # >= 1 here
         end = count - 1
@@ -173,6 +220,8 @@ class OffsetSyncWriter:
             # the earlier triggering records of this batch, oldest first (at most the queue's bound)
             first_kept = max(first_trigger, trigger - step * MAX_FIRED_OFFSET_SYNCS)
             first_kept = first_trigger + -(-(first_kept - first_trigger) // step) * step
+            if self.precise and first_kept > first_trigger:  # earlier triggers dropped, record 0's
+                self._breaks.add(OffsetSync(tp[0], tp[1], up + first_kept, down + first_kept))  # among them
             for earlier in range(first_kept, trigger, step):
                 self._trigger(tp, OffsetSync(tp[0], tp[1], up + earlier, down + earlier))
         state.previous_upstream = first_upstream + end
@@ -197,10 +246,17 @@ class OffsetSyncWriter:
                 or upstream - prev_up != 1
                 or downstream < prev_down
             ):
-                last_sync = downstream
                 if trigger is not None:
                     earlier = upstream_offsets[trigger]
                     self._trigger(tp, OffsetSync(tp[0], tp[1], earlier, first_downstream + trigger))
+                    trigger = None
+                if self.precise and prev_up != -1 and upstream - prev_up != 1:
+                    if last_sync != prev_down:
+                        self._delayed.pop(tp, None)  # the edge: the record before the jump
+                        self._trigger(tp, OffsetSync(tp[0], tp[1], prev_up, prev_down))
+                    if downstream - prev_down > 1:  # the downstream jumped too: see `_edge`
+                        self._breaks.add(OffsetSync(tp[0], tp[1], upstream, downstream))
+                last_sync = downstream
                 trigger = index
             prev_up, prev_down = upstream, downstream
         state.previous_upstream, state.previous_downstream = prev_up, prev_down
@@ -226,17 +282,37 @@ class OffsetSyncWriter:
             self._delayed[tp] = delayed
 
     def promote_delayed(self) -> None:
-        """Move every delayed sync to pending (Java `commit()` → `promoteDelayedOffsetSyncs`)."""
-        self._pending.update(self._delayed)
+        """Move every delayed sync to pending (Java `commit()` → `promoteDelayedOffsetSyncs`); precise:
+        a pending sync it replaces is still sent first."""
+        if self.precise:
+            for tp, sync in self._delayed.items():
+                self._trigger(tp, sync)
+        else:
+            self._pending.update(self._delayed)
         self._delayed.clear()
 
     def take_pending(self, max_n: int = MAX_OUTSTANDING_OFFSET_SYNCS) -> list[OffsetSync]:
-        """Remove and return up to `max_n` pending syncs, oldest first; pass 10 minus the syncs in flight."""
+        """Remove and return up to `max_n` pending syncs, oldest first; pass 10 minus the syncs in flight.
+        Precise: a sync that carries a break marker is in the list twice (so up to 2 * `max_n` entries)."""
+        taken = self._take(max_n)
+        if not self.precise:
+            return taken
+        out: list[OffsetSync] = []
+        for sync in taken:
+            out.append(sync)
+            tp = (sync.topic, sync.partition)
+            if tp not in self._marked or sync in self._breaks:
+                self._marked.add(tp)
+                self._breaks.discard(sync)
+                out.append(sync)
+        return out
+
+    def _take(self, max_n: int) -> list[OffsetSync]:
         if max_n <= 0 or not (self._pending or self._fired):
             return []
         if self._fired:
             fired = [self._fired.popleft() for _ in range(min(max_n, len(self._fired)))]
-            return fired + self.take_pending(max_n - len(fired))
+            return fired + self._take(max_n - len(fired))
         if max_n >= len(self._pending):
             taken = list(self._pending.values())
             self._pending.clear()
@@ -244,13 +320,23 @@ class OffsetSyncWriter:
         keys = list(self._pending)[:max_n]
         return [self._pending.pop(key) for key in keys]
 
+    def unmark(self, tps: Sequence[TopicPartition] | None = None) -> None:
+        """Precise: the next sync of these partitions (of all: None) carries a break marker again, e.g.
+        because syncs taken from this writer may not have reached the topic."""
+        if tps is None:
+            self._marked.clear()
+        else:
+            self._marked.difference_update(tps)
+
     def remove_partitions(self, tps: Sequence[TopicPartition]) -> None:
         """Forget the state and queued syncs of partitions this task no longer replicates."""
         for tp in tps:
             self._states.pop(tp, None)
             self._pending.pop(tp, None)
             self._delayed.pop(tp, None)
+            self._marked.discard(tp)
         gone = set(tps)
+        self._breaks = {b for b in self._breaks if b.topic_partition not in gone}
         kept = [s for s in self._fired if (s.topic, s.partition) not in gone]
         self._fired.clear()
         self._fired.extend(kept)

@@ -65,30 +65,36 @@ class Delivery:
         return [entry for s in sends for entry in s.result()]
 
     async def send(self, writer: Writer, batch: SourceBatch) -> list[InFlight]:
-        """Queue one fetched batch. A refused record in it is cut out, in order (the records before it,
+        """Queue one fetched batch. Refused records in it are cut out, in order (the records before one,
         it, the records after it): one bound for the dead-letter topic (`Halting.dead_letter`) goes there
         and is acknowledged before anything after it is queued; the halt record of a retried partition
         (`Halting.retrying`) goes to the target in a batch of its own."""
         tp = (batch.topic, batch.partition)
-        skip = self.halting.dead_letter.get(tp)
-        if skip is not None and skip.offset < batch.first_offset:
-            self.halting.dead_lettered(tp, skip.offset)  # deleted on the source meanwhile (compaction)
-            skip = None
-        mark = skip or (self.halting.halted.get(tp) if tp in self.halting.retrying else None)
-        if mark is None or not batch.first_offset <= mark.offset <= batch.last_offset:
+        letters = self.halting.letters(tp, batch.first_offset)
+        marks = {o for o in letters if o <= batch.last_offset}
+        retry = self.halting.halted.get(tp) if tp in self.halting.retrying else None
+        if retry is not None and batch.first_offset <= retry.offset <= batch.last_offset:
+            marks.add(retry.offset)
+        if not marks:
             return [await self._send(writer, batch)]
-        before = [r for r in batch.records if r.offset < mark.offset]
-        at = [r for r in batch.records if r.offset == mark.offset]
-        after = [r for r in batch.records if r.offset > mark.offset]
-        entries = [await self._send(writer, SourceBatch(*tp, before))] if before else []
-        if skip is not None and at:
-            entries.append(await self._dead_letter(writer, tp, at[0], skip.reason))
-        elif skip is not None:  # not there any more (compacted away): nothing to send
-            self.halting.dead_lettered(tp, skip.offset)
-        elif at:
-            entries.append(await self._send(writer, SourceBatch(*tp, at)))
-        if after:
-            entries.append(await self._send(writer, SourceBatch(*tp, after)))
+        entries: list[InFlight] = []
+        run: list[SourceRecord] = []
+        for record in batch.records:
+            if record.offset not in marks:
+                run.append(record)
+                continue
+            marks.discard(record.offset)
+            if run:
+                entries.append(await self._send(writer, SourceBatch(*tp, run)))
+                run = []
+            if record.offset in letters:
+                entries.append(await self._dead_letter(writer, tp, record, letters[record.offset]))
+            else:
+                entries.append(await self._send(writer, SourceBatch(*tp, [record])))
+        if run:
+            entries.append(await self._send(writer, SourceBatch(*tp, run)))
+        for offset in marks & letters.keys():  # not there any more (compacted away): nothing to send
+            self.halting.dead_lettered(tp, offset)
         return entries
 
     async def _dead_letter(self, writer: Writer, tp: TP, record: SourceRecord, reason: str) -> InFlight:

@@ -65,7 +65,7 @@ class DeadLetter:
 class Halting:
     """A task's halted partitions (``halted``, shown in /status), and those narrowing down on a refused
     record (``probing``), sent in smaller batches for their size (``cap``), retrying their halt record
-    (``retrying``) or about to send one to the dead-letter topic (``dead_letter``)."""
+    (``retrying``) or about to send some to the dead-letter topic (``dead_letter``)."""
 
     def __init__(self, halted: dict[TP, Halt], observed: TaskMetrics, flow: FlowSettings, task: int) -> None:
         self.halted = halted
@@ -78,8 +78,10 @@ class Halting:
         self.retrying: set[TP] = set()
         # Halted partitions the reader read past their halt (records cut): where to seek back to on retry.
         self.rewind: dict[TP, int] = {}
-        # dead-letter policy: the refused record of a partition, to go to the dead-letter topic.
-        self.dead_letter: dict[TP, Halt] = {}
+        # dead-letter policy: the refused records of a partition (offset: reason), to go to the
+        # dead-letter topic. Several at once: a record after one may be refused before that one's
+        # dead-letter write counted (exactly once: the transaction holding both is aborted).
+        self.dead_letter: dict[TP, dict[int, str]] = {}
         self._policy = flow.rejected_records_policy
         self._backoff_s = (
             flow.rejected_records_retry_backoff_ms / 1000,
@@ -113,9 +115,9 @@ class Halting:
             return
         self.probing.pop(tp, None)
         if self._policy == "dead-letter":
-            pending = self.dead_letter.pop(tp, None)
-            if pending is None or pending.offset != exc.offset:  # else the dead-letter topic refused it
-                self.dead_letter[tp] = Halt(exc.offset, exc.reason)
+            pending = self.dead_letter.setdefault(tp, {})
+            if pending.pop(exc.offset, None) is None:  # else the dead-letter topic refused it
+                pending[exc.offset] = exc.reason
                 log.warning(
                     "target refused a record; it goes to the dead-letter topic",
                     **fields,
@@ -123,6 +125,8 @@ class Halting:
                     reason=exc.reason,
                 )
                 return
+            if not pending:
+                del self.dead_letter[tp]
         self.retrying.discard(tp)
         before = self.halted.get(tp)
         self.halted[tp] = Halt(exc.offset, exc.reason)
@@ -214,11 +218,21 @@ class Halting:
                 offset=halt.offset,
             )
 
+    def letters(self, tp: TP, first_offset: int) -> dict[int, str]:
+        """``tp``'s records to send to the dead-letter topic (offset: reason), from ``first_offset`` on
+        (the reader is past those before it: deleted on the source meanwhile, by compaction)."""
+        pending = self.dead_letter.get(tp, {})
+        for offset in [o for o in pending if o < first_offset]:
+            self.dead_lettered(tp, offset)
+        return self.dead_letter.get(tp, {})
+
     def dead_lettered(self, tp: TP, offset: int) -> None:
         """The record at ``offset`` is in the dead-letter topic (and will not go to the remote topic)."""
         pending = self.dead_letter.get(tp)
-        if pending is not None and pending.offset == offset:
-            del self.dead_letter[tp]
+        if pending is not None:
+            pending.pop(offset, None)
+            if not pending:
+                del self.dead_letter[tp]
 
     def assigned(self, positions: Mapping[TP, int | None]) -> list[TP]:
         """The task now copies the partitions of ``positions`` (from there; the reader is seeked to them):

@@ -27,7 +27,7 @@ class OffsetSyncEmitter:
         self.flow = flow
         self.cluster = cluster
         self.topic = offset_syncs_location(flow, policy)[1]
-        self._syncs = OffsetSyncWriter(flow.offset_lag_max)
+        self._syncs = OffsetSyncWriter(flow.offset_lag_max, precise=True)
         self._ready = asyncio.Event()
         self._labels = (flow.source, flow.target)
 
@@ -35,6 +35,7 @@ class OffsetSyncEmitter:
         """The producer of a session (None: syncs are not emitted)."""
         if self.cluster is None:
             return None
+        self._syncs.unmark()  # a new session: what the last one sent may be incomplete
         role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-producer"
         return Writer(self.cluster, f"{client}|{role}", {"linger.ms": "0"})
 
@@ -68,10 +69,17 @@ class OffsetSyncEmitter:
         await self.send(writer)
 
     async def send(self, writer: Writer) -> None:
-        """Send pending syncs, at most MAX_OUTSTANDING_OFFSET_SYNCS (10) in flight, as Java does."""
+        """Send pending syncs, at most MAX_OUTSTANDING_OFFSET_SYNCS (10) in flight, as Java does (a break
+        marker travels with its sync). Syncs that may not have reached the topic are followed by a marker
+        (docs/mm2-compat.md §5.1)."""
         while self._syncs.has_pending():
             batch: list[OffsetSync] = self._syncs.take_pending(MAX_OUTSTANDING_OFFSET_SYNCS)
-            futures = [await writer.send(self.topic, s.encode_key(), s.encode_value(), 0) for s in batch]
-            for fut in futures:
-                await fut.ack()
+            try:
+                futures = [await writer.send(self.topic, s.encode_key(), s.encode_value(), 0) for s in batch]
+                for fut in futures:
+                    await fut.ack()
+            except BaseException:
+                # these syncs may be lost (a gap they told of with them): the next ones carry a marker
+                self._syncs.unmark([s.topic_partition for s in batch])
+                raise
             metrics.offset_syncs_total.labels(*self._labels).inc(len(batch))

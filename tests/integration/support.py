@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.structs import OffsetAndMetadata
 
 from mirror.config import Settings, load_settings
 from mirror.kafka import Admin
@@ -204,6 +205,28 @@ async def create_topic(
     try:
         resp = await client.create_topics([NewTopic(name, partitions, 1, topic_configs=dict(configs or {}))])
         assert resp.topic_errors[0][1] == 0, resp
+    finally:
+        await client.close()
+
+
+async def commit_offsets(bootstrap: str, group: str, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Commit offsets for a group without joining it (as a consumer that stopped would have left them)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(*tp): OffsetAndMetadata(off, "") for tp, off in offsets.items()}
+        consumer.assign(list(tps))
+        await consumer.commit(tps)
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
+    """A group's committed offsets, as an admin lists them."""
+    client = await admin(bootstrap)
+    try:
+        offsets = await client.list_consumer_group_offsets(group)
+        return {(tp.topic, tp.partition): om.offset for tp, om in offsets.items()}
     finally:
         await client.close()
 

@@ -129,3 +129,7 @@ async def test_java_remote_cluster_utils_agree_with_mirror_client(
     assert "A" in java["upstream_clusters"] and "B" not in java["upstream_clusters"]
     assert {r["metadata"] for r in java["translate_offsets"]} == {"meta-0", ""}
     assert len(java["translate_offsets"]) == 2
+    # the checkpoints are mirror's precise ones (docs/mm2-compat.md §5.1): B's copies started empty and
+    # have no gaps, so both groups resume exactly where they stopped (Java's "+1" rule lands one past the
+    # sync below 250), and Java's client reads the same numbers from them
+    assert {r["partition"]: r["offset"] for r in java["translate_offsets"]} == {0: 250, 1: 399}

@@ -14,13 +14,11 @@ import signal
 import subprocess
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import OffsetAndMetadata
-
 from mirror.client import translate_offsets
 from mirror.local.kafka import Distribution, LocalKafkaCluster
 from tests.integration.support import (
     FAST,
+    commit_offsets,
     consume,
     create_topic,
     list_topics,
@@ -72,17 +70,6 @@ def start_java_mm2(mm2: Distribution, config: Path, log: Path) -> subprocess.Pop
         )
 
 
-async def commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = {TopicPartition(*tp): OffsetAndMetadata(off, "") for tp, off in offsets.items()}
-        consumer.assign(list(tps))
-        await consumer.commit(tps)
-    finally:
-        await consumer.stop()
-
-
 async def test_mirror_reads_java_checkpoints_and_takes_over_java_progress(
     mirrormaker: Distribution,
     cluster_a: LocalKafkaCluster,
@@ -95,7 +82,7 @@ async def test_mirror_reads_java_checkpoints_and_takes_over_java_progress(
     await create_topic(a, topic, 2)
     first = spread(make_records(2_000, seed=31), 2)
     await produce(a, topic, first)
-    await commit(a, group, {(topic, 0): 600, (topic, 1): 1000})  # p1: the group is at the end
+    await commit_offsets(a, group, {(topic, 0): 600, (topic, 1): 1000})  # p1: the group is at the end
     config = tmp_path / "java-mm2.properties"
     config.write_text(java_mm2_properties(a, b, topic, group))
     java = start_java_mm2(mirrormaker, config, tmp_path / "java-mm2.log")

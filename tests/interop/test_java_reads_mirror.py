@@ -34,6 +34,7 @@ from mirror.mm2.records import OffsetSync
 from tests.integration.support import (
     Rec,
     admin,
+    commit_offsets,
     consume_all,
     create_topic,
     end_offsets,
@@ -44,7 +45,7 @@ from tests.integration.support import (
     wait_for,
 )
 
-from .test_java_mm2 import commit, java_mm2_properties, start_java_mm2
+from .test_java_mm2 import java_mm2_properties, start_java_mm2
 
 
 def ids(partition: int, start: int, stop: int) -> list[Rec]:
@@ -170,7 +171,7 @@ async def test_java_checkpoints_translate_through_mirror_offset_syncs(
     # Java MM2's source task resumes from mirror's progress at the end of the topic and copies nothing.
     (syncs_end,) = (await end_offsets(a, syncs_topic, 1)).values()
     committed = {0: 330, 1: 400}  # p0: 70 records not consumed yet; p1: the group is at the end
-    await commit(a, group, {(topic, p): off for p, off in committed.items()})
+    await commit_offsets(a, group, {(topic, p): off for p, off in committed.items()})
     config = tmp_path / "java-mm2.properties"
     config.write_text(java_mm2_properties(a, b, topic, group))
     java = start_java_mm2(mirrormaker, config, tmp_path / "java-mm2.log")

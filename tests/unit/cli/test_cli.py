@@ -34,7 +34,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert __version__ in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["validate"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["validate"], ["demo"], ["offsets", "failback"], ["offsets", "translate"]]
+)
 def test_help_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([*command, "--help"])
@@ -81,3 +83,20 @@ def test_validate_reports_unreachable_cluster(tmp_path: Path, capsys: pytest.Cap
     config = write(tmp_path, "clusters = A\nA.bootstrap.servers = 127.0.0.1:9\nadmin.timeout.ms = 2000\n")
     assert main(["validate", "-c", str(config)]) == 1
     assert "unreachable" in capsys.readouterr().out
+
+
+def test_failback_without_a_flow_between_the_clusters_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mirror offsets failback` needs a flow in one direction at least; both clusters must be known."""
+    config = str(
+        write(
+            tmp_path,
+            "clusters = A, B, C\nA.bootstrap.servers = x:1\nB.bootstrap.servers = x:2\n"
+            "C.bootstrap.servers = x:3\nA->B.enabled = true\n",
+        )
+    )
+    assert main(["offsets", "failback", "-g", "app", "--from", "A", "--to", "C", "-c", config]) == 2
+    assert "no enabled flow between A and C" in capsys.readouterr().err
+    assert main(["offsets", "failback", "-g", "app", "--from", "A", "--to", "Z", "-c", config]) == 2
+    assert "unknown cluster 'Z'" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from mirror.errors import AuthorizationFailed, KafkaRequestFailed
 from mirror.jobs.checkpoint import (
     CheckpointJob,
     CheckpointStore,
+    apply_offset_syncs,
     offset_syncs_location,
     plan_group_sync,
     reread_bound,
@@ -33,16 +34,16 @@ from mirror.kafka.groups import (
     _DescribeGroupsRequestV3,
 )
 from mirror.mm2.filters import TopicFilter
-from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 from mirror.mm2.records import Checkpoint, OffsetSync
+from mirror.mm2.sync_history import SyncHistory
 
 POLICY = DefaultReplicationPolicy()
 ALL_TOPICS = TopicFilter()
 
 
-def store_with(*syncs: OffsetSync, read: bool = True) -> OffsetSyncStore:
-    store = OffsetSyncStore(initialization_must_read_to_end=False)
+def store_with(*syncs: OffsetSync, read: bool = True) -> SyncHistory:
+    store = SyncHistory(initialization_must_read_to_end=False)
     for sync in syncs:
         store.update(sync)
     if read:
@@ -50,7 +51,7 @@ def store_with(*syncs: OffsetSync, read: bool = True) -> OffsetSyncStore:
     return store
 
 
-def translate(store: OffsetSyncStore, group: str, offsets: dict[tuple[str, int], CommittedOffset]) -> Any:
+def translate(store: SyncHistory, group: str, offsets: dict[tuple[str, int], CommittedOffset]) -> Any:
     return translate_group(
         store, group, offsets, policy=POLICY, source_alias="A", target_alias="B", topic_filter=ALL_TOPICS
     )
@@ -70,7 +71,7 @@ def test_group_past_a_sync_lands_one_past_it_and_bounds_the_rereads() -> None:
     syncs = store_with(OffsetSync("orders", 0, 100, 40), OffsetSync("orders", 0, 200, 140))
     [item] = translate(syncs, "g", {("orders", 0): CommittedOffset(180)})
     assert item.checkpoint.downstream_offset == 41  # the record after upstream 100
-    assert item.reread_bound == 80  # upstream 101..179 are read again (79), bound 180 - 100
+    assert item.reread_bound == 79  # upstream 101..179 are read again (Java's rule: no marker, no line)
     assert reread_bound(OffsetSync("t", 0, 100, 40), 100) == 0
 
 
@@ -227,13 +228,45 @@ async def test_emission_is_monotonic_and_survives_a_broken_group() -> None:
     source.offsets["app"] = GroupOffsets({("orders", 0): CommittedOffset(170)})
     assert await job.emit_checkpoints(writer, syncs, store) == 1  # type: ignore[arg-type]
     assert writer.sent[-1].downstream_offset == 91
-    assert metrics.checkpoint_reread_bound.labels("A", "B", "app", "A.orders", "0")._value.get() == 20
+    assert metrics.checkpoint_reread_bound.labels("A", "B", "app", "A.orders", "0")._value.get() == 19
     assert await job.emit_checkpoints(writer, syncs, store) == 0  # type: ignore[arg-type]
     # a rewind upstream is emitted even though downstream goes back (Java's rule)
     source.offsets["app"] = GroupOffsets({("orders", 0): CommittedOffset(100)})
     assert await job.emit_checkpoints(writer, syncs, store) == 1  # type: ignore[arg-type]
     assert writer.sent[-1].downstream_offset == 40
     assert job.checkpoints_emitted == 3
+
+
+async def test_a_group_is_current_when_every_partition_translates() -> None:
+    """``mirror_checkpoint_timestamp_seconds`` moves for a group whose every partition has a checkpoint for
+    its committed offset (written now or still right), not for one with a partition that has no sync yet;
+    the groups' offsets are pinned in the history."""
+    job, source, _ = make_job()
+    source.offsets = {
+        "done": GroupOffsets({("orders", 0): CommittedOffset(150)}),
+        "waiting": GroupOffsets({("orders", 0): CommittedOffset(150), ("orders", 1): CommittedOffset(3)}),
+    }
+    job._group_ids = ["done", "waiting"]
+    syncs = store_with(OffsetSync("orders", 0, 100, 40), OffsetSync("orders", 0, 150, 90))
+    gauge = metrics.checkpoint_timestamp
+    assert await job.emit_checkpoints(FakeWriter(), syncs, CheckpointStore()) == 2  # type: ignore[arg-type]
+    assert gauge.labels("A", "B", "done")._value.get() > 0
+    assert ("A", "B", "waiting") not in {tuple(k) for k in gauge._metrics}
+    job._records.forget({"done"})
+    assert ("A", "B", "done") not in {tuple(k) for k in gauge._metrics}
+
+
+def test_a_jump_in_the_offset_syncs_topic_is_a_gap() -> None:
+    """Records compacted away from the offset-syncs topic: no link across the hole is trusted."""
+    history = SyncHistory(initialization_must_read_to_end=False)
+    syncs = [OffsetSync("orders", 0, u, u) for u in (0, 0, 101, 202, 303, 404)]
+    records = [TailRecord(s.encode_key(), s.encode_value(), offset, 0) for offset, s in enumerate(syncs)]
+    del records[3]  # (202, 202) compacted away
+    bad, last = apply_offset_syncs(history, records)
+    history.mark_read_to_end()
+    assert (bad, last) == (0, 5)
+    assert history.translate(("orders", 0), 50).method == "line"  # type: ignore[union-attr]
+    assert history.translate(("orders", 0), 250).method == "+1"  # type: ignore[union-attr]
 
 
 async def test_group_offset_sync_fills_idle_groups_and_leaves_active_ones_alone() -> None:
@@ -381,7 +414,7 @@ def test_reread_bounds_from_the_syncs_of_the_checkpoint() -> None:
     assert upstream_partition(POLICY, "A", "B", cps[("A.orders", 0)]) == ("orders", 0)
     assert upstream_partition(POLICY, "A", "B", Checkpoint("g", "orders", 0, 1, 1)) == ("B.orders", 0)
     bounds = reread_bounds(cps, syncs, POLICY, "A", "B")
-    assert bounds == {("A.orders", 0): 80, ("A.orders", 1): None}
+    assert bounds == {("A.orders", 0): 79, ("A.orders", 1): None}
     exact = {("A.orders", 0): Checkpoint("g", "A.orders", 0, 200, 140)}
     assert reread_bounds(exact, syncs, POLICY, "A", "B") == {("A.orders", 0): 0}
     assert reread_bounds(exact, None, POLICY, "A", "B") == {("A.orders", 0): None}

@@ -170,12 +170,17 @@ BATCH = st.tuples(
 
 
 @settings(max_examples=300)
-@given(st.sampled_from([-5, 0, 1, 2, 3, 10, 100]), st.lists(st.tuples(BATCH, st.integers(0, 4)), max_size=30))
+@given(
+    st.sampled_from([-5, 0, 1, 2, 3, 10, 100]),
+    st.lists(st.tuples(BATCH, st.integers(0, 4)), max_size=30),
+    st.booleans(),
+)
 def test_on_ack_batch_equals_per_record_on_ack(
-    lag: int, steps: list[tuple[tuple[int, int, int, int, list[int] | None], int]]
+    lag: int, steps: list[tuple[tuple[int, int, int, int, list[int] | None], int]], precise: bool
 ) -> None:
-    """on_ack_batch leaves exactly the state, queues and queue order of calling on_ack per record."""
-    batched, single = OffsetSyncWriter(lag), OffsetSyncWriter(lag)
+    """on_ack_batch leaves exactly the state, queues and queue order of calling on_ack per record (Java's
+    writer and the precise one, whose markers `take_pending` returns)."""
+    batched, single = OffsetSyncWriter(lag, precise=precise), OffsetSyncWriter(lag, precise=precise)
     next_up = [0, 0, 0]
     next_down = [0, 0, 0]
     for (part, up_gap, down_jump, count, gaps), action in steps:
@@ -196,6 +201,7 @@ def test_on_ack_batch_equals_per_record_on_ack(
         elif action == 2:
             assert batched.take_pending(3) == single.take_pending(3)
     assert writer_snapshot(batched) == writer_snapshot(single)
+    assert batched.take_pending(10**6) == single.take_pending(10**6)
 
 
 # --- OffsetSyncStore: translation rules -----------------------------------------------------------------

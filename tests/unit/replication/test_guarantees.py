@@ -708,3 +708,23 @@ async def test_a_record_the_dead_letter_topic_refuses_too_halts_its_partition(tm
     assert target.written == [o for o in range(200) if o != 137]
     assert len(target.dead) == 1
     assert not task.status.halted and task.status.dead_lettered == 1
+
+
+async def test_with_the_dead_letter_policy_refused_records_next_to_each_other_all_go_there(
+    tmp_path: Path,
+) -> None:
+    """Offsets 137, 138 and 150 are refused, fetched in one batch: the refusal of 138 comes before 137's
+    dead-letter write counted (the session fails inside the batch). Both stay pending, so each reaches
+    the dead-letter topic and every other record is copied, in order, in a few sessions (not one
+    displacing the other for ever)."""
+    task = _task(tmp_path, "A->B.rejected.records.policy = dead-letter\n")
+    bad = frozenset({137, 138, 150})
+    target = Target(size=100, bad=bad)
+    records = _records(0, 200)
+    sessions = await _sessions(task, target, records)
+    assert target.written == [o for o in range(200) if o not in bad]
+    letters = [int(dict(r.headers)["mirror.dead-letter.source.offset"]) for r in target.dead]
+    assert sorted(set(letters)) == sorted(bad), letters
+    assert not task.status.halted and not task._halting.dead_letter
+    assert task._positions.acked[("t", 0)] == 199
+    assert sessions <= 25, sessions  # about 7 halvings per refused record
