@@ -132,3 +132,12 @@ class SourceTopicsRecreated(MirrorError):
     def __init__(self, topics: set[str]) -> None:
         super().__init__(f"source topics re-created: {', '.join(sorted(topics))}")
         self.topics = topics
+
+
+class TaskStuck(MirrorError):
+    """A task made no progress in partitions that have records to copy for longer than
+    ``task.stuck.timeout.seconds``: its session is restarted (with backoff) and /readyz names it until
+    those partitions move again."""
+
+    retriable = True
+    kind = "stuck"

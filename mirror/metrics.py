@@ -120,6 +120,12 @@ dead_lettered_records_total = Counter(
     _PART,
     registry=REGISTRY,
 )
+partition_paused = Gauge(
+    "mirror_partition_paused",
+    "1 while an operator paused a source partition (mirror pause); its progress and lag are kept",
+    _PART,
+    registry=REGISTRY,
+)
 offset_syncs_total = Counter(
     "mirror_offset_syncs", "Offset-sync records written", ("source", "target"), registry=REGISTRY
 )

@@ -1,5 +1,5 @@
-"""Command line: ``mirror run | validate | status | offsets | verify | cutover | demo``. Errors are messages
-and exit codes, not tracebacks."""
+"""Command line: ``mirror run | validate | status | offsets | verify | cutover | pause | resume | throttle |
+progress | demo``. Errors are messages and exit codes, not tracebacks."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from mirror import __version__
+from mirror.cli.control import add_control_parsers
+from mirror.cli.progress import add_progress_parsers
 from mirror.config import ConfigError, LoadedSettings, Settings, load_settings, redacted
 from mirror.errors import MirrorError
 from mirror.service.logs import configure_logging
@@ -180,6 +182,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", type=_positive, metavar="SECONDS", help="redraw every SECONDS")
     status.add_argument("--json", action="store_true", help="print the /status JSON instead of tables")
 
+    add_control_parsers(sub, config_args)  # pause, resume, throttle
+    add_progress_parsers(sub, config_args)  # progress show | reset
+
     demo = sub.add_parser(
         "demo",
         help="start two local Kafka clusters and mirror a topic between them",
@@ -265,27 +270,15 @@ def _log_task_stacks() -> None:
     log.info("asyncio task stacks", tasks=len(stacks), stacks=stacks)
 
 
-async def _run(settings: Settings) -> int:
-    from mirror.service.http import HttpServer  # noqa: PLC0415  (keeps `mirror --help` fast)
-    from mirror.service.worker import Worker  # noqa: PLC0415
+async def _run(settings: Settings, reload: Callable[[], Settings]) -> int:
+    from mirror.service.reload import serve  # noqa: PLC0415  (keeps `mirror --help` fast)
 
-    worker = Worker(settings)
-    service = settings.service
-    http = HttpServer(worker, service.http_host, service.http_port) if service.http_port else None
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
     loop.add_signal_handler(signal.SIGUSR1, _log_task_stacks)
     try:
-        if http is not None:
-            await http.start()
-            log.info("http listening", url=f"http://{service.http_host}:{http.port}/status")
-        await worker.run()
+        await serve(settings, reload)  # the worker and its HTTP port; SIGTERM/SIGINT stop, SIGHUP reloads
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-            loop.remove_signal_handler(sig)
-        if http is not None:
-            await http.close()
+        loop.remove_signal_handler(signal.SIGUSR1)
     return EXIT_OK
 
 
@@ -318,7 +311,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             argv_used = list(sys.argv[1:] if argv is None else argv)
             return asyncio.run(supervise(argv_used, args.workers, loaded.settings.service.http_port))
         if args.command == "run":
-            return asyncio.run(_run(loaded.settings))
+            return asyncio.run(_run(loaded.settings, lambda: _load(args).settings))
+        if args.command in ("pause", "resume", "throttle"):
+            from mirror.cli.control import run_control  # noqa: PLC0415
+
+            return asyncio.run(run_control(loaded.settings, args))
+        if args.command == "progress":
+            from mirror.cli.progress import run_progress  # noqa: PLC0415
+
+            return asyncio.run(run_progress(loaded.settings, args))
         if args.command == "offsets":
             from mirror.cli.offsets import run_offsets  # noqa: PLC0415
 

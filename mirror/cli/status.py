@@ -122,13 +122,33 @@ def render(status: WorkerStatus | Mapping[str, Any]) -> RenderableType:
     parts.append(table)
 
     lag = Table(title="lag per topic", title_justify="left")
-    for column in ("flow", "topic", "remote topic", "partitions", "lag (records)"):
+    for column in ("flow", "topic", "remote topic", "partitions", "lag (records)", "state"):
         lag.add_column(column, justify="right" if column in {"partitions", "lag (records)"} else "left")
     for flow in flows:
         for topic, entry in flow.lag.items():
-            lag.add_row(flow.flow, topic, entry.remote, str(entry.partitions), f"{entry.lag_records:,}")
+            state = Text("PAUSED", style="yellow") if entry.paused else Text("copying", style="green")
+            lag.add_row(
+                flow.flow, topic, entry.remote, str(entry.partitions), f"{entry.lag_records:,}", state
+            )
     if lag.row_count:
         parts.append(lag)
+
+    paused = Table(title="paused (mirror resume FLOW [--topics REGEX] to resume)", title_justify="left")
+    for column in ("flow", "topics", "by", "since"):
+        paused.add_column(column)
+    for flow in flows:
+        for held in flow.paused:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held.at))
+            paused.add_row(flow.flow, held.topics, held.by, since, style="yellow")
+    if paused.row_count:
+        parts.append(paused)
+    throttled = [
+        f"{flow.flow} {flow.throttle_bytes_per_second:,} bytes/s"
+        for flow in flows
+        if flow.throttle_bytes_per_second
+    ]
+    if throttled:
+        parts.append(Text("throttled: " + ", ".join(throttled), style="yellow"))
 
     tasks_table = Table(title="tasks", title_justify="left")
     for column in ("flow", "task", "state", "partitions", "records", "restarts", "lag (records)"):

@@ -14,7 +14,7 @@ Other packages import from here only.
 """
 
 from mirror.config.fields import DEFAULT_REPLICATION_POLICY, IDENTITY_REPLICATION_POLICY
-from mirror.config.load import LoadedSettings, load_settings, redacted
+from mirror.config.load import LoadedSettings, config_digest, load_settings, redacted
 from mirror.config.models import (
     SECRET_FILE_FIELDS,
     ClusterSettings,
@@ -40,6 +40,7 @@ __all__ = [
     "SecurityProtocol",
     "ServiceSettings",
     "Settings",
+    "config_digest",
     "is_secret_key",
     "load_settings",
     "redacted",

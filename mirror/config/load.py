@@ -14,6 +14,8 @@ keys) becomes a warning.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -118,3 +120,9 @@ def _redact(value: Any, key: str) -> Any:
     if isinstance(value, list):
         return [_redact(item, key) for item in value]
     return MASK if value is not None and is_secret_key(key) else value
+
+
+def config_digest(settings: Settings) -> str:
+    """A short digest of the effective configuration (secrets masked): equal on workers that agree."""
+    text = json.dumps(redacted(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

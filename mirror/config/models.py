@@ -72,6 +72,28 @@ SECRET_FILE_FIELDS = (
 )
 
 
+def secrets_from_files(data: Any, fields: Iterable[str]) -> Any:
+    """``<secret field>_file``: the secret is that file's content (without a trailing newline)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for name in fields:
+        path = data.get(f"{name}_file")
+        if path is None:
+            continue
+        if data.get(name) is not None:
+            raise _field_error(f"{name}_file", f"either {name} or {name}_file", "invalid value (both set)")
+        try:
+            text = Path(str(path)).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise _field_error(
+                f"{name}_file", "a readable file", f"cannot read {path!r} ({reason})"
+            ) from None
+        data[name] = text.removesuffix("\n").removesuffix("\r")
+    return data
+
+
 class ClusterSettings(_Model):
     """How to reach one Kafka cluster (mm2.properties: ``<alias>.<client key>``).
 
@@ -113,27 +135,7 @@ class ClusterSettings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _secrets_from_files(cls, data: Any) -> Any:
-        """``<secret field>_file``: the secret is that file's content (without a trailing newline)."""
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        for name in SECRET_FILE_FIELDS:
-            path = data.get(f"{name}_file")
-            if path is None:
-                continue
-            if data.get(name) is not None:
-                raise _field_error(
-                    f"{name}_file", f"either {name} or {name}_file", "invalid value (both set)"
-                )
-            try:
-                text = Path(str(path)).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc)
-                raise _field_error(
-                    f"{name}_file", "a readable file", f"cannot read {path!r} ({reason})"
-                ) from None
-            data[name] = text.removesuffix("\n").removesuffix("\r")
-        return data
+        return secrets_from_files(data, SECRET_FILE_FIELDS)
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> Self:
@@ -197,6 +199,8 @@ class FlowSettings(_Model):
     exactly_once_support: Annotated[
         Literal["disabled", "requested", "required"], BeforeValidator(lower_text)
     ] = "disabled"
+    task_stuck_timeout_seconds: Seconds = 300
+    throttle_bytes_per_second: NonNegative = 0
     #: What a record the target refuses for good does to its partition (mirror's own keys, per flow):
     #: ``halt`` it there, retried every backoff until the target takes it, or ``dead-letter``: the record
     #: goes to the flow's dead-letter topic on the target and the partition goes on.
@@ -233,6 +237,14 @@ class ServiceSettings(_Model):
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], BeforeValidator(upper_text)] = "INFO"
     group: NonEmpty = "mirror"
     clusters_served: Names | None = None
+    #: The bearer token of the HTTP endpoints that change anything (pause, resume); None: they are off.
+    control_token: SecretStr | None = None
+    control_token_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_from_file(cls, data: Any) -> Any:
+        return secrets_from_files(data, ("control_token",))
 
 
 class Settings(BaseSettings):

@@ -78,6 +78,8 @@ FLOW_KEYS: dict[str, Where] = {
     "admin.timeout.ms": _CONNECTOR,
     "offset.flush.interval.ms": Where.FLOW | Where.TARGET,
     "exactly.once.support": Where.FLOW,
+    "task.stuck.timeout.seconds": _CONNECTOR,
+    "throttle.bytes.per.second": _CONNECTOR,
     # mirror's own (Java MM2 has no such keys): records the target refuses (docs/guarantees.md)
     "rejected.records.policy": Where.FLOW,
     "rejected.records.retry.backoff.ms": _CONNECTOR,
@@ -104,6 +106,8 @@ SERVICE_KEYS = (
     "service.log.level",
     "service.group",
     "service.clusters.served",
+    "service.control.token",
+    "service.control.token.file",
 )
 
 _CLIENT_ROLES = ("consumer", "producer", "admin")

@@ -1,7 +1,8 @@
 """Every aiokafka private API `mirror` relies on, in one place, checked when this module is imported.
 
 aiokafka lacks a few things `mirror` needs (a raw protocol request, a metadata refresh on demand, the
-group member id, the producer's sender, a C-speed batch fill, fetched records without a Python wrapper);
+group member id, the producer's sender, a C-speed batch fill, fetched records without a Python wrapper,
+the fetch size changed while running);
 they are reached through its private attributes, here only, behind typed functions. Those attributes
 may change in any aiokafka release: importing this module fails with an `ImportError` naming the
 installed and the expected version when the release series differs from the one this was written
@@ -36,6 +37,7 @@ __all__ = [
     "group_member_id",
     "kafka_client",
     "open_connection",
+    "partition_fetch_bytes",
     "raw_records",
     "register_error",
     "sender_task",
@@ -87,6 +89,9 @@ _require(Sender, "sender_task")
 _require(AIOKafkaClient, "force_metadata_update")
 _require(BatchBuilder, "_builder", set_in="__init__")
 _require(BatchBuilder, "_relative_offset", set_in="__init__")
+_require(AIOKafkaConsumer, "_fetcher", set_in="start")
+_require(_fetcher.Fetcher, "_max_partition_fetch_bytes", set_in="__init__")
+_require(_fetcher.Fetcher, "_max_partition_fetch_bytes", set_in="_get_actions_per_node")
 _require(_fetcher, "PartitionRecords")
 _require(_fetcher.PartitionRecords, "_consumer_record")
 _require(_fetcher.PartitionRecords, "_key_deserializer", set_in="__init__")
@@ -114,6 +119,12 @@ def group_member_id(consumer: AIOKafkaConsumer) -> str | None:
     """The member id the group coordinator last gave this consumer (None before it joined)."""
     member: str | None = getattr(consumer._coordinator, "member_id", None)
     return member or None
+
+
+def partition_fetch_bytes(consumer: AIOKafkaConsumer, limit: int) -> None:
+    """Set the consumer's ``max_partition_fetch_bytes`` from its next fetch request on (a started consumer:
+    aiokafka reads it per request and has no setter)."""
+    consumer._fetcher._max_partition_fetch_bytes = limit
 
 
 def sender_task(producer: AIOKafkaProducer) -> asyncio.Task[Any] | None:

@@ -27,6 +27,7 @@ class Reader:
         kwargs = client_kwargs(cluster, "consumer", overrides, client_id=client_id)
         kwargs.setdefault("isolation_level", isolation_level)
         kwargs.setdefault("max_partition_fetch_bytes", 4 * 1024 * 1024)
+        self._fetch_bytes = int(kwargs["max_partition_fetch_bytes"])
         kwargs.setdefault("fetch_max_bytes", 64 * 1024 * 1024)
         kwargs["enable_auto_commit"] = False
         #: Where a partition without stored progress starts (``auto.offset.reset``, as Java's consumer).
@@ -77,6 +78,14 @@ class Reader:
         """Stop fetching these assigned partitions (until the next `assign`)."""
         self._consumer.pause(*(TopicPartition(t, p) for t, p in partitions))
 
+    def limit_fetch(self, bytes_per_partition: int | None) -> None:
+        """Fetch at most about this much per partition and request (None: as configured), so a throttled
+        task's fetches hold about its share of a second, from each partition in turn."""
+        limit = (
+            self._fetch_bytes if bytes_per_partition is None else min(self._fetch_bytes, bytes_per_partition)
+        )
+        _internals.partition_fetch_bytes(self._consumer, max(1, limit))
+
     def resume(self, partitions: Sequence[tuple[str, int]]) -> None:
         """Fetch these paused partitions again (from their position: `seek` first to move it)."""
         self._consumer.resume(*(TopicPartition(t, p) for t, p in partitions))
@@ -99,6 +108,19 @@ class Reader:
             )
         return {(tp.topic, tp.partition): off for tp, off in result.items()}
 
+    async def offsets_for_time(
+        self, partitions: Sequence[tuple[str, int]], timestamp_ms: int
+    ) -> dict[tuple[str, int], int | None]:
+        """Per partition the first offset whose timestamp is at or after ``timestamp_ms`` (None: none is)."""
+        if not partitions:
+            return {}
+        async with errors_translated(self.cluster):
+            result = await asyncio.wait_for(
+                self._consumer.offsets_for_times({TopicPartition(t, p): timestamp_ms for t, p in partitions}),
+                30,
+            )
+        return {(tp.topic, tp.partition): (None if off is None else off.offset) for tp, off in result.items()}
+
     async def position(self, topic: str, partition: int) -> int:
         """The offset the next fetch of this assigned partition reads from."""
         async with errors_translated(self.cluster):
@@ -108,10 +130,11 @@ class Reader:
         hw: int | None = self._consumer.highwater(TopicPartition(topic, partition))
         return hw
 
-    async def fetch(self, timeout_ms: int) -> list[SourceBatch]:
+    async def fetch(self, timeout_ms: int, max_records: int | None = None) -> list[SourceBatch]:
+        """The records fetched (at most ``max_records``; the rest stay buffered for the next call)."""
         try:
             async with errors_translated(self.cluster):
-                data = await self._consumer.getmany(timeout_ms=timeout_ms)
+                data = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaRequestFailed as exc:
             cause = exc.__cause__
             if isinstance(cause, ke.OffsetOutOfRangeError) and cause.args and isinstance(cause.args[0], dict):

@@ -1,5 +1,5 @@
 """What a source task reports per partition: records and bytes copied, lag, record age, latency, the
-halted gauge and the heartbeat timestamps it copies (``mirror_*`` series; docs/configuration.md)."""
+halted and paused gauges, the heartbeat timestamps it copies (``mirror_*`` series; docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -130,6 +130,19 @@ class TaskMetrics:
         with contextlib.suppress(KeyError):
             metrics.partition_halted.remove(*self.labels, self.remote_topic(tp[0]), str(tp[1]))
 
+    def paused(self, tp: TP, paused: bool) -> None:
+        labels = (*self.labels, self.remote_topic(tp[0]), str(tp[1]))
+        if paused:
+            metrics.partition_paused.labels(*labels).set(1)
+        else:
+            with contextlib.suppress(KeyError):
+                metrics.partition_paused.remove(*labels)
+
+    def highwater(self, tp: TP, hw: int) -> None:
+        """The source's high watermark of ``tp`` as read outside a fetch (a paused partition)."""
+        self._hw[tp] = hw
+        self.set_lag(tp, self.remote_topic(tp[0]))
+
     def remove(self, partitions: Iterable[TP]) -> None:
         """Drop the per-partition series of partitions this task no longer copies (moved away)."""
         for tp in partitions:
@@ -139,6 +152,7 @@ class TaskMetrics:
                 metrics.lag_seconds,
                 metrics.records_total,
                 metrics.bytes_total,
+                metrics.partition_paused,
                 metrics.partition_halted,
                 metrics.dead_lettered_records_total,
             ):

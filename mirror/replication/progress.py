@@ -84,7 +84,9 @@ class ProgressStore:
                 continue
             tp = (parsed.topic, parsed.partition)
             offset, stored_id = records.decode_source_offset_value(value)  # kept: readable
-            if offset is not None and offset >= 0:
+            # -1: nothing copied yet but the start is set (a reset to offset 0, a `latest` start of an empty
+            # partition): resume at 0, never where auto.offset.reset would say
+            if offset is not None and offset >= -1:
                 stored.offsets[tp] = offset
                 stored.topic_ids[tp] = stored_id
         stored.unreadable = {tp for tp in reader.last_unreadable if tp not in stored.offsets}

@@ -29,3 +29,4 @@ class TaskStatus:
     partitions: int = 0
     halted: dict[TP, Halt] = field(default_factory=dict)
     dead_lettered: int = 0  # records written to the dead-letter topic instead of the remote topic
+    stuck: str | None = None  # why the task counts as stuck (`mirror.replication.stuck`), until it moves

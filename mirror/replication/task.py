@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -32,14 +32,18 @@ from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange, SourceTopicsRecreated
 from mirror.kafka import Reader, SourceBatch, Writer, as_mirror_error
 from mirror.mm2.policy import ReplicationPolicy
+from mirror.replication.controls import Controls, Reset
 from mirror.replication.delivery import Delivery
 from mirror.replication.halting import Halting
 from mirror.replication.inflight import InFlightQueue
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.offset_syncs import OffsetSyncEmitter
+from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
 from mirror.replication.progress import ProgressStore
 from mirror.replication.status import Halt, TaskState, TaskStatus
+from mirror.replication.stuck import StuckWatch
+from mirror.replication.throttle import TokenBucket
 from mirror.replication.topology import dead_letter_topic
 from mirror.retry import Backoff, retrying
 from mirror.types import TP
@@ -107,6 +111,10 @@ class SourceTask:
     created_while_running: set[TP] = field(default_factory=set)
     #: The source topics' ids as the flow last listed them (shared with the flow).
     topic_ids: Mapping[str, str | None] = field(default_factory=dict)
+    #: The flow's operator controls (pauses, progress resets), kept current by the flow; None: none.
+    controls: Controls | None = None
+    #: This task's share of the flow's byte-rate limit, bytes/s now (0: none; `mirror.replication.throttle`).
+    throttle: Callable[[], float] = lambda: 0.0
 
     def __post_init__(self) -> None:
         self.name = f"{self.flow.name}|source-{self.index}"
@@ -133,6 +141,10 @@ class SourceTask:
             self.exactly_once,
             dead_letter_topic(self.flow),
         )
+        self._gate = PauseGate(self.controls, self._metrics, self._positions, self.progress)
+        self._stuck = StuckWatch(self.flow.task_stuck_timeout_seconds)
+        self._bucket = TokenBucket(self.throttle)
+        self._throttled = False  # the reader's fetch size is limited to the throttle
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -156,6 +168,15 @@ class SourceTask:
         else:  # nothing of them here: only never apply their untagged progress
             self._positions.recreated_topics |= topics
 
+    def reset_progress(self, reset: Reset) -> None:
+        """The stored progress of ``reset.topics`` was rewritten: re-read it before the next fetch."""
+        if self._gate.request_reload(reset):
+            self._partitions_changed.set()
+
+    def paused(self) -> set[TP]:
+        """The partitions this task holds paused (operator controls) now."""
+        return set(self._gate.paused)
+
     def lag(self) -> dict[TP, int]:
         """Records still to copy per source partition (those fetched at least once)."""
         return self._metrics.lag(self._partitions)
@@ -164,8 +185,9 @@ class SourceTask:
         """A copy of this task's status (its halted partitions included) that later changes leave alone:
         what /status and /readyz show of it (`mirror.service.worker.FlowRunner.snapshot`)."""
         s = self.status
+        halted, stuck = dict(s.halted), self._stuck.stuck
         return TaskStatus(
-            s.state, s.last_error, s.restarts, s.records, s.partitions, dict(s.halted), s.dead_lettered
+            s.state, s.last_error, s.restarts, s.records, s.partitions, halted, s.dead_lettered, stuck
         )
 
     async def run(self) -> None:
@@ -261,6 +283,9 @@ class SourceTask:
                 acker = tg.create_task(self._ack_loop())
                 flusher = tg.create_task(self._flush_loop())
                 syncer = tg.create_task(self._syncs.loop(syncs)) if syncs is not None else None
+                pauses = tg.create_task(self._gate.lag_loop(reader))
+                self._stuck.session_started()
+                watchdog = tg.create_task(self._stuck.loop(self._lags_that_count))
                 await fetcher
                 # stopping: let the acker drain what is in flight, then store the final progress
                 deadline = time.monotonic() + DRAIN_TIMEOUT
@@ -270,6 +295,8 @@ class SourceTask:
                         timeout_s=DRAIN_TIMEOUT,
                     )
                 flusher.cancel()
+                pauses.cancel()
+                watchdog.cancel()
                 if syncer is not None:
                     syncer.cancel()
             await asyncio.wait_for(
@@ -308,7 +335,10 @@ class SourceTask:
                 return []
             if self._recreated:
                 raise SourceTopicsRecreated(self._recreated)
+            await self._gate.reload(self._partitions)
             await self._assign(reader)
+            self._gate.assigned()
+        await self._gate.apply(reader, self._partitions, self.status.halted)
         if not self._partitions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
@@ -316,7 +346,11 @@ class SourceTask:
         if self.status.halted and not self._partitions_changed.is_set():  # (else: assigned first)
             self._retry_halted(reader)
         try:
-            batches = await reader.fetch(self.flow.consumer_poll_timeout_ms)
+            limit, timeout = self._bucket.max_records(), self.flow.consumer_poll_timeout_ms
+            if limit is not None or self._throttled:
+                reader.limit_fetch(self._bucket.fetch_bytes())
+                self._throttled = limit is not None
+            batches = await (reader.fetch(timeout) if limit is None else reader.fetch(timeout, limit))
         except SourceOutOfRange as exc:
             await self._out_of_range(reader, exc.positions)
             return []
@@ -325,6 +359,7 @@ class SourceTask:
         if self.status.halted:
             batches = self._halting.cut(reader, batches)
         self._metrics.fetched(reader, batches)
+        await self._bucket.take(sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches))
         return batches
 
     def _retry_halted(self, reader: Reader) -> None:
@@ -332,7 +367,7 @@ class SourceTask:
         target alone (`mirror.replication.halting`). The seek happens before the next fetch: aiokafka
         drops fetched records that do not start at a partition's current position, so nothing read
         before the seek is handed out after it."""
-        for tp in self._halting.due(self._partitions):
+        for tp in self._halting.due(self._partitions - self._gate.paused):  # paused: retried after resume
             rewind = self._halting.retry(tp)
             if rewind is not None:
                 reader.seek({tp: rewind})
@@ -386,6 +421,12 @@ class SourceTask:
             self._metrics.record_age(entries)
             for entry in entries:
                 await self._delivery.complete(entry)
+                self._stuck.moved(entry.tp)
+
+    def _lags_that_count(self) -> dict[TP, int]:
+        """Lag of the partitions that should move: not paused by an operator, not halted."""
+        skip = self._gate.paused | set(self.status.halted)
+        return {tp: lag for tp, lag in self.lag().items() if tp not in skip}
 
     async def _ack_loop(self) -> None:
         while True:
@@ -393,6 +434,7 @@ class SourceTask:
             if entry is None:
                 return
             await self._delivery.complete(entry)
+            self._stuck.moved(entry.tp)
             self._positions.dirty.add(entry.tp)
             await self._inflight.done(entry)
 

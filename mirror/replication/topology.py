@@ -7,6 +7,7 @@ Per flow (``A->B``: source A, target B), as Java MirrorMaker 2 names them (docs/
 - ``mm2-offset-syncs.<other cluster>.internal`` on the source or the target (`offset_syncs_location`);
 - ``mm2-offsets.<source>.internal`` on the target, the progress Connect's runtime keeps (`progress_topic`);
 - ``mm2-tasks.<source>.internal`` on the target, the coordination group's topic (`tasks_topic`);
+- ``mm2-control.<source>.internal`` on the target, the operators' pause and reset records (`control_topic`).
 - ``mm2-dead-letter.<source>.internal`` on the target, the records it refused, with
   ``rejected.records.policy = dead-letter`` (`dead_letter_topic`).
 """
@@ -19,6 +20,7 @@ from mirror.mm2.policy import ReplicationPolicy, policy_from_config
 __all__ = [
     "DEAD_LETTER_TOPIC_CONFIGS",
     "checkpoints_topic",
+    "control_topic",
     "dead_letter_topic",
     "heartbeats_topic",
     "make_policy",
@@ -65,6 +67,12 @@ def tasks_topic(flow: FlowSettings) -> str:
     """The flow's tasks topic on the target (one partition per task). Named like MM2's internal topics,
     so every replication policy and the default filters skip it."""
     return f"mm2-tasks.{flow.source}.internal"
+
+
+def control_topic(flow: FlowSettings) -> str:
+    """The flow's control topic on the target (pauses, progress resets: `mirror.replication.controls`).
+    Named like MM2's internal topics, so every replication policy and the default filters skip it."""
+    return f"mm2-control.{flow.source}.internal"
 
 
 #: The dead-letter topic takes records up to 64 MiB (a record is there because the remote topic refused

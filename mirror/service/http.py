@@ -1,4 +1,4 @@
-"""HTTP endpoints on one port: ``/metrics``, ``/healthz``, ``/readyz``, ``/status``.
+"""HTTP endpoints on one port: ``/metrics``, ``/healthz``, ``/readyz``, ``/status`` (and ``/control``).
 
 ``/healthz`` answers while the event loop turns (liveness). ``/readyz`` is 200 only when every flow is
 prepared, every cluster a flow needs answered the last connectivity check, and every task on this worker
@@ -30,6 +30,7 @@ from mirror import metrics
 from mirror.errors import MirrorError
 from mirror.kafka import Admin
 from mirror.kafka.groups import Groups
+from mirror.service.control import add_control_routes
 from mirror.service.status import ClusterStatus, GroupMember, GroupStatus, WorkerStatus
 from mirror.service.worker import Worker
 
@@ -37,6 +38,8 @@ log = structlog.get_logger(__name__)
 
 #: Seconds between connectivity checks, and the most one check may take.
 PROBE_INTERVAL, PROBE_TIMEOUT = 5.0, 5.0
+#: Every this many probes, the group's workers' configurations are compared (`ClusterProbe.check_configs`).
+CONFIG_CHECK_ROUNDS = 6
 
 
 class ClusterProbe:
@@ -50,12 +53,22 @@ class ClusterProbe:
         self.results: dict[str, dict[str, ClusterStatus]] = {}  # flow name -> cluster alias -> result
 
     async def run(self) -> None:
+        rounds = 0
         while True:
             try:
                 await self.check()
+                if rounds % CONFIG_CHECK_ROUNDS == 0:
+                    await self.check_configs()
             except Exception:  # a check that breaks must not end the probe: log it, go on
                 log.exception("cluster connectivity check failed")
+            rounds += 1
             await asyncio.sleep(self.interval)
+
+    async def check_configs(self) -> None:
+        """Warn while the group's workers run different configurations (a reload that reached some)."""
+        disagreement = config_disagreement(await group_view(self.worker))
+        if disagreement:
+            log.warning("workers of the group run different configurations", configs=disagreement)
 
     async def check(self) -> None:
         checks = [
@@ -115,10 +128,11 @@ async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, GroupSta
             described.state,
             tuple(
                 GroupMember(
-                    _worker_of(member.client_id),
+                    _worker_of(member.client_id)[0],
                     member.client_host,
                     member.member_id == own,
                     tuple(f"{topic}/{task}" for topic, task in member.assignment),
+                    _worker_of(member.client_id)[1],
                 )
                 for member in sorted(described.members, key=lambda m: m.client_id)
             ),
@@ -126,10 +140,24 @@ async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, GroupSta
     return view
 
 
-def _worker_of(client_id: str) -> str:
-    """Workers join as ``mirror-worker|<host>:<pid>|<target>`` (`mirror.service.worker`)."""
+def _worker_of(client_id: str) -> tuple[str, str | None]:
+    """Workers join as ``mirror-worker|<host>:<pid>|<target>|<config digest>`` (`mirror.service.worker`;
+    older ones without the digest): the worker and its configuration's digest."""
     parts = client_id.split("|")
-    return parts[1] if len(parts) == 3 and parts[0] == "mirror-worker" else client_id
+    if len(parts) in (3, 4) and parts[0] == "mirror-worker":
+        return parts[1], parts[3] if len(parts) == 4 else None
+    return client_id, None
+
+
+def config_disagreement(view: dict[str, GroupStatus]) -> dict[str, list[str]]:
+    """Per configuration digest the workers running it, when the group's workers disagree ({} otherwise)."""
+    digests: dict[str, list[str]] = {}
+    for group in view.values():
+        for member in group.workers:
+            workers = digests.setdefault(member.config or "unknown", [])
+            if member.worker not in workers:
+                workers.append(member.worker)
+    return digests if len(digests) > 1 else {}
 
 
 def not_ready_reasons(worker: Worker, probe: ClusterProbe | None = None) -> list[str]:
@@ -164,6 +192,7 @@ class HttpServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status)
+        add_control_routes(app, worker)  # /control, /control/pause, /control/resume
         self._runner = web.AppRunner(app, access_log=None)
         self._probing: asyncio.Task[None] | None = None
 

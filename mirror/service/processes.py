@@ -1,8 +1,9 @@
 """``mirror run --workers N``: N worker processes on this machine, so every core is used.
 
 The workers coordinate exactly as workers on different machines do (one Kafka consumer group); this
-module only starts them, forwards SIGTERM/SIGINT, and restarts a worker that died (its tasks move to
-the others meanwhile). Each worker gets its own HTTP port: the configured port + its index.
+module only starts them, forwards SIGTERM/SIGINT (and SIGHUP: reload), and restarts a worker that died
+(its tasks move to the others meanwhile). Each worker gets its own HTTP port: the configured port + its
+index.
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ async def supervise(argv: Sequence[str], workers: int, http_port: int) -> int:
             if await pause(stopping, delay):  # stopped meanwhile: no new worker behind forward()'s back
                 return code
 
+    def reload() -> None:  # SIGHUP: every worker reloads its configuration (mirror.service.reload)
+        for proc in procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+
     async def forward() -> None:
         await stopping.wait()
         for proc in procs.values():
@@ -82,6 +90,6 @@ async def supervise(argv: Sequence[str], workers: int, http_port: int) -> int:
             tg.create_task(forward())
             codes = [await run for run in runs]
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return max(codes)

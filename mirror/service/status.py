@@ -50,6 +50,8 @@ class TaskStatus:
     last_error: str | None = None
     halted: tuple[HaltedPartition, ...] = ()  # sorted by (topic, partition)
     dead_lettered: int = 0  # records sent to the dead-letter topic since the task started here
+    paused_partitions: int = 0  # paused by an operator (`mirror pause`)
+    stuck: str | None = None  # no progress while behind (`mirror.replication.stuck`): not ready
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,8 @@ class TaskStatus:
             "last_error": self.last_error,
             "halted": [halt.to_json() for halt in self.halted],
             "dead_lettered": self.dead_lettered,
+            "paused_partitions": self.paused_partitions,
+            "stuck": self.stuck,
         }
 
     @classmethod
@@ -76,6 +80,8 @@ class TaskStatus:
             last_error=doc.get("last_error"),
             halted=tuple(HaltedPartition.from_json(h) for h in doc.get("halted", [])),
             dead_lettered=doc.get("dead_lettered", 0),
+            paused_partitions=doc.get("paused_partitions", 0),
+            stuck=doc.get("stuck"),
         )
 
 
@@ -110,13 +116,40 @@ class TopicLag:
     remote: str
     partitions: int
     lag_records: int
+    paused: bool = False  # an operator paused the topic (`mirror pause`)
 
     def to_json(self) -> dict[str, Any]:
-        return {"remote": self.remote, "partitions": self.partitions, "lag_records": self.lag_records}
+        return {
+            "remote": self.remote,
+            "partitions": self.partitions,
+            "lag_records": self.lag_records,
+            "paused": self.paused,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> TopicLag:
-        return cls(doc.get("remote", ""), doc.get("partitions", 0), doc.get("lag_records", 0))
+        return cls(
+            doc.get("remote", ""),
+            doc.get("partitions", 0),
+            doc.get("lag_records", 0),
+            bool(doc.get("paused")),
+        )
+
+
+@dataclass(frozen=True)
+class PausedTopics:
+    """An operator's pause: the flow's topics matching ``topics`` (a regex), paused by ``by`` at ``at``."""
+
+    topics: str
+    by: str
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"topics": self.topics, "by": self.by, "at": self.at}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> PausedTopics:
+        return cls(doc.get("topics", "?"), doc.get("by", "?"), doc.get("at", 0.0))
 
 
 @dataclass(frozen=True)
@@ -171,10 +204,12 @@ class FlowStatus:
     clusters: Mapping[str, ClusterStatus] = field(default_factory=dict)  # alias -> check, sorted
     jobs: tuple[JobStatus, ...] = ()
     tasks: tuple[TaskStatus, ...] = ()  # sorted by task
+    paused: tuple[PausedTopics, ...] = ()  # sorted by pattern
+    throttle_bytes_per_second: int = 0  # the flow's byte-rate limit now (0: none)
 
     def not_ready_reasons(self) -> list[str]:
         """Why this flow keeps the worker from being ready: the flow not running, else every unreachable
-        cluster and every task not running."""
+        cluster, every stuck task and every task not running."""
         if self.state != "running":
             return [f"flow {self.flow} is {self.state}: {self.last_error or ''}".strip()]
         reasons = [
@@ -182,11 +217,13 @@ class FlowStatus:
             for alias, check in self.clusters.items()
             if not check.reachable
         ]
-        reasons.extend(
-            f"flow {self.flow} task {task.task} is {task.state}: {task.last_error or ''}".strip()
-            for task in self.tasks
-            if task.state != "running"
-        )
+        for task in self.tasks:
+            if task.stuck is not None:
+                reasons.append(f"flow {self.flow} task {task.task} is stuck: {task.stuck}")
+            elif task.state != "running":
+                reasons.append(
+                    f"flow {self.flow} task {task.task} is {task.state}: {task.last_error or ''}".strip()
+                )
         return reasons
 
     def halted_partitions(self) -> list[str]:
@@ -214,6 +251,8 @@ class FlowStatus:
             "clusters": {alias: check.to_json() for alias, check in self.clusters.items()},
             "jobs": {job.job: {"last_error": job.last_error} for job in self.jobs},
             "tasks": [task.to_json() for task in self.tasks],
+            "paused": [pause.to_json() for pause in self.paused],
+            "throttle_bytes_per_second": self.throttle_bytes_per_second,
         }
 
     @classmethod
@@ -237,6 +276,8 @@ class FlowStatus:
             clusters={alias: ClusterStatus.from_json(c) for alias, c in doc.get("clusters", {}).items()},
             jobs=tuple(JobStatus(job, info.get("last_error")) for job, info in doc.get("jobs", {}).items()),
             tasks=tuple(TaskStatus.from_json(task) for task in doc.get("tasks", [])),
+            paused=tuple(PausedTopics.from_json(p) for p in doc.get("paused", [])),
+            throttle_bytes_per_second=doc.get("throttle_bytes_per_second", 0),
         )
 
 
@@ -248,14 +289,25 @@ class GroupMember:
     host: str
     this: bool  # this worker
     tasks: tuple[str, ...]  # ``mm2-tasks.<source>.internal/<task>``
+    config: str | None = None  # its configuration's digest (None: an older worker did not say)
 
     def to_json(self) -> dict[str, Any]:
-        return {"worker": self.worker, "host": self.host, "this": self.this, "tasks": list(self.tasks)}
+        return {
+            "worker": self.worker,
+            "host": self.host,
+            "this": self.this,
+            "tasks": list(self.tasks),
+            "config": self.config,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> GroupMember:
         return cls(
-            doc.get("worker", "?"), doc.get("host", ""), bool(doc.get("this")), tuple(doc.get("tasks", []))
+            doc.get("worker", "?"),
+            doc.get("host", ""),
+            bool(doc.get("this")),
+            tuple(doc.get("tasks", [])),
+            doc.get("config"),
         )
 
 
@@ -295,13 +347,16 @@ class WorkerStatus:
     reasons: tuple[str, ...] = ()
     ready: bool = True
     groups: Mapping[str, GroupStatus] | None = None
+    config: str | None = None  # the digest of the configuration it runs
 
     @classmethod
-    def of(cls, version: str, worker: str, flows: Iterable[FlowStatus]) -> WorkerStatus:
+    def of(
+        cls, version: str, worker: str, flows: Iterable[FlowStatus], config: str | None = None
+    ) -> WorkerStatus:
         """The status of a worker running ``flows``, readiness derived from them."""
         flows = tuple(flows)
         reasons = tuple(not_ready_reasons(flows))
-        return cls(version, worker, flows, reasons, not reasons)
+        return cls(version, worker, flows, reasons, not reasons, config=config)
 
     def halted_partitions(self) -> list[str]:
         """The halted partitions of every flow (``/readyz`` names them; they do not make it fail)."""
@@ -317,6 +372,7 @@ class WorkerStatus:
             "ready": self.ready,
             "reasons": list(self.reasons),
             "flows": [flow.to_json() for flow in self.flows],
+            "config": self.config,
         }
         if self.groups is not None:
             doc["groups"] = {target: group.to_json() for target, group in self.groups.items()}
@@ -332,4 +388,5 @@ class WorkerStatus:
             reasons=tuple(doc.get("reasons", [])),
             ready=bool(doc.get("ready")),
             groups=None if groups is None else {t: GroupStatus.from_json(g) for t, g in groups.items()},
+            config=doc.get("config"),
         )

@@ -29,13 +29,15 @@ from typing import Any, Protocol
 import structlog
 
 from mirror import __version__, metrics
-from mirror.config import ClusterSettings, FlowSettings, Settings
+from mirror.config import ClusterSettings, FlowSettings, Settings, config_digest
 from mirror.errors import MirrorError
 from mirror.jobs.configsync import ConfigSyncJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.kafka import Admin
 from mirror.kafka.coordination import GroupMembership, TaskRef
 from mirror.replication.assignment import assign_partitions
+from mirror.replication.control_channel import ControlChannel
+from mirror.replication.controls import Reset
 from mirror.replication.lifecycle import TopicLifecycle
 from mirror.replication.progress import ProgressStore
 from mirror.replication.remote_topics import TopicSync
@@ -53,6 +55,7 @@ from mirror.service.status import (
     FlowStatus,
     HaltedPartition,
     JobStatus,
+    PausedTopics,
     TaskStatus,
     TopicEvent,
     TopicLag,
@@ -181,6 +184,8 @@ class FlowRunner:
         self._topic_ids: dict[str, str | None] = {}  # source topic -> id, as last listed (shared with tasks)
         self.progress.on_earlier_topic = self._earlier_topic
         self._syncs_cluster: ClusterSettings | None = None
+        #: Operator controls (pause, resume, progress reset): followed in the flow's control topic.
+        self.control = ControlChannel(flow, self.target)
 
     @property
     def owns_singletons(self) -> bool:
@@ -219,14 +224,19 @@ class FlowRunner:
                     status.last_error,
                     halted,
                     status.dead_lettered,
+                    len(task.paused()),
+                    status.stuck,
                 )
             )
             for (topic, _partition), records in lag.items():
                 partitions, total = topics.get(topic, (0, 0))
                 topics[topic] = (partitions + 1, total + records)
         source = self.flow.source
+        controls = self.control.controls
         lag_per_topic = {
-            topic: TopicLag(self.policy.format_remote_topic(source, topic), partitions, total)
+            topic: TopicLag(
+                self.policy.format_remote_topic(source, topic), partitions, total, controls.is_paused(topic)
+            )
             for topic, (partitions, total) in sorted(topics.items())
         }
         needed = self.clusters_needed()
@@ -258,6 +268,8 @@ class FlowRunner:
             clusters=checks,
             jobs=tuple(JobStatus(job_name(job), job.last_error) for job in self.singletons),
             tasks=tuple(tasks),
+            paused=tuple(PausedTopics(p.pattern, p.by, p.at) for _, p in sorted(controls.pauses.items())),
+            throttle_bytes_per_second=self.throttle,
         )
 
     # --- preparation: connect, check, create internal topics ----------------------------------------
@@ -294,6 +306,8 @@ class FlowRunner:
         if flow.enabled:
             await self.progress.ensure_topic(admin)
             await self.progress.start()
+            await self.control.ensure_topic(admin)
+            await self.control.load()  # before any task fetches: a paused topic stays paused
             if flow.rejected_records_policy == "dead-letter":
                 await admin.ensure_topic(dead_letter_topic(flow), 1, rf, DEAD_LETTER_TOPIC_CONFIGS)
             if flow.emit_offset_syncs_enabled:
@@ -348,11 +362,36 @@ class FlowRunner:
                 self._tg = tg
                 if self.flow.enabled:
                     tg.create_task(self._refresh_loop())
+                    tg.create_task(self.control.follow(self._stopping, self._progress_reset))
                 await self._stopping.wait()
                 await self.stop_all_tasks()
         finally:
             self._tg = None
-            await asyncio.gather(self.progress.close(), self.source_admin.close(), self.target_admin.close())
+            await asyncio.gather(
+                self.progress.close(),
+                self.control.close(),
+                self.source_admin.close(),
+                self.target_admin.close(),
+            )
+
+    @property
+    def throttle(self) -> int:
+        """The flow's byte-rate limit now (bytes/s, 0: none): set at run time, else configured."""
+        runtime = self.control.controls.throttle
+        return self.flow.throttle_bytes_per_second if runtime is None else runtime
+
+    def task_throttle(self) -> float:
+        """One task's share of the flow's limit: the tasks with partitions share it equally (every worker
+        computes the same shares, `_share_out`)."""
+        rate = self.throttle
+        if rate <= 0:
+            return 0.0
+        busy = sum(1 for share in self._shares or () if share)
+        return rate / max(1, busy)
+
+    def _progress_reset(self, reset: Reset) -> None:
+        for task in self.tasks.values():
+            task.reset_progress(reset)
 
     def _earlier_topic(self, topic: str, stored_id: str, topic_id: str) -> None:
         """A task found progress of an earlier topic of this name (re-created while no worker looked)."""
@@ -458,6 +497,8 @@ class FlowRunner:
             group=self.group,
             created_while_running=self._created,
             topic_ids=self._topic_ids,
+            controls=self.control.controls,
+            throttle=self.task_throttle,
         )
         if self._shares is not None and index < len(self._shares):
             task.set_partitions(self._shares[index])
@@ -543,6 +584,7 @@ class Worker:
         self.settings = settings
         # host:pid, plus a random tag: containers on the host network all run as pid 1 on one host name.
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        self.config_digest = config_digest(settings)  # in the group's client ids: workers compare them
         self.flows = [FlowRunner(settings, f) for f in settings.active_flows()]
         self.memberships: dict[str, GroupMembership] = {}
         self._stopping = asyncio.Event()
@@ -552,7 +594,7 @@ class Worker:
         ``clusters``: the last connectivity checks, flow name -> cluster alias -> check."""
         checks = clusters or {}
         flows = (runner.snapshot(checks.get(runner.flow.name)) for runner in self.flows)
-        return WorkerStatus.of(__version__, self.id, flows)
+        return WorkerStatus.of(__version__, self.id, flows, self.config_digest)
 
     def stop(self) -> None:
         if not self._stopping.is_set():
@@ -607,7 +649,7 @@ class Worker:
                 list(by_topic),
                 on_assigned=assigned,
                 on_revoked=revoked,
-                client_id=f"mirror-worker|{self.id}|{target}",
+                client_id=f"mirror-worker|{self.id}|{target}|{self.config_digest}",
                 task_limits={topic: runner.task_limit for topic, runner in by_topic.items()},
             )
             self.memberships[target] = membership

@@ -39,7 +39,7 @@ async def test_status_json_prints_the_status_document(capsys: pytest.CaptureFixt
     assert code == 0
     document = json.loads(printed)
     assert document == served
-    assert list(document) == ["version", "worker", "ready", "reasons", "flows", "groups"]
+    assert list(document) == ["version", "worker", "ready", "reasons", "flows", "config", "groups"]
     (flow,) = document["flows"]
     assert flow["flow"] == "A->B" and flow["topic_errors"] == {"bad": long_error}
     assert {"state", "topics", "partitions", "task_count", "lag", "clusters", "jobs", "tasks"} <= set(flow)
@@ -74,7 +74,7 @@ async def test_http_binds_to_loopback_by_default(tmp_path: Path) -> None:
     )
     settings = load_settings(config, env={}).settings
     assert settings.service.http_host == "127.0.0.1"
-    run = asyncio.create_task(_run(settings))
+    run = asyncio.create_task(_run(settings, lambda: settings))
     try:
         async with asyncio.timeout(20):
             while not await _connects("127.0.0.1", port):  # noqa: ASYNC110 (polling a socket)

@@ -65,8 +65,8 @@ def test_render_shows_flows_lag_per_topic_tasks_and_errors() -> None:
     text = rendered(STATUS)
     assert "NOT READY" in text and "cluster B unreachable" in text
     rows = [[c.strip() for c in line.split("│") if c.strip()] for line in text.splitlines()]
-    assert ["A->B", "orders", "A.orders", "3", "1,234,560"] in rows
-    assert ["A->B", "payments", "A.payments", "2", "7"] in rows
+    assert ["A->B", "orders", "A.orders", "3", "1,234,560", "copying"] in rows
+    assert ["A->B", "payments", "A.payments", "2", "7", "copying"] in rows
     assert ["A->B", "1", "retrying", "2", "5", "3", "7"] in rows
     assert any(r[:2] == ["A->B", "running"] and "1,234,567" in r and "1/2 running here" in r for r in rows)
     assert any(r[:2] == ["B->A", "running"] and "heartbeats only" in r for r in rows)

@@ -15,6 +15,7 @@ from mirror.errors import KafkaUnavailable
 from mirror.jobs.checkpoint import CheckpointJob
 from mirror.jobs.heartbeat import HeartbeatJob
 from mirror.metrics import StateSnapshot
+from mirror.replication.controls import pause_key, stamp
 from mirror.replication.lifecycle import TopicChange
 from mirror.replication.task import Halt, SourceTask, TaskStatus
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
@@ -59,6 +60,9 @@ class FakeTask:
     def snapshot(self) -> TaskStatus:
         return self.status
 
+    def paused(self) -> set[tuple[str, int]]:
+        return set()
+
 
 def runner(source: str, target: str, enabled: bool = True, *, src: str = "ok", tgt: str = "ok") -> Any:
     """A prepared, running flow (never started: no Kafka) whose admin clients answer as told."""
@@ -71,7 +75,7 @@ def runner(source: str, target: str, enabled: bool = True, *, src: str = "ok", t
 
 def worker(*runners: Any) -> Any:
     w = Worker(SETTINGS)
-    w.flows, w.id = list(runners), "host:1"
+    w.flows, w.id, w.config_digest = list(runners), "host:1", "c0ffee123456"
     return w
 
 
@@ -115,8 +119,8 @@ async def test_status_sums_lag_per_topic_over_partitions_and_tasks() -> None:
     status = status_of(worker(ab))
     (flow,) = status["flows"]
     assert flow["lag"] == {
-        "orders": {"remote": "A.orders", "partitions": 3, "lag_records": 15},
-        "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1},
+        "orders": {"remote": "A.orders", "partitions": 3, "lag_records": 15, "paused": False},
+        "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1, "paused": False},
     }
     assert flow["lag_records"] == 16
     assert [t["task"] for t in flow["tasks"]] == [0, 1]
@@ -248,6 +252,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
     halted.status.halted.update(
         {("pay", 0): Halt(7, "InvalidTimestampError"), ("orders", 1): Halt(3, "Corrupt")}
     )
+    halted.status.stuck = "no progress for 300 s in orders-1 (5 records behind)"
     halted.status.dead_lettered = 3
     ab.tasks = {1: halted, 0: FakeTask("retrying", {("orders", 0): 10}, "KafkaTimeoutError")}
     ab.status.topic_errors = {"bad": "TopicAuthorizationFailedError"}
@@ -261,6 +266,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
     ba = runner("B", "A", enabled=False, src="down")  # heartbeats only: its source is not checked
     cd = runner("C", "D")
     cd.status.state, cd.status.last_error = "retrying", "cannot connect"
+    ab.control.controls.apply(pause_key("A->B", "pa.*"), stamp("alice via cli", 1.5))
     w = worker(ab, ba, cd)
     probe = ClusterProbe(w, timeout=0.2)
     await probe.check()
@@ -279,6 +285,7 @@ async def test_the_status_document_keeps_its_shape() -> None:
         "reasons": [
             "flow A->B: cluster B unreachable: KafkaConnectionError: connection refused",
             "flow A->B task 0 is retrying: KafkaTimeoutError",
+            "flow A->B task 1 is stuck: no progress for 300 s in orders-1 (5 records behind)",
             "flow C->D is retrying: cannot connect",
         ],
         "flows": [
@@ -296,8 +303,8 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 },
                 "lag_records": 16,
                 "lag": {
-                    "orders": {"remote": "A.orders", "partitions": 2, "lag_records": 15},
-                    "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1},
+                    "orders": {"remote": "A.orders", "partitions": 2, "lag_records": 15, "paused": False},
+                    "pay": {"remote": "A.pay", "partitions": 1, "lag_records": 1, "paused": True},
                 },
                 "clusters": {
                     "A": up,
@@ -307,24 +314,31 @@ async def test_the_status_document_keeps_its_shape() -> None:
                 "tasks": [
                     {"task": 0, "state": "retrying", "partitions": 1, "records": 5, "restarts": 2,
                      "lag_records": 10, "last_error": "KafkaTimeoutError", "halted": [],
-                     "dead_lettered": 0},
+                     "dead_lettered": 0, "paused_partitions": 0, "stuck": None},
                     {"task": 1, "state": "running", "partitions": 2, "records": 5, "restarts": 0,
                      "lag_records": 6, "last_error": None, "halted": [
                          {"topic": "orders", "partition": 1, "offset": 3, "reason": "Corrupt"},
                          {"topic": "pay", "partition": 0, "offset": 7, "reason": "InvalidTimestampError"},
-                     ], "dead_lettered": 3},
+                     ], "dead_lettered": 3, "paused_partitions": 0,
+                     "stuck": "no progress for 300 s in orders-1 (5 records behind)"},
                 ],
+                "paused": [{"topics": "pa.*", "by": "alice via cli", "at": 1.5}],
+                "throttle_bytes_per_second": 0,
             },
             {"flow": "B->A", "replicating": False, "state": "running", **flow_defaults, "lag_records": 0,
-             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": []},
+             "lag": {}, "clusters": {"A": up}, "jobs": {}, "tasks": [], "paused": [],
+             "throttle_bytes_per_second": 0},
             {"flow": "C->D", "replicating": True, "state": "retrying", **flow_defaults,
              "last_error": "cannot connect", "lag_records": 0, "lag": {}, "clusters": {"C": up, "D": up},
-             "jobs": {}, "tasks": []},
+             "jobs": {}, "tasks": [], "paused": [],
+             "throttle_bytes_per_second": 0},
         ],
+        "config": "c0ffee123456",
     }  # fmt: skip
-    assert list(doc) == ["version", "worker", "ready", "reasons", "flows"]
+    assert list(doc) == ["version", "worker", "ready", "reasons", "flows", "config"]
     assert list(doc["flows"][0]) == [
         "flow", "replicating", "state", "last_error", "topics", "partitions", "task_count", "topic_errors",
-        "topic_events", "lag_records", "lag", "clusters", "jobs", "tasks",
+        "topic_events", "lag_records", "lag", "clusters", "jobs", "tasks", "paused",
+        "throttle_bytes_per_second",
     ]  # fmt: skip
     assert WorkerStatus.from_json(status_of(w, probe)) == w.status(probe.results)

@@ -79,7 +79,9 @@ def test_the_document_reads_back_as_the_same_snapshot() -> None:
         "B": {
             "group": "mirror",
             "state": "Stable",
-            "workers": [{"worker": "h1:10", "host": "/10.0.0.1", "this": True, "tasks": ["t/0"]}],
+            "workers": [
+                {"worker": "h1:10", "host": "/10.0.0.1", "this": True, "tasks": ["t/0"], "config": None}
+            ],
         },
     }
     assert WorkerStatus.from_json(doc) == status

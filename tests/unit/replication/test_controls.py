@@ -1,0 +1,214 @@
+"""Operator controls: the control records, the pause state, how a task applies it; stuck tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mirror.config import FlowSettings
+from mirror.mm2.policy import DefaultReplicationPolicy
+from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
+from mirror.replication.observe import TaskMetrics
+from mirror.replication.pausing import PauseGate
+from mirror.replication.positions import Positions
+from mirror.replication.stuck import StuckWatch
+from mirror.replication.throttle import TokenBucket
+
+FLOW = "A->B"
+
+
+def _resume(flow: str, pattern: str, by: str = "bob") -> tuple[bytes, bytes]:
+    return pause_key(flow, pattern), b'{"paused":false,' + stamp(by, 2.0)[1:]
+
+
+def test_patterns_add_up_and_resume_removes_exactly_one() -> None:
+    """A topic is paused while any pattern fully matches it; resuming one pattern leaves the others."""
+    c = Controls(FLOW)
+    assert c.apply(pause_key(FLOW, "orders.*"), stamp("alice", 1.0)) is not None
+    assert c.apply(pause_key(FLOW, "pay"), stamp("alice", 1.0)) is not None
+    assert c.is_paused("orders.eu") and c.is_paused("pay") and not c.is_paused("payments")
+    change = c.apply(*_resume(FLOW, "orders.*"))
+    assert change is not None and (change.action, change.topics, change.by) == ("resume", "orders.*", "bob")
+    assert not c.is_paused("orders.eu") and c.is_paused("pay")
+    assert c.apply(pause_key(FLOW, "pay"), None) is not None  # a tombstone resumes too
+    assert not c.pauses
+
+
+def test_other_flows_and_repeats_change_nothing() -> None:
+    """Another flow's records, a pause read twice and records that are not mirror's are ignored."""
+    c = Controls(FLOW)
+    assert c.apply(pause_key("B->A", ".*"), stamp("x", 1.0)) is None
+    assert c.apply(pause_key(FLOW, "t"), stamp("x", 1.0)) is not None
+    version = c.version
+    assert c.apply(pause_key(FLOW, "t"), stamp("x", 1.0)) is None  # read again after a reconnect
+    assert c.apply(b"not json", b"{}") is None
+    assert c.apply(pause_key(FLOW, "(unclosed"), stamp("x", 1.0)) is None  # invalid regex: pauses nothing
+    assert c.version == version and set(c.pauses) == {"t"}
+
+
+def test_a_reset_is_applied_once_per_id() -> None:
+    c = Controls(FLOW)
+    value = stamp("carol", 3.0, id="r1", topics="orders")
+    change = c.apply(reset_key(FLOW), value)
+    assert change is not None and change.action == "reset" and c.reset == Reset("r1", "orders", "carol", 3.0)
+    assert c.apply(reset_key(FLOW), value) is None
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "a|b", ".*"]), st.booleans()), max_size=20))
+def test_the_state_is_the_last_record_per_pattern(ops: list[tuple[str, bool]]) -> None:
+    """Whatever order pauses and resumes come in, a topic is paused iff the last record of some pattern
+    matching it paused (what a compacted topic keeps)."""
+    c = Controls(FLOW)
+    last: dict[str, bool] = {}
+    for pattern, pause in ops:
+        c.apply(*((pause_key(FLOW, pattern), stamp("x", 1.0)) if pause else _resume(FLOW, pattern)))
+        last[pattern] = pause
+    for topic in ("a", "b", "c"):
+        expected = any(p and re.fullmatch(pat, topic) for pat, p in last.items())
+        assert c.is_paused(topic) == expected
+
+
+class FakeReader:
+    def __init__(self) -> None:
+        self.paused: set[tuple[str, int]] = set()
+        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+
+    def pause(self, tps: list[tuple[str, int]]) -> None:
+        self.paused |= set(tps)
+        self.calls.append(("pause", list(tps)))
+
+    def resume(self, tps: list[tuple[str, int]]) -> None:
+        self.paused -= set(tps)
+        self.calls.append(("resume", list(tps)))
+
+
+class FakeProgress:
+    def __init__(self) -> None:
+        self.stored: list[dict[tuple[str, int], int]] = []
+        self.loaded: dict[tuple[str, int], int] = {}
+
+    async def store(self, offsets: dict[tuple[str, int], int], topic_ids: object = None) -> None:
+        self.stored.append(dict(offsets))
+
+    async def load(self) -> dict[tuple[str, int], int]:
+        return dict(self.loaded)
+
+
+def _gate(controls: Controls) -> tuple[PauseGate, Positions, FakeProgress]:
+    flow = FlowSettings(source="A", target="B", enabled=True)
+    positions = Positions(flow, set(), exactly_once=False)
+    metrics = TaskMetrics(flow, DefaultReplicationPolicy(), positions.next_offset)
+    progress = FakeProgress()
+    return PauseGate(controls, metrics, positions, progress), positions, progress  # type: ignore[arg-type]
+
+
+def test_the_gate_pauses_resumes_and_stores_paused_progress_at_once() -> None:
+    """A pause pauses exactly the matching partitions (once), stores their acknowledged progress without
+    waiting for the flush interval, and a resume resumes only what the gate paused."""
+    controls = Controls(FLOW)
+    gate, positions, progress = _gate(controls)
+    reader: Any = FakeReader()
+    parts = {("t", 0), ("t", 1), ("u", 0)}
+    asyncio.run(gate.apply(reader, parts))
+    assert reader.calls == []
+    controls.apply(pause_key(FLOW, "t"), stamp("x", 1.0))
+    positions.acked[("t", 0)] = 41
+    positions.dirty.add(("t", 0))
+    asyncio.run(gate.apply(reader, parts))
+    assert reader.paused == {("t", 0), ("t", 1)}
+    assert progress.stored == [{("t", 0): 41}] and not positions.dirty
+    asyncio.run(gate.apply(reader, parts))  # nothing changed: no calls
+    assert len(reader.calls) == 1
+    controls.apply(*_resume(FLOW, "t"))
+    asyncio.run(gate.apply(reader, parts))
+    assert reader.paused == set() and reader.calls[-1] == ("resume", [("t", 0), ("t", 1)])
+
+
+def test_after_a_reassignment_the_gate_pauses_again() -> None:
+    """A new session (or new partitions) assigns the reader afresh: the gate pauses the paused ones again
+    before the next fetch."""
+    controls = Controls(FLOW)
+    controls.apply(pause_key(FLOW, "t"), stamp("x", 1.0))
+    gate, _, _ = _gate(controls)
+    reader: Any = FakeReader()
+    asyncio.run(gate.apply(reader, {("t", 0)}))
+    fresh: Any = FakeReader()
+    gate.assigned()
+    asyncio.run(gate.apply(fresh, {("t", 0), ("t", 1)}))
+    assert fresh.paused == {("t", 0), ("t", 1)}
+
+
+def test_a_reset_forgets_the_partitions_it_names_and_rereads_progress() -> None:
+    controls = Controls(FLOW)
+    gate, positions, progress = _gate(controls)
+    positions.position = {("t", 0): 100, ("u", 0): 7}
+    positions.acked = {("t", 0): 99, ("u", 0): 6}
+    progress.loaded = {("t", 0): 49, ("u", 0): 6}
+    assert gate.request_reload(Reset("r", "t", "x", 1.0))
+    asyncio.run(gate.reload({("t", 0), ("u", 0)}))
+    assert positions.position == {("u", 0): 7} and positions.acked == {("u", 0): 6}
+    assert positions.next_offset(("t", 0)) == 50
+
+
+def test_a_partition_behind_without_progress_is_stuck_until_it_moves() -> None:
+    """Stuck: lag > 0 and no acknowledgement for longer than the timeout; partitions caught up never are;
+    the verdict stays (for /readyz) until a stuck partition moves or catches up."""
+    watch = StuckWatch(10.0)
+    watch.session_started(now=0.0)
+    assert watch.check({("t", 0): 5, ("t", 1): 0}, now=9.0) is None
+    why = watch.check({("t", 0): 5, ("t", 1): 0}, now=11.0)
+    assert why == "no progress for 10 s in t-0 (5 records behind)"
+    watch.session_started(now=12.0)  # restarted: still named while it has not moved
+    assert watch.stuck == why
+    watch.moved(("t", 1), now=13.0)
+    assert watch.stuck == why
+    watch.moved(("t", 0), now=14.0)
+    assert watch.stuck is None
+    assert watch.check({("t", 0): 5}, now=20.0) is None
+    watch.check({("t", 0): 5}, now=30.0)
+    assert watch.stuck is not None
+    watch.check({("t", 0): 0}, now=31.0)  # caught up
+    assert watch.stuck is None
+
+
+def test_a_runtime_throttle_overrides_the_configured_one_until_cleared() -> None:
+    c = Controls(FLOW)
+    change = c.apply(throttle_key(FLOW), b'{"bytes_per_second":5000,"by":"dan","at":1}')
+    assert change is not None and change.topics == "5000 bytes/s" and c.throttle == 5000
+    assert c.apply(throttle_key(FLOW), b'{"bytes_per_second":5000,"by":"dan","at":2}') is None
+    assert c.apply(throttle_key(FLOW), b'{"bytes_per_second":null,"by":"dan","at":3}') is not None
+    assert c.throttle is None
+
+
+@given(st.lists(st.integers(min_value=1, max_value=50_000), min_size=50, max_size=200))
+def test_a_token_bucket_keeps_to_its_rate(sizes: list[int]) -> None:
+    """Whatever the batch sizes, the bytes sent by time t never exceed rate * t + one second's burst,
+    and sending as fast as allowed reaches the rate."""
+    now = [0.0]
+    bucket = TokenBucket(lambda: 10_000.0, clock=lambda: now[0])
+    sent = 0
+    for size in sizes:
+        now[0] += bucket.debt(size, 1)  # wait as told, then send
+        sent += size
+        assert sent <= 10_000 * now[0] + 10_000 + max(sizes)
+    if now[0] > 10:
+        assert sent / now[0] >= 10_000 * 0.9
+    assert TokenBucket(lambda: 0.0).debt(10**9, 1) == 0.0  # 0: unlimited
+
+
+def test_a_halted_partition_stays_paused_on_resume_for_its_halt_retry() -> None:
+    """Resuming a topic leaves its halted partitions paused: their halt's retry resumes them from the
+    halt record (a plain resume would fetch past it)."""
+    controls = Controls(FLOW)
+    controls.apply(pause_key(FLOW, "t"), stamp("x", 1.0))
+    gate, _, _ = _gate(controls)
+    reader: Any = FakeReader()
+    parts = {("t", 0), ("t", 1)}
+    asyncio.run(gate.apply(reader, parts, halted={("t", 1)}))
+    controls.apply(*_resume(FLOW, "t"))
+    asyncio.run(gate.apply(reader, parts, halted={("t", 1)}))
+    assert reader.paused == {("t", 1)} and gate.paused == set()
