@@ -188,3 +188,32 @@ async def _copied(
     expected = {p: len(old.get(p, [])) + len(new.get(p, [])) for p in partitions}
     last = {p: recs[-1] for p, recs in new.items()}
     return await consume(bootstrap, remote, expected, timeout=90, last=last)
+
+
+async def test_a_topic_recreated_while_stopped_with_more_partitions_is_copied_from_its_start_also_with_latest(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Re-created while no worker ran, with a partition more, and ``auto.offset.reset = latest`` when the
+    worker starts again: the new partition has no stored progress at all, yet it belongs to a re-created
+    topic (its siblings' progress names the old id), so it too is copied from offset 0, not from its end."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote = f"A.{topic}"
+    await create_topic(a, topic, 3)
+    old, new = records("old", 3, 30), records("new", 4, 20)
+    await produce(a, topic, old)
+    base = {"A->B.topics": topic}
+    try:
+        async with running(settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **base)):
+            assert await consume(b, remote, dict.fromkeys(range(3), 30)) == old
+            await wait_for(lambda: _progress_stored(b, topic), timeout=30)
+        await delete_topic(a, topic)
+        await recreate_topic(a, topic, 4)
+        await produce(a, topic, new)
+        latest = base | {"A->B.consumer.auto.offset.reset": "latest"}
+        async with running(settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **latest)) as worker:
+            got = await consume(b, remote, {p: len(old.get(p, [])) + 20 for p in range(4)}, timeout=25)
+            assert event_of(worker, topic) == "re-created"
+    finally:
+        await delete_topic(a, topic)
+    for p in range(4):
+        assert got[p] == old.get(p, []) + new[p], f"partition {p}: records of the new topic missing"
