@@ -200,9 +200,14 @@ async def test_a_partition_without_progress_of_a_topic_recreated_while_stopped_s
     flow = _store(tmp_path).flow
     positions = Positions(flow, set(), exactly_once=False, flow_topic_ids={"t": "id-new", "u": "id-u"})
     positions.load(
-        StoredProgress(offsets={("t", 0): 29, ("u", 0): 4}, topic_ids={("t", 0): "id-old", ("u", 0): "id-u"})
+        StoredProgress(
+            offsets={("t", 0): 29, ("u", 0): 4},
+            topic_ids={("t", 0): "id-old", ("u", 0): "id-u"},
+            unreadable={("u", 2)},
+        )
     )
-    reader = FakeReader({("t", 1): 0, ("u", 1): 0})
+    reader = FakeReader({("t", 1): 0, ("u", 1): 0, ("u", 2): 3})
     reader.start_at = "latest"
-    got = await positions.assign(reader, [("t", 1), ("u", 1)])  # type: ignore[arg-type]
-    assert got == {("t", 1): 0, ("u", 1): 1000}
+    got = await positions.assign(reader, [("t", 1), ("u", 1), ("u", 2)])  # type: ignore[arg-type]
+    # unreadable progress: the log start, not the end either
+    assert got == {("t", 1): 0, ("u", 1): 1000, ("u", 2): 3}
