@@ -89,6 +89,14 @@ class Positions:
             self.from_zero.add(tp)
         return earlier
 
+    def _recreated_by_progress(self) -> set[str]:
+        """Topics for which some loaded progress names another id than the topic has now."""
+        return {
+            topic
+            for (topic, _partition), stored in self.loaded_ids.items()
+            if stored is not None and self.flow_topic_ids.get(topic) not in (None, stored)
+        }
+
     def forget(self, topics: Collection[str]) -> None:
         """``topics`` were deleted and created again: drop everything known of their old partitions (called
         between sessions, so that no acknowledgement of the old topic arrives afterwards)."""
@@ -133,6 +141,15 @@ class Positions:
             else:
                 self._of_another_topic(tp)
                 positions[tp] = self.stored_next(tp)
+        # A partition without any stored progress of a topic whose other partitions' progress names an
+        # earlier id (say, one more partition than the old topic had): part of the new topic as well, read
+        # from offset 0 whatever auto.offset.reset says, like its siblings.
+        recreated = self._recreated_by_progress()
+        self.from_zero |= {
+            tp
+            for tp, pos in positions.items()
+            if pos is None and tp[0] in recreated and tp not in self.from_log_start
+        }
         # A stored position below the log start offset means the source deleted records we never copied;
         # so does a log start offset above 0 in a partition created while we ran (or re-created), not
         # copied from yet.

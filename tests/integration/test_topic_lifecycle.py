@@ -188,3 +188,81 @@ async def _copied(
     expected = {p: len(old.get(p, [])) + len(new.get(p, [])) for p in partitions}
     last = {p: recs[-1] for p, recs in new.items()}
     return await consume(bootstrap, remote, expected, timeout=90, last=last)
+
+
+async def test_a_topic_recreated_while_stopped_with_more_partitions_is_copied_from_its_start_also_with_latest(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path
+) -> None:
+    """Re-created while no worker ran, with a partition more, and ``auto.offset.reset = latest`` when the
+    worker starts again: the new partition has no stored progress at all, yet it belongs to a re-created
+    topic (its siblings' progress names the old id), so it too is copied from offset 0, not from its end."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote = f"A.{topic}"
+    await create_topic(a, topic, 3)
+    old, new = records("old", 3, 30), records("new", 4, 20)
+    await produce(a, topic, old)
+    base = {"A->B.topics": topic}
+    try:
+        async with running(settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **base)):
+            assert await consume(b, remote, dict.fromkeys(range(3), 30)) == old
+            await wait_for(lambda: _progress_stored(b, topic), timeout=30)
+        await delete_topic(a, topic)
+        await recreate_topic(a, topic, 4)
+        await produce(a, topic, new)
+        latest = base | {"A->B.consumer.auto.offset.reset": "latest"}
+        async with running(settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **latest)) as worker:
+            got = await consume(b, remote, {p: len(old.get(p, [])) + 20 for p in range(4)}, timeout=25)
+            assert event_of(worker, topic) == "re-created"
+    finally:
+        await delete_topic(a, topic)
+    for p in range(4):
+        assert got[p] == old.get(p, []) + new[p], f"partition {p}: records of the new topic missing"
+
+
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
+async def test_a_topic_recreated_live_with_as_many_partitions_loses_none_of_its_first_records(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str, tmp_path: Path, exactly_once: bool
+) -> None:
+    """Same partition count, so no assignment changes: the task's consumer, reading by name, goes on at its
+    old position (10) in the new topic, which soon holds more (40) records. Until a refresh (every 4 s here)
+    sees the new id, records 10.. of the new topic are copied as if they followed the old ones; then the
+    topic is read again from 0. Records 0..9 of the new topic must arrive (duplicates allowed, no gap)."""
+    a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
+    remote = f"A.{topic}"
+    await create_topic(a, topic, 2)
+    old, new = records("old", 2, 10), records("new", 2, 40)
+    await produce(a, topic, old)
+    extra = {"A->B.topics": topic, "refresh.topics.interval.seconds": "4"}
+    if exactly_once:
+        extra |= {"A->B.exactly.once.support": "required"}
+    isolation = "read_committed" if exactly_once else "read_uncommitted"
+    settings = settings_for(tmp_path, {"A": a, "B": b}, ["A->B"], **extra)
+    try:
+        async with running(settings) as worker:
+            assert await consume(b, remote, {0: 10, 1: 10}, isolation_level=isolation) == old
+            await wait_for(lambda: _stored_at(b, topic, 9), timeout=30)
+            await delete_topic(a, topic)
+            await recreate_topic(a, topic, 2)
+            await produce(a, topic, new)
+            await wait_for(lambda: _change(worker, topic, "re-created"), timeout=20)
+            got = await consume(
+                b,
+                remote,
+                {0: 50, 1: 50},
+                timeout=20,
+                last={p: r[-1] for p, r in new.items()},
+                isolation_level=isolation,
+            )
+    finally:
+        await delete_topic(a, topic)
+    for p in range(2):
+        assert got[p][:10] == old[p], f"partition {p}: the old topic's records changed"
+        copied_new = [r for r in got[p][10:]]
+        assert copied_new[-40:] == new[p], (
+            f"partition {p}: records of the new topic missing ({len(copied_new)})"
+        )
+        print(f"partition {p}: {len(copied_new)} copies of the new topic's 40 records")
+
+
+async def _stored_at(bootstrap: str, topic: str, offset: int) -> bool:
+    return await _stored_progress(bootstrap, "A", topic) == {0: offset, 1: offset}

@@ -189,3 +189,25 @@ async def test_positions_of_unreadable_and_earlier_topic_progress(tmp_path: Path
     assert lost == [("t", 2, 10)]
     assert earlier == [("t", "id-old", "id-new")]
     assert positions.topic_ids[("t", 0)] == "id-new"
+
+
+async def test_a_partition_without_progress_of_a_topic_recreated_while_stopped_starts_at_zero(
+    tmp_path: Path,
+) -> None:
+    """The new topic has a partition more than the old one: that partition has no progress at all, yet its
+    siblings' progress names the old id, so it is part of a re-created topic too: offset 0, not the end that
+    auto.offset.reset=latest would give. A topic whose progress names its current id keeps latest."""
+    flow = _store(tmp_path).flow
+    positions = Positions(flow, set(), exactly_once=False, flow_topic_ids={"t": "id-new", "u": "id-u"})
+    positions.load(
+        StoredProgress(
+            offsets={("t", 0): 29, ("u", 0): 4},
+            topic_ids={("t", 0): "id-old", ("u", 0): "id-u"},
+            unreadable={("u", 2)},
+        )
+    )
+    reader = FakeReader({("t", 1): 0, ("u", 1): 0, ("u", 2): 3})
+    reader.start_at = "latest"
+    got = await positions.assign(reader, [("t", 1), ("u", 1), ("u", 2)])  # type: ignore[arg-type]
+    # unreadable progress: the log start, not the end either
+    assert got == {("t", 1): 0, ("u", 1): 1000, ("u", 2): 3}
