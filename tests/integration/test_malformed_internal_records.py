@@ -10,6 +10,7 @@ topic, ``mm2-tasks.<source>.internal``, is never read: it only carries the coord
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from mirror import metrics
-from mirror.local.kafka import LocalKafkaCluster
+from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 from mirror.mm2 import records as mm2
 from mirror.service.worker import Worker
 
@@ -27,6 +28,29 @@ from .test_topic_lifecycle import delete_topic
 
 REPORTED = "unreadable record in an internal topic; passed over"
 PROGRESS_PARTITIONS = 5  # offset.storage.partitions of the test settings
+
+
+@pytest.fixture(scope="module")
+def own_clusters(kafka: LocalKafka) -> Iterator[tuple[LocalKafkaCluster, LocalKafkaCluster]]:
+    """Two clusters of this module alone, stopped after it: the records it plants stay in the internal
+    topics (offset syncs, checkpoints, heartbeats), where every later test reading the session's shared
+    clusters' internal topics with a strict decoder would meet them."""
+    own = kafka.add("MA", "MB")
+    try:
+        yield own[0], own[1]
+    finally:
+        for cluster in own:
+            cluster.stop()
+
+
+@pytest.fixture
+def cluster_a(own_clusters: tuple[LocalKafkaCluster, LocalKafkaCluster]) -> LocalKafkaCluster:
+    return own_clusters[0]
+
+
+@pytest.fixture
+def cluster_b(own_clusters: tuple[LocalKafkaCluster, LocalKafkaCluster]) -> LocalKafkaCluster:
+    return own_clusters[1]
 
 
 def numbered(tag: str, n: int) -> list[Rec]:
