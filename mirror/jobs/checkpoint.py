@@ -44,7 +44,7 @@ from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
-from mirror.mm2.sync_history import SyncHistory
+from mirror.mm2.sync_history import WRITER_HEADER, SyncHistory
 from mirror.replication.topology import checkpoints_topic, offset_syncs_location
 from mirror.retry import Backoff, pause, retrying
 from mirror.types import TP
@@ -206,7 +206,7 @@ def apply_offset_syncs(
         if record.key is None or record.value is None:
             continue
         try:
-            syncs.update(OffsetSync.decode(record.key, record.value))
+            syncs.update(OffsetSync.decode(record.key, record.value), record.header(WRITER_HEADER))
         except RecordFormatError:
             bad += 1
     return bad, previous

@@ -19,12 +19,15 @@ def sync(up: int, down: int) -> OffsetSync:
     return OffsetSync(TP[0], TP[1], up, down)
 
 
-def history(*syncs: tuple[int, int], gaps_before: tuple[int, ...] = ()) -> SyncHistory:
+def history(
+    *syncs: tuple[int, int], gaps_before: tuple[int, ...] = (), writer: bytes | None = b"w"
+) -> SyncHistory:
+    """The syncs of one writer session (`writer`: its id; None: a writer without one, e.g. Java's)."""
     h = SyncHistory(initialization_must_read_to_end=False)
     for i, (u, d) in enumerate(syncs):
         if i in gaps_before:
             h.gap()
-        h.update(sync(u, d))
+        h.update(sync(u, d), writer)
     h.mark_read_to_end()
     return h
 
@@ -168,9 +171,9 @@ def test_translate_back_never_skips_a_record_the_target_refused() -> None:
 def test_eviction_keeps_the_points_around_pinned_groups() -> None:
     h = SyncHistory(initialization_must_read_to_end=False, max_points=8)
     h.pin(TP, [35])
-    h.update(sync(0, 0))
+    h.update(sync(0, 0), b"w")
     for i in range(1, 40):  # every link off the line: nothing merges
-        h.update(sync(i * 10, i * 11))
+        h.update(sync(i * 10, i * 11), b"w")
     h.mark_read_to_end()
     kept = [u for u, _, _ in h.points(TP)]
     assert len(kept) <= 9 and 30 in kept and 40 in kept
@@ -188,8 +191,19 @@ class Copy:
     source: list[int]
     target: list[int | None] = field(default_factory=list)
     topic: list[OffsetSync] = field(default_factory=list)
+    writers: list[bytes | None] = field(default_factory=list)  # the writer id of each sync in `topic`
     crashed: bool = False
     extras: bool = False
+    sessions: list[OffsetSyncWriter] = field(default_factory=list)
+
+    def send(self, writer: OffsetSyncWriter, max_n: int = 10**9) -> None:
+        """The writer's pending syncs reach the topic, with its id when it is a precise one."""
+        if writer not in self.sessions:
+            self.sessions.append(writer)
+        wid = self.sessions.index(writer).to_bytes(8) if writer.precise else None
+        taken = writer.take_pending(max_n)
+        self.topic += taken
+        self.writers += [wid] * len(taken)
 
     def positions(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {}
@@ -230,17 +244,17 @@ def copies(draw: st.DrawFn) -> tuple[Copy, int, bool]:
         elif action == "promote":
             writer.promote_delayed()
         elif action == "send":
-            copy.topic += writer.take_pending(draw(st.integers(1, 10)))
+            copy.send(writer, draw(st.integers(1, 10)))
         elif action in ("crash", "stop"):
             if action == "stop":  # a clean stop sends everything
                 writer.promote_delayed()
-                copy.topic += writer.take_pending(10**9)
+                copy.send(writer)
             else:  # unsent syncs are lost, and the copy restarts from an older stored position
                 copy.crashed = True
                 pos = draw(st.integers(max(0, pos - 40), pos))
             writer = OffsetSyncWriter(lag, precise=precise)
     writer.promote_delayed()
-    copy.topic += writer.take_pending(10**9)
+    copy.send(writer)
     return copy, lag, precise
 
 
@@ -282,7 +296,7 @@ def test_translation_never_skips_and_stays_within_its_bound(
         if i in holes:
             hist.gap()
             continue
-        hist.update(s)
+        hist.update(s, copy.writers[i])
         java.update(s)
     hist.mark_read_to_end()
     java.mark_read_to_end()
@@ -318,3 +332,72 @@ def test_translation_never_skips_and_stays_within_its_bound(
         assert ok, (h, b)
         if not copy.crashed:
             assert again <= b.reread_bound, (h, b, again)
+
+
+# --- two writers on one partition (review of #15) -------------------------------------------------------
+
+
+def test_syncs_of_an_older_writer_after_a_precise_one_are_not_interpolated() -> None:
+    """A rolling upgrade: the partition moves from a precise writer to a worker still running a Java-style
+    writer (an older mirror). Its syncs carry no edge, and its delayed sync replaced the trigger after a
+    compacted range (source 20..24), so the link over the jump must not be interpolated."""
+    copy = Copy(list(range(20)) + list(range(25, 200)))
+    new = OffsetSyncWriter(100, precise=True)
+    new.on_ack_batch(TP, 0, 0, 10)
+    new.promote_delayed()
+    copy.target += list(range(10))
+    copy.send(new)
+    old = OffsetSyncWriter(100)  # the partition moved to an older worker
+    old.on_ack_batch(TP, 10, 10, 10)
+    copy.send(old, 10)
+    old.on_ack_batch(TP, 25, 20, 5)
+    old.promote_delayed()  # Java: the delayed (29, 24) replaces the unsent (25, 20)
+    copy.target += list(range(10, 20)) + list(range(25, 30))
+    copy.send(old, 10)
+    old.on_ack_batch(TP, 30, 25, 170)
+    old.promote_delayed()
+    copy.target += list(range(30, 200))
+    copy.send(old)
+    h = SyncHistory(False)
+    for s, wid in zip(copy.topic, copy.writers, strict=True):
+        h.update(s, wid)
+    h.mark_read_to_end()
+    for g in range(0, 200):
+        t = h.translate(TP, g)
+        assert t is not None
+        assert reread_forward(copy, g, t.offset)[0], (g, t, copy.topic)
+
+
+def test_a_zombie_writer_behind_the_new_owner_is_not_interpolated_to_the_new_owners_sync() -> None:
+    """A paused worker (a zombie) wakes after its partition's new owner copied past it, writes one batch
+    and a sync, and dies: the link from its sync to the new owner's next one is not one copy."""
+    copy = Copy(list(range(1000)))
+    zombie, owner = OffsetSyncWriter(100, precise=True), OffsetSyncWriter(100, precise=True)
+    zombie.on_ack_batch(TP, 0, 0, 101)  # 0..100 at 0..100
+    copy.target += list(range(101))
+    zombie.promote_delayed()
+    copy.send(zombie)
+    owner.on_ack_batch(TP, 50, 101, 251)  # the new owner restarts from stored progress 50: 50..300
+    copy.target += list(range(50, 301))
+    owner.promote_delayed()
+    copy.send(owner)
+    zombie.on_ack_batch(TP, 101, 352, 1)  # the zombie wakes: 101 at 352, its sync, then it is fenced
+    copy.target += [101]
+    zombie.promote_delayed()
+    copy.send(zombie)
+    owner.on_ack_batch(TP, 301, 353, 699)
+    copy.target += list(range(301, 1000))
+    owner.promote_delayed()
+    copy.send(owner)
+    h, java = SyncHistory(False), OffsetSyncStore(False)
+    for s, wid in zip(copy.topic, copy.writers, strict=True):
+        h.update(s, wid)
+        java.update(s)
+    h.mark_read_to_end()
+    java.mark_read_to_end()
+    for g in range(301, 1000):  # Java's +1 rule itself skips below: the owner copied 102..300 before 352
+        t = h.translate(TP, g)
+        assert t is not None
+        j = java.translate_downstream("g", TP, g)
+        assert j is not None and reread_forward(copy, g, j)[0], (g, j)
+        assert reread_forward(copy, g, t.offset)[0], (g, t, copy.topic)
