@@ -75,15 +75,16 @@ class _Points:
 
     def add(self, up: int, down: int, epoch: int, writer: bytes | None = None) -> None:
         last = self.last
-        if last is not None and writer != self.writer:
+        same_writer = writer is not None and writer == self.writer
+        self.writer = writer
+        if last is not None and not same_writer:
             # Another writer: a new session, a zombie still copying, an older mirror or Java MM2 (no id).
             # Neither the link into its sync nor the one into the other writer's newest is trusted (no
             # later sync of that writer confirmed it: one may be lost).
             self.ours = False
             self.linked[-1] = False
-        self.writer = writer
-        if last is not None and (up, down) == last and writer is not None:  # a break marker: the link
-            self.ours = True  # into it is not trusted
+        elif last is not None and (up, down) == last:  # a break marker: the link into it is not trusted
+            self.ours = True
             self.linked[-1] = False
             return
         if last is not None and up < last[0]:
