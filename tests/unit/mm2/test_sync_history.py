@@ -205,6 +205,16 @@ class Copy:
         self.topic += taken
         self.writers += [wid] * len(taken)
 
+    def read(self) -> tuple[SyncHistory, OffsetSyncStore]:
+        """The whole topic read by a `SyncHistory` and by Java's store."""
+        hist, java = SyncHistory(False), OffsetSyncStore(False)
+        for s, wid in zip(self.topic, self.writers, strict=True):
+            hist.update(s, wid)
+            java.update(s)
+        hist.mark_read_to_end()
+        java.mark_read_to_end()
+        return hist, java
+
     def positions(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {}
         for pos, up in enumerate(self.target):
@@ -358,10 +368,7 @@ def test_syncs_of_an_older_writer_after_a_precise_one_are_not_interpolated() -> 
     old.promote_delayed()
     copy.target += list(range(30, 200))
     copy.send(old)
-    h = SyncHistory(False)
-    for s, wid in zip(copy.topic, copy.writers, strict=True):
-        h.update(s, wid)
-    h.mark_read_to_end()
+    h = copy.read()[0]
     for g in range(0, 200):
         t = h.translate(TP, g)
         assert t is not None
@@ -389,12 +396,7 @@ def test_a_zombie_writer_behind_the_new_owner_is_not_interpolated_to_the_new_own
     copy.target += list(range(301, 1000))
     owner.promote_delayed()
     copy.send(owner)
-    h, java = SyncHistory(False), OffsetSyncStore(False)
-    for s, wid in zip(copy.topic, copy.writers, strict=True):
-        h.update(s, wid)
-        java.update(s)
-    h.mark_read_to_end()
-    java.mark_read_to_end()
+    h, java = copy.read()
     for g in range(301, 1000):  # Java's +1 rule itself skips below: the owner copied 102..300 before 352
         t = h.translate(TP, g)
         assert t is not None
@@ -464,12 +466,7 @@ def test_other_writers_never_make_translation_skip_where_javas_rule_does_not(cop
     """Syncs of several writers interleaved in the topic (a zombie, a rolling upgrade): a zombie that writes
     behind the new owner can make even Java's +1 rule (or a sync of the zombie's) skip records, but
     interpolation never skips a record that Java's algorithm on the same syncs would not."""
-    hist, java = SyncHistory(False), OffsetSyncStore(False)
-    for s, wid in zip(copy.topic, copy.writers, strict=True):
-        hist.update(s, wid)
-        java.update(s)
-    hist.mark_read_to_end()
-    java.mark_read_to_end()
+    hist, java = copy.read()
     for g in sorted({u + d for u in copy.source for d in (-1, 0, 1)}):
         t, j = hist.translate(TP, g), java.translate_downstream("g", TP, g)
         if t is None or t.method != "line" or j is None or j < 0 or not reread_forward(copy, g, j)[0]:
