@@ -7,8 +7,8 @@ point before it can be trusted. A trusted link is interpolated (`downstream = P.
 the next point), so a group anywhere inside a trusted run translates exactly; elsewhere it falls back to the
 +1 rule on the nearest sync at or below the group (ours or Java's, whichever is newer). The reasoning, the
 bounds and what makes a link trusted are in docs/mm2-compat.md §5.1; in short, a link is trusted when both
-syncs carry the same writer id (`WRITER_HEADER`: one session of one precise `OffsetSyncWriter`, whose break
-marker was seen, none since), nothing is missing between them in the offset-syncs topic (`gap`), both
+syncs carry the same writer id (`WRITER_HEADER`: one session of one precise `OffsetSyncWriter`) and no
+break marker repeats the later one, nothing is missing between them in the offset-syncs topic (`gap`), both
 offsets increase, and a later sync of that writer confirmed the link (the link into the newest sync is not
 trusted yet: a marker may follow it).
 
@@ -52,14 +52,13 @@ class Translation:
 class _Points:
     """The points of one partition: parallel lists, upstream offsets strictly increasing."""
 
-    __slots__ = ("down", "epoch", "last", "linked", "ours", "up", "writer")
+    __slots__ = ("down", "epoch", "last", "linked", "up", "writer")
 
     def __init__(self) -> None:
         self.up: list[int] = []
         self.down: list[int] = []
         self.linked: list[bool] = []  # linked[i]: the link from point i - 1 to point i is trusted
         self.last: tuple[int, int] | None = None  # the last raw sync read
-        self.ours = False  # a break marker of `writer` was read since it began
         self.epoch = 0  # the store's gap count when `last` was read
         self.writer: bytes | None = None  # the id of the writer of `last` (None: it has none)
 
@@ -81,10 +80,8 @@ class _Points:
             # Another writer: a new session, a zombie still copying, an older mirror or Java MM2 (no id).
             # Neither the link into its sync nor the one into the other writer's newest is trusted (no
             # later sync of that writer confirmed it: one may be lost).
-            self.ours = False
             self.linked[-1] = False
         elif last is not None and (up, down) == last:  # a break marker: the link into it is not trusted
-            self.ours = True
             self.linked[-1] = False
             return
         if last is not None and up < last[0]:
@@ -105,7 +102,7 @@ class _Points:
             self.linked[-1] = False
             self.epoch = epoch
             return
-        trusted = self.ours and writer is not None and epoch == self.epoch and down > last[1]
+        trusted = same_writer and epoch == self.epoch and down > last[1]
         self.epoch = epoch
         # The point that was newest is final now (no marker followed it): if it continues a trusted run
         # whose previous point lies on the run's line, that previous point is not needed any more.

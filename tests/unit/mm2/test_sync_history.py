@@ -99,10 +99,17 @@ def test_a_trusted_run_translates_exactly_between_syncs() -> None:
     assert [p[:2] for p in h.points(TP)] == [(0, 0), (202, 202), (250, 250)]  # (101, 101) merged
 
 
-def test_without_a_marker_nothing_is_trusted() -> None:
-    """Syncs of Java MM2 (or of an older mirror) carry no marker: the +1 rule, never interpolation."""
-    h = history((0, 0), (101, 101), (202, 202), (250, 250))
+def test_without_a_writer_id_nothing_is_trusted() -> None:
+    """Syncs of Java MM2 (or of an older mirror) carry no writer id: the +1 rule, never interpolation, even
+    where they repeat a sync as a precise writer's marker does."""
+    h = history((0, 0), (0, 0), (101, 101), (202, 202), (250, 250), writer=None)
     assert h.translate(TP, 150) == Translation(102, 48, "+1")
+
+
+def test_one_writer_is_trusted_without_its_first_marker() -> None:
+    """The offset-syncs topic is compacted: a long session's first marker is gone, its id is enough."""
+    h = history((101, 101), (202, 202), (250, 250))
+    assert h.translate(TP, 150) == Translation(150, 0, "line")
 
 
 def test_a_marker_breaks_the_link_into_it() -> None:
@@ -171,9 +178,9 @@ def test_translate_back_never_skips_a_record_the_target_refused() -> None:
 def test_eviction_keeps_the_points_around_pinned_groups() -> None:
     h = SyncHistory(initialization_must_read_to_end=False, max_points=8)
     h.pin(TP, [35])
-    h.update(sync(0, 0), b"w")
-    for i in range(1, 40):  # every link off the line: nothing merges
-        h.update(sync(i * 10, i * 11), b"w")
+    h.update(sync(0, 0))
+    for i in range(1, 40):  # every link off the line: nothing merges (Java's syncs: no line either)
+        h.update(sync(i * 10, i * 11))
     h.mark_read_to_end()
     kept = [u for u, _, _ in h.points(TP)]
     assert len(kept) <= 9 and 30 in kept and 40 in kept
