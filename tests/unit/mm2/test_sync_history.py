@@ -479,3 +479,13 @@ def test_other_writers_never_make_translation_skip_where_javas_rule_does_not(cop
         if t is None or t.method != "line" or j is None or j < 0 or not reread_forward(copy, g, j)[0]:
             continue
         assert reread_forward(copy, g, t.offset)[0], (g, t, j)
+
+
+def test_precise_writer_does_not_repeat_a_promoted_sync_as_an_edge() -> None:
+    """The flush made the last record (3) a sync; the jump after it needs no edge: repeating (3, 3) would
+    read as a break marker, losing the link into it (found by the oracle, not a skip: a re-read)."""
+    w = OffsetSyncWriter(3, precise=True)
+    w.on_ack_batch(TP, 0, 0, 4)
+    w.promote_delayed()
+    w.on_ack_batch(TP, 5, 4, 1)
+    assert w.take_pending() == [sync(0, 0), sync(0, 0), sync(3, 3), sync(5, 4)]
