@@ -44,7 +44,7 @@ from mirror.mm2.filters import GroupFilter, TopicFilter
 from mirror.mm2.offset_translation import OffsetSyncStore, checkpoint_is_more_recent
 from mirror.mm2.policy import ReplicationPolicy, checkpoint_topic_name
 from mirror.mm2.records import Checkpoint, OffsetSync, RecordFormatError
-from mirror.mm2.sync_history import SyncHistory
+from mirror.mm2.sync_history import WRITER_HEADER, SyncHistory
 from mirror.replication import malformed
 from mirror.replication.malformed import MalformedRecord
 from mirror.replication.topology import checkpoints_topic, offset_syncs_location
@@ -220,7 +220,7 @@ def apply_offset_syncs(
             malformed.report(cluster, MalformedRecord(topic, 0, record.offset, str(exc)), SYNC_FALLBACK)
             syncs.gap()
             continue
-        syncs.update(sync)
+        syncs.update(sync, record.header(WRITER_HEADER))
     return bad, previous
 
 

@@ -374,6 +374,11 @@ class TailRecord:
     value: bytes | None
     offset: int
     timestamp: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    def header(self, name: str) -> bytes | None:
+        """The value of the last header called `name`, None if there is none."""
+        return next((v for k, v in reversed(self.headers) if k == name), None)
 
 
 class PartitionTail:
@@ -469,7 +474,11 @@ class PartitionTail:
 
     @staticmethod
     def _convert(data: Mapping[Any, list[Any]]) -> list[TailRecord]:
-        return [TailRecord(r.key, r.value, r.offset, r.timestamp) for recs in data.values() for r in recs]
+        return [
+            TailRecord(r.key, r.value, r.offset, r.timestamp, tuple(r.headers or ()))
+            for recs in data.values()
+            for r in recs
+        ]
 
 
 async def read_partition(

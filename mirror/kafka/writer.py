@@ -154,11 +154,18 @@ class Writer:
         value: bytes | None,
         partition: int | None = None,
         timestamp_ms: int | None = None,
+        *,
+        headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> Pending:
         """Queue one record (for internal topics, not the data path); returns its acknowledgement to come."""
         async with errors_translated(self.cluster):
             fut: asyncio.Future[Any] = await self._producer.send(
-                topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms
+                topic,
+                value=value,
+                key=key,
+                partition=partition,
+                timestamp_ms=timestamp_ms,
+                headers=list(headers) if headers else None,
             )
         return Pending(fut)
 

@@ -39,12 +39,17 @@ translation precision, never correctness)."""
 
 
 class _PartitionState:
-    __slots__ = ("last_sync_downstream", "previous_downstream", "previous_upstream")
+    __slots__ = ("last_sync_downstream", "previous_downstream", "previous_upstream", "promoted")
 
     def __init__(self) -> None:
         self.previous_upstream = -1
         self.previous_downstream = -1
         self.last_sync_downstream = -1
+        self.promoted = (-1, -1)  # precise: the last delayed sync promoted (Java's state does not know it)
+
+    def is_sync(self, upstream: int, downstream: int) -> bool:
+        """Precise: the record copy (upstream, downstream) is a sync already (an edge would repeat it)."""
+        return downstream == self.last_sync_downstream or (upstream, downstream) == self.promoted
 
 
 class OffsetSyncWriter:
@@ -136,7 +141,7 @@ class OffsetSyncWriter:
         the jump is not one to interpolate: the sync after it carries a break marker."""
         if not self.precise or state.previous_upstream == -1 or upstream - state.previous_upstream == 1:
             return
-        if state.last_sync_downstream != state.previous_downstream:
+        if not state.is_sync(state.previous_upstream, state.previous_downstream):
             self._delayed.pop(tp, None)
             self._trigger(tp, OffsetSync(tp[0], tp[1], state.previous_upstream, state.previous_downstream))
         if downstream - state.previous_downstream > 1:
@@ -251,7 +256,7 @@ class OffsetSyncWriter:
                     self._trigger(tp, OffsetSync(tp[0], tp[1], earlier, first_downstream + trigger))
                     trigger = None
                 if self.precise and prev_up != -1 and upstream - prev_up != 1:
-                    if last_sync != prev_down:
+                    if last_sync != prev_down and (prev_up, prev_down) != state.promoted:
                         self._delayed.pop(tp, None)  # the edge: the record before the jump
                         self._trigger(tp, OffsetSync(tp[0], tp[1], prev_up, prev_down))
                     if downstream - prev_down > 1:  # the downstream jumped too: see `_edge`
@@ -287,6 +292,7 @@ class OffsetSyncWriter:
         if self.precise:
             for tp, sync in self._delayed.items():
                 self._trigger(tp, sync)
+                self._state(tp).promoted = (sync.upstream_offset, sync.downstream_offset)
         else:
             self._pending.update(self._delayed)
         self._delayed.clear()

@@ -7,9 +7,10 @@ point before it can be trusted. A trusted link is interpolated (`downstream = P.
 the next point), so a group anywhere inside a trusted run translates exactly; elsewhere it falls back to the
 +1 rule on the nearest sync at or below the group (ours or Java's, whichever is newer). The reasoning, the
 bounds and what makes a link trusted are in docs/mm2-compat.md §5.1; in short, a link is trusted when both
-syncs come from one precise `OffsetSyncWriter` (a break marker was seen, none since), nothing is missing
-between them in the offset-syncs topic (`gap`), both offsets increase, and a later sync confirmed the
-link (the link into the newest sync is not trusted yet: a marker may follow it).
+syncs carry the same writer id (`WRITER_HEADER`: one session of one precise `OffsetSyncWriter`) and no
+break marker repeats the later one, nothing is missing between them in the offset-syncs topic (`gap`), both
+offsets increase, and a later sync of that writer confirmed the link (the link into the newest sync is not
+trusted yet: a marker may follow it).
 
 Memory per partition: at most `MAX_POINTS_PER_PARTITION` points, plus the two points around each pinned
 group offset (`pin`), plus Java's 64 slots. A copy without gaps needs three points whatever its length:
@@ -27,9 +28,12 @@ from mirror.mm2.offset_translation import OffsetSyncStore
 from mirror.mm2.records import OffsetSync
 from mirror.types import TP
 
-__all__ = ["MAX_POINTS_PER_PARTITION", "SyncHistory", "Translation"]
+__all__ = ["MAX_POINTS_PER_PARTITION", "WRITER_HEADER", "SyncHistory", "Translation"]
 
 MAX_POINTS_PER_PARTITION: Final = 256
+WRITER_HEADER: Final = "mirror.offset-sync.writer"
+"""The record header naming the writer session of a precise offset sync (random bytes per session); Java
+MM2 ignores headers of offset syncs. Syncs of different writers (or of none) never make a trusted link."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +52,15 @@ class Translation:
 class _Points:
     """The points of one partition: parallel lists, upstream offsets strictly increasing."""
 
-    __slots__ = ("down", "epoch", "last", "linked", "ours", "up")
+    __slots__ = ("down", "epoch", "last", "linked", "up", "writer")
 
     def __init__(self) -> None:
         self.up: list[int] = []
         self.down: list[int] = []
         self.linked: list[bool] = []  # linked[i]: the link from point i - 1 to point i is trusted
         self.last: tuple[int, int] | None = None  # the last raw sync read
-        self.ours = False  # a break marker of a precise writer was read since the last reset
         self.epoch = 0  # the store's gap count when `last` was read
+        self.writer: bytes | None = None  # the id of the writer of `last` (None: it has none)
 
     def clear(self) -> None:
         self.up.clear()
@@ -68,10 +72,16 @@ class _Points:
         """The link into point `index` is trusted, and final: a later sync confirmed it was no new start."""
         return 0 < index < len(self.up) - 1 and self.linked[index]
 
-    def add(self, up: int, down: int, epoch: int) -> None:
+    def add(self, up: int, down: int, epoch: int, writer: bytes | None = None) -> None:
         last = self.last
-        if last is not None and (up, down) == last:  # a break marker: the link into it is not trusted
-            self.ours = True
+        same_writer = writer is not None and writer == self.writer
+        self.writer = writer
+        if last is not None and not same_writer:
+            # Another writer: a new session, a zombie still copying, an older mirror or Java MM2 (no id).
+            # Neither the link into its sync nor the one into the other writer's newest is trusted (no
+            # later sync of that writer confirmed it: one may be lost).
+            self.linked[-1] = False
+        elif last is not None and (up, down) == last:  # a break marker: the link into it is not trusted
             self.linked[-1] = False
             return
         if last is not None and up < last[0]:
@@ -92,7 +102,7 @@ class _Points:
             self.linked[-1] = False
             self.epoch = epoch
             return
-        trusted = self.ours and epoch == self.epoch and down > last[1]
+        trusted = same_writer and epoch == self.epoch and down > last[1]
         self.epoch = epoch
         # The point that was newest is final now (no marker followed it): if it continues a trusted run
         # whose previous point lies on the run's line, that previous point is not needed any more.
@@ -189,8 +199,9 @@ class SyncHistory:
     def unpin_all(self) -> None:
         self._pins.clear()
 
-    def update(self, sync: OffsetSync) -> None:
-        """Apply one sync read from the offset-syncs topic."""
+    def update(self, sync: OffsetSync, writer: bytes | None = None) -> None:
+        """Apply one sync read from the offset-syncs topic; `writer`: the id its record carries in the
+        `WRITER_HEADER` header (None: none, e.g. Java MM2's)."""
         tp = sync.topic_partition
         points = self._partitions.get(tp)
         if points is None:
@@ -199,7 +210,7 @@ class SyncHistory:
         if not java.read_to_end and java.initialization_must_read_to_end:
             points.clear()  # Java keeps only the newest sync while loading without checkpoints; so do we
         java.update(sync)
-        points.add(sync.upstream_offset, sync.downstream_offset, self._epoch)
+        points.add(sync.upstream_offset, sync.downstream_offset, self._epoch, writer)
         points.evict(self._pins.get(tp, ()), self.max_points)
 
     def points(self, tp: TP) -> list[tuple[int, int, bool]]:

@@ -4,6 +4,7 @@ flow's offset-syncs topic by their own loop, with their own producer."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Sequence
 
 from mirror import metrics
@@ -12,6 +13,7 @@ from mirror.kafka import Writer
 from mirror.mm2.offset_translation import MAX_OUTSTANDING_OFFSET_SYNCS, OffsetSyncWriter
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.mm2.records import OffsetSync
+from mirror.mm2.sync_history import WRITER_HEADER
 from mirror.replication.topology import offset_syncs_location
 from mirror.types import TP
 
@@ -30,12 +32,14 @@ class OffsetSyncEmitter:
         self._syncs = OffsetSyncWriter(flow.offset_lag_max, precise=True)
         self._ready = asyncio.Event()
         self._labels = (flow.source, flow.target)
+        self._headers = [(WRITER_HEADER, secrets.token_bytes(8))]
 
     def writer(self, client: str) -> Writer | None:
         """The producer of a session (None: syncs are not emitted)."""
         if self.cluster is None:
             return None
         self._syncs.unmark()  # a new session: what the last one sent may be incomplete
+        self._headers = [(WRITER_HEADER, secrets.token_bytes(8))]  # and its syncs are another writer's
         role = f"offset-syncs-{self.flow.offset_syncs_topic_location}-producer"
         return Writer(self.cluster, f"{client}|{role}", {"linger.ms": "0"})
 
@@ -75,7 +79,10 @@ class OffsetSyncEmitter:
         while self._syncs.has_pending():
             batch: list[OffsetSync] = self._syncs.take_pending(MAX_OUTSTANDING_OFFSET_SYNCS)
             try:
-                futures = [await writer.send(self.topic, s.encode_key(), s.encode_value(), 0) for s in batch]
+                futures = [
+                    await writer.send(self.topic, s.encode_key(), s.encode_value(), 0, headers=self._headers)
+                    for s in batch
+                ]
                 for fut in futures:
                     await fut.ack()
             except BaseException:

@@ -9,12 +9,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mirror.local.kafka import LocalKafkaCluster
 from mirror.mm2.records import OffsetSync
+from mirror.mm2.sync_history import WRITER_HEADER
 
 from .support import consume, create_topic, produce, running, settings_for
 from .test_replication import make_records, spread
 
 
 async def read_syncs(bootstrap: str, topic: str) -> list[OffsetSync]:
+    return [s for s, _ in await read_syncs_with_writers(bootstrap, topic)]
+
+
+async def read_syncs_with_writers(bootstrap: str, topic: str) -> list[tuple[OffsetSync, bytes | None]]:
+    """The syncs of `topic` and the writer id each carries (`WRITER_HEADER`; None: none)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -24,7 +30,7 @@ async def read_syncs(bootstrap: str, topic: str) -> list[OffsetSync]:
         out = []
         while await consumer.position(tp) < end:
             for recs in (await consumer.getmany(timeout_ms=1000)).values():
-                out += [OffsetSync.decode(r.key, r.value) for r in recs]
+                out += [(OffsetSync.decode(r.key, r.value), dict(r.headers).get(WRITER_HEADER)) for r in recs]
         return out
     finally:
         await consumer.stop()
@@ -45,8 +51,14 @@ async def test_offset_syncs_map_upstream_to_downstream_records(
     )
     async with running(settings):
         got = await consume(b, f"A.{topic}", {0: 507, 1: 503}, 60, {p: r[-1] for p, r in source.items()})
-    syncs = [s for s in await read_syncs(a, "mm2-offset-syncs.B.internal") if s.topic == topic]
+    written = [
+        w for w in await read_syncs_with_writers(a, "mm2-offset-syncs.B.internal") if w[0].topic == topic
+    ]
+    syncs = [s for s, _ in written]
     assert {s.partition for s in syncs} == {0, 1}
+    # every sync names its writer (one task session per partition here): no link between writers is trusted
+    assert all(w is not None and len(w) == 8 for _, w in written)
+    assert all(len({w for s, w in written if s.partition == p}) == 1 for p in (0, 1))
     for s in syncs:
         # the synced downstream record is the copy of the synced upstream record
         assert got[s.partition][s.downstream_offset] == source[s.partition][s.upstream_offset]

@@ -36,7 +36,7 @@ from mirror.kafka.groups import (
 from mirror.mm2.filters import TopicFilter
 from mirror.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 from mirror.mm2.records import Checkpoint, OffsetSync
-from mirror.mm2.sync_history import SyncHistory
+from mirror.mm2.sync_history import WRITER_HEADER, SyncHistory
 
 POLICY = DefaultReplicationPolicy()
 ALL_TOPICS = TopicFilter()
@@ -260,13 +260,26 @@ def test_a_jump_in_the_offset_syncs_topic_is_a_gap() -> None:
     """Records compacted away from the offset-syncs topic: no link across the hole is trusted."""
     history = SyncHistory(initialization_must_read_to_end=False)
     syncs = [OffsetSync("orders", 0, u, u) for u in (0, 0, 101, 202, 303, 404)]
-    records = [TailRecord(s.encode_key(), s.encode_value(), offset, 0) for offset, s in enumerate(syncs)]
+    writer = ((WRITER_HEADER, b"w"),)
+    records = [
+        TailRecord(s.encode_key(), s.encode_value(), offset, 0, writer) for offset, s in enumerate(syncs)
+    ]
     del records[3]  # (202, 202) compacted away
     bad, last = apply_offset_syncs(history, records)
     history.mark_read_to_end()
     assert (bad, last) == (0, 5)
     assert history.translate(("orders", 0), 50).method == "line"  # type: ignore[union-attr]
     assert history.translate(("orders", 0), 250).method == "+1"  # type: ignore[union-attr]
+
+
+def test_syncs_without_the_writer_header_are_never_interpolated() -> None:
+    """Java MM2's (or an older mirror's) syncs carry no writer id: the +1 rule, even after a marker."""
+    history = SyncHistory(initialization_must_read_to_end=False)
+    syncs = [OffsetSync("orders", 0, u, u) for u in (0, 0, 101, 202, 303)]
+    records = [TailRecord(s.encode_key(), s.encode_value(), offset, 0) for offset, s in enumerate(syncs)]
+    apply_offset_syncs(history, records)
+    history.mark_read_to_end()
+    assert history.translate(("orders", 0), 150).method == "+1"  # type: ignore[union-attr]
 
 
 async def test_group_offset_sync_fills_idle_groups_and_leaves_active_ones_alone() -> None:

@@ -13,7 +13,7 @@ POLICY = DefaultReplicationPolicy()
 def history(topic: str, *syncs: tuple[int, int]) -> SyncHistory:
     h = SyncHistory(initialization_must_read_to_end=False)
     for u, d in syncs:
-        h.update(OffsetSync(topic, 0, u, d))
+        h.update(OffsetSync(topic, 0, u, d), b"w")  # one precise writer session
     h.mark_read_to_end()
     return h
 

@@ -19,12 +19,15 @@ def sync(up: int, down: int) -> OffsetSync:
     return OffsetSync(TP[0], TP[1], up, down)
 
 
-def history(*syncs: tuple[int, int], gaps_before: tuple[int, ...] = ()) -> SyncHistory:
+def history(
+    *syncs: tuple[int, int], gaps_before: tuple[int, ...] = (), writer: bytes | None = b"w"
+) -> SyncHistory:
+    """The syncs of one writer session (`writer`: its id; None: a writer without one, e.g. Java's)."""
     h = SyncHistory(initialization_must_read_to_end=False)
     for i, (u, d) in enumerate(syncs):
         if i in gaps_before:
             h.gap()
-        h.update(sync(u, d))
+        h.update(sync(u, d), writer)
     h.mark_read_to_end()
     return h
 
@@ -96,10 +99,17 @@ def test_a_trusted_run_translates_exactly_between_syncs() -> None:
     assert [p[:2] for p in h.points(TP)] == [(0, 0), (202, 202), (250, 250)]  # (101, 101) merged
 
 
-def test_without_a_marker_nothing_is_trusted() -> None:
-    """Syncs of Java MM2 (or of an older mirror) carry no marker: the +1 rule, never interpolation."""
-    h = history((0, 0), (101, 101), (202, 202), (250, 250))
+def test_without_a_writer_id_nothing_is_trusted() -> None:
+    """Syncs of Java MM2 (or of an older mirror) carry no writer id: the +1 rule, never interpolation, even
+    where they repeat a sync as a precise writer's marker does."""
+    h = history((0, 0), (0, 0), (101, 101), (202, 202), (250, 250), writer=None)
     assert h.translate(TP, 150) == Translation(102, 48, "+1")
+
+
+def test_one_writer_is_trusted_without_its_first_marker() -> None:
+    """The offset-syncs topic is compacted: a long session's first marker is gone, its id is enough."""
+    h = history((101, 101), (202, 202), (250, 250))
+    assert h.translate(TP, 150) == Translation(150, 0, "line")
 
 
 def test_a_marker_breaks_the_link_into_it() -> None:
@@ -169,7 +179,7 @@ def test_eviction_keeps_the_points_around_pinned_groups() -> None:
     h = SyncHistory(initialization_must_read_to_end=False, max_points=8)
     h.pin(TP, [35])
     h.update(sync(0, 0))
-    for i in range(1, 40):  # every link off the line: nothing merges
+    for i in range(1, 40):  # every link off the line: nothing merges (Java's syncs: no line either)
         h.update(sync(i * 10, i * 11))
     h.mark_read_to_end()
     kept = [u for u, _, _ in h.points(TP)]
@@ -188,8 +198,29 @@ class Copy:
     source: list[int]
     target: list[int | None] = field(default_factory=list)
     topic: list[OffsetSync] = field(default_factory=list)
+    writers: list[bytes | None] = field(default_factory=list)  # the writer id of each sync in `topic`
     crashed: bool = False
     extras: bool = False
+    sessions: list[OffsetSyncWriter] = field(default_factory=list)
+
+    def send(self, writer: OffsetSyncWriter, max_n: int = 10**9) -> None:
+        """The writer's pending syncs reach the topic, with its id when it is a precise one."""
+        if writer not in self.sessions:
+            self.sessions.append(writer)
+        wid = self.sessions.index(writer).to_bytes(8) if writer.precise else None
+        taken = writer.take_pending(max_n)
+        self.topic += taken
+        self.writers += [wid] * len(taken)
+
+    def read(self) -> tuple[SyncHistory, OffsetSyncStore]:
+        """The whole topic read by a `SyncHistory` and by Java's store."""
+        hist, java = SyncHistory(False), OffsetSyncStore(False)
+        for s, wid in zip(self.topic, self.writers, strict=True):
+            hist.update(s, wid)
+            java.update(s)
+        hist.mark_read_to_end()
+        java.mark_read_to_end()
+        return hist, java
 
     def positions(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {}
@@ -230,17 +261,17 @@ def copies(draw: st.DrawFn) -> tuple[Copy, int, bool]:
         elif action == "promote":
             writer.promote_delayed()
         elif action == "send":
-            copy.topic += writer.take_pending(draw(st.integers(1, 10)))
+            copy.send(writer, draw(st.integers(1, 10)))
         elif action in ("crash", "stop"):
             if action == "stop":  # a clean stop sends everything
                 writer.promote_delayed()
-                copy.topic += writer.take_pending(10**9)
+                copy.send(writer)
             else:  # unsent syncs are lost, and the copy restarts from an older stored position
                 copy.crashed = True
                 pos = draw(st.integers(max(0, pos - 40), pos))
             writer = OffsetSyncWriter(lag, precise=precise)
     writer.promote_delayed()
-    copy.topic += writer.take_pending(10**9)
+    copy.send(writer)
     return copy, lag, precise
 
 
@@ -282,7 +313,7 @@ def test_translation_never_skips_and_stays_within_its_bound(
         if i in holes:
             hist.gap()
             continue
-        hist.update(s)
+        hist.update(s, copy.writers[i])
         java.update(s)
     hist.mark_read_to_end()
     java.mark_read_to_end()
@@ -318,3 +349,143 @@ def test_translation_never_skips_and_stays_within_its_bound(
         assert ok, (h, b)
         if not copy.crashed:
             assert again <= b.reread_bound, (h, b, again)
+
+
+# --- two writers on one partition (review of #15) -------------------------------------------------------
+
+
+def test_syncs_of_an_older_writer_after_a_precise_one_are_not_interpolated() -> None:
+    """A rolling upgrade: the partition moves from a precise writer to a worker still running a Java-style
+    writer (an older mirror). Its syncs carry no edge, and its delayed sync replaced the trigger after a
+    compacted range (source 20..24), so the link over the jump must not be interpolated."""
+    copy = Copy(list(range(20)) + list(range(25, 200)))
+    new = OffsetSyncWriter(100, precise=True)
+    new.on_ack_batch(TP, 0, 0, 10)
+    new.promote_delayed()
+    copy.target += list(range(10))
+    copy.send(new)
+    old = OffsetSyncWriter(100)  # the partition moved to an older worker
+    old.on_ack_batch(TP, 10, 10, 10)
+    copy.send(old, 10)
+    old.on_ack_batch(TP, 25, 20, 5)
+    old.promote_delayed()  # Java: the delayed (29, 24) replaces the unsent (25, 20)
+    copy.target += list(range(10, 20)) + list(range(25, 30))
+    copy.send(old, 10)
+    old.on_ack_batch(TP, 30, 25, 170)
+    old.promote_delayed()
+    copy.target += list(range(30, 200))
+    copy.send(old)
+    h = copy.read()[0]
+    for g in range(0, 200):
+        t = h.translate(TP, g)
+        assert t is not None
+        assert reread_forward(copy, g, t.offset)[0], (g, t, copy.topic)
+
+
+def test_a_zombie_writer_behind_the_new_owner_is_not_interpolated_to_the_new_owners_sync() -> None:
+    """A paused worker (a zombie) wakes after its partition's new owner copied past it, writes one batch
+    and a sync, and dies: the link from its sync to the new owner's next one is not one copy."""
+    copy = Copy(list(range(1000)))
+    zombie, owner = OffsetSyncWriter(100, precise=True), OffsetSyncWriter(100, precise=True)
+    zombie.on_ack_batch(TP, 0, 0, 101)  # 0..100 at 0..100
+    copy.target += list(range(101))
+    zombie.promote_delayed()
+    copy.send(zombie)
+    owner.on_ack_batch(TP, 50, 101, 251)  # the new owner restarts from stored progress 50: 50..300
+    copy.target += list(range(50, 301))
+    owner.promote_delayed()
+    copy.send(owner)
+    zombie.on_ack_batch(TP, 101, 352, 1)  # the zombie wakes: 101 at 352, its sync, then it is fenced
+    copy.target += [101]
+    zombie.promote_delayed()
+    copy.send(zombie)
+    owner.on_ack_batch(TP, 301, 353, 699)
+    copy.target += list(range(301, 1000))
+    owner.promote_delayed()
+    copy.send(owner)
+    h, java = copy.read()
+    for g in range(301, 1000):  # Java's +1 rule itself skips below: the owner copied 102..300 before 352
+        t = h.translate(TP, g)
+        assert t is not None
+        j = java.translate_downstream("g", TP, g)
+        assert j is not None and reread_forward(copy, g, j)[0], (g, j)
+        assert reread_forward(copy, g, t.offset)[0], (g, t, copy.topic)
+
+
+@st.composite
+def shared_copies(draw: st.DrawFn) -> Copy:
+    """A partition copied by a precise writer while other writers copy runs of it to the same target: a
+    zombie (behind or ahead), a worker of an older mirror or Java MM2 (no writer id), a later session."""
+    gaps = draw(st.lists(st.sampled_from([1, 1, 1, 1, 2, 7]), min_size=60, max_size=120))
+    source, up = [], 0
+    for g in gaps:
+        source.append(up)
+        up += g
+    lag = draw(st.sampled_from([0, 3, 10, 100, 100]))
+    copy = Copy(source)
+    writer = OffsetSyncWriter(lag, precise=True)
+    others: list[OffsetSyncWriter] = []
+    pos = 0
+    for action, n in [*draw(st.lists(STEP, max_size=30)), ("batch", len(source))]:
+        if action == "batch" and pos < len(source):
+            batch = source[pos : pos + n]
+            pos = min(pos + n, len(source))
+            writer.on_ack_batch(TP, batch[0], len(copy.target), len(batch), batch)
+            copy.target += batch
+        elif action == "extra" and pos > 0:  # a zombie copies a run from near `pos`
+            start = draw(st.integers(max(0, pos - 60), min(pos + 20, len(source) - 1)))
+            if not others or draw(st.booleans()):
+                others.append(OffsetSyncWriter(lag, precise=draw(st.booleans())))
+            other = draw(st.sampled_from(others))
+            batch = source[start : start + n]
+            other.on_ack_batch(TP, batch[0], len(copy.target), len(batch), batch)
+            copy.target += batch
+            other.promote_delayed()
+            copy.send(other, draw(st.integers(1, 10)))
+        elif action == "crash" and pos < len(source):  # the partition moves to another worker and back
+            writer.promote_delayed()
+            copy.send(writer)
+            other = OffsetSyncWriter(lag, precise=draw(st.booleans()))  # an older or newer version
+            for _ in range(draw(st.integers(1, 4))):
+                batch = source[pos : pos + draw(st.integers(1, 30))]
+                if batch:
+                    other.on_ack_batch(TP, batch[0], len(copy.target), len(batch), batch)
+                    copy.target += batch
+                    pos += len(batch)
+                if draw(st.booleans()):
+                    other.promote_delayed()
+                copy.send(other, draw(st.integers(1, 10)))
+            other.promote_delayed()
+            copy.send(other)
+            writer = OffsetSyncWriter(lag, precise=True)
+        elif action == "promote":
+            writer.promote_delayed()
+        elif action in ("send", "stop"):
+            copy.send(writer, draw(st.integers(1, 10)))
+    writer.promote_delayed()
+    copy.send(writer)
+    return copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(shared_copies())
+def test_other_writers_never_make_translation_skip_where_javas_rule_does_not(copy: Copy) -> None:
+    """Syncs of several writers interleaved in the topic (a zombie, a rolling upgrade): a zombie that writes
+    behind the new owner can make even Java's +1 rule (or a sync of the zombie's) skip records, but
+    interpolation never skips a record that Java's algorithm on the same syncs would not."""
+    hist, java = copy.read()
+    for g in sorted({u + d for u in copy.source for d in (-1, 0, 1)}):
+        t, j = hist.translate(TP, g), java.translate_downstream("g", TP, g)
+        if t is None or t.method != "line" or j is None or j < 0 or not reread_forward(copy, g, j)[0]:
+            continue
+        assert reread_forward(copy, g, t.offset)[0], (g, t, j)
+
+
+def test_precise_writer_does_not_repeat_a_promoted_sync_as_an_edge() -> None:
+    """The flush made the last record (3) a sync; the jump after it needs no edge: repeating (3, 3) would
+    read as a break marker, losing the link into it (found by the oracle, not a skip: a re-read)."""
+    w = OffsetSyncWriter(3, precise=True)
+    w.on_ack_batch(TP, 0, 0, 4)
+    w.promote_delayed()
+    w.on_ack_batch(TP, 5, 4, 1)
+    assert w.take_pending() == [sync(0, 0), sync(0, 0), sync(3, 3), sync(5, 4)]
