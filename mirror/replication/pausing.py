@@ -87,7 +87,8 @@ class PauseGate:
     async def apply(self, reader: Reader, partitions: set[TP], halted: Collection[TP] = ()) -> None:
         """Pause and resume partitions as the flow's controls say; store paused partitions' progress.
         A ``halted`` partition stays paused on resume: its halt's retry resumes it (from the halt record;
-        `mirror.replication.halting`)."""
+        `mirror.replication.halting`). A partition whose retry is under way is not ``halted`` here: its
+        retry is not started again, so a resume lets it go on."""
         controls = self.controls
         if controls is None:
             return

@@ -338,7 +338,8 @@ class SourceTask:
             await self._gate.reload(self._partitions)
             await self._assign(reader)
             self._gate.assigned()
-        await self._gate.apply(reader, self._partitions, self.status.halted)
+        # a halted partition stays paused on resume until its retry; one whose retry is under way goes on
+        await self._gate.apply(reader, self._partitions, self.status.halted.keys() - self._halting.retrying)
         if not self._partitions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.config import FlowSettings
+from mirror.config import FlowSettings, load_settings
+from mirror.errors import RecordRejected
 from mirror.mm2.policy import DefaultReplicationPolicy
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
+from mirror.replication.progress import ProgressStore
 from mirror.replication.stuck import StuckWatch
+from mirror.replication.task import SourceTask
 from mirror.replication.throttle import TokenBucket
+from mirror.replication.topology import make_policy
 
 FLOW = "A->B"
 
@@ -212,3 +217,58 @@ def test_a_halted_partition_stays_paused_on_resume_for_its_halt_retry() -> None:
     controls.apply(*_resume(FLOW, "t"))
     asyncio.run(gate.apply(reader, parts, halted={("t", 1)}))
     assert reader.paused == {("t", 1)} and gate.paused == set()
+
+
+# --- a task's fetch step with the gate: pauses meeting halt retries and progress resets -----------------
+
+
+class SteppedReader(FakeReader):
+    """A reader whose fetches return nothing: the task's fetch step runs the gate and the halt retries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seeks: list[tuple[tuple[str, int], int]] = []
+
+    def seek(self, positions: dict[tuple[str, int], int]) -> None:
+        self.seeks += list(positions.items())
+
+    async def fetch(self, timeout_ms: int, max_records: int | None = None) -> list[Any]:
+        return []
+
+
+def _task(tmp_path: Path, controls: Controls) -> SourceTask:
+    config = tmp_path / "mm2.properties"
+    config.write_text(
+        "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
+    )
+    settings = load_settings(config, env={}).settings
+    flow = settings.flows[FLOW]
+    progress = ProgressStore(flow, settings.cluster("B"))
+    source, target = settings.cluster("A"), settings.cluster("B")
+    task = SourceTask(flow, 0, source, target, make_policy(flow), progress, controls=controls)
+    task.set_partitions({("t", 0), ("t", 1)})
+    task._partitions_changed.clear()  # assigned already (the reader is the test's)
+    return task
+
+
+async def test_a_halt_retry_paused_by_an_operator_goes_on_after_the_resume(tmp_path: Path) -> None:
+    """A halted partition's retry has resumed it (its halt record not fetched yet) when an operator pauses
+    the topic: the resume must let the retry go on. (It stayed paused for good: the gate keeps halted
+    partitions paused for their retry, and a retry under way is never started again.)"""
+    controls = Controls(FLOW)
+    task = _task(tmp_path, controls)
+    tp = ("t", 0)
+    task._halting.rejected(RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=5, count=1))
+    reader: Any = SteppedReader()
+    reader.paused.add(tp)  # halted: the assignment (or the cut) paused it
+    task._halting._retry_at[tp] = 0.0
+    await task._fetch(reader)  # the retry is due: the partition fetches its halt record again
+    assert tp in task._halting.retrying and tp not in reader.paused
+    controls.apply(pause_key(FLOW, "t"), stamp("x", 1.0))
+    await task._fetch(reader)
+    assert reader.paused == {("t", 0), ("t", 1)}
+    controls.apply(*_resume(FLOW, "t"))
+    for _ in range(3):
+        task._halting._retry_at[tp] = 0.0
+        await task._fetch(reader)
+    assert reader.paused == set(), "the halted partition's retry never fetches its record again"
