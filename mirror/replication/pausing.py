@@ -78,6 +78,7 @@ class PauseGate:
         positions = self._positions
         positions.loaded = await self._progress.load()
         for tp in reset:
+            positions.resets[tp] = positions.resets.get(tp, 0) + 1  # batches in flight count no more
             for held in (positions.position, positions.acked, positions.initial, positions.initial_unstored):
                 held.pop(tp, None)
             positions.dirty.discard(tp)

@@ -436,7 +436,8 @@ class SourceTask:
                 return
             await self._delivery.complete(entry)
             self._stuck.moved(entry.tp)
-            self._positions.dirty.add(entry.tp)
+            if entry.resets == self._positions.resets.get(entry.tp, 0):  # else: sent before a reset
+                self._positions.dirty.add(entry.tp)
             await self._inflight.done(entry)
 
     async def _flush_loop(self) -> None:

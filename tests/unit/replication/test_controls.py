@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given
@@ -14,6 +15,7 @@ from mirror.config import FlowSettings, load_settings
 from mirror.errors import RecordRejected
 from mirror.mm2.policy import DefaultReplicationPolicy
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
+from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
@@ -272,3 +274,52 @@ async def test_a_halt_retry_paused_by_an_operator_goes_on_after_the_resume(tmp_p
         task._halting._retry_at[tp] = 0.0
         await task._fetch(reader)
     assert reader.paused == set(), "the halted partition's retry never fetches its record again"
+
+
+class LateAck:
+    """A target batch acknowledged when the test says so."""
+
+    def __init__(self) -> None:
+        self.acknowledged = False
+        self.arrived = asyncio.Event()
+
+    async def ack(self, shield: bool = False) -> SimpleNamespace:
+        await self.arrived.wait()
+        self.acknowledged = True
+        return SimpleNamespace(base_offset=1000)
+
+    def ignore_failure(self) -> None:
+        pass
+
+
+async def test_a_batch_sent_before_a_progress_reset_and_acknowledged_after_it_does_not_undo_it(
+    tmp_path: Path,
+) -> None:
+    """Records 100..119 of t-0 are in flight (the target is slow: its acknowledgement takes longer than
+    the 10 s a reset waits after the pause) when a reset stores offset 49 and the task re-reads it. The
+    late acknowledgement must not bring back the old position: neither stored over the reset, nor where
+    the partition is read from at the next assignment."""
+    controls = Controls(FLOW)
+    task = _task(tmp_path, controls)
+    progress = FakeProgress()
+    task.progress = task._gate._progress = progress  # type: ignore[assignment]
+    tp = ("t", 0)
+    positions = task._positions
+    positions.acked[tp], positions.position[tp] = 99, 120
+    late = LateAck()
+    records = [SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o) for o in range(100, 120)]
+    entry = InFlight(tp, "A.t", records, records[-1].timestamp, 20, [(late, 0, 20)])  # type: ignore[list-item]
+    await task._inflight.put([entry])
+    acker = asyncio.create_task(task._ack_loop())
+
+    progress.loaded = {tp: 49}  # `mirror progress reset --to-offset 50`, then its announcement
+    task.reset_progress(Reset("r1", "t", "x", 1.0))
+    await task._gate.reload(task._partitions)
+    assert positions.next_offset(tp) == 50
+
+    late.arrived.set()  # the target's late acknowledgement
+    await task._inflight.end()
+    await acker
+    await positions.store(progress)  # the flush loop
+    assert progress.stored == [], "the reset was overwritten with the progress from before it"
+    assert positions.next_offset(tp) == 50
