@@ -360,7 +360,10 @@ class SourceTask:
         if self.status.halted:
             batches = self._halting.cut(reader, batches)
         self._metrics.fetched(reader, batches)
-        await self._bucket.take(sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches))
+        with self._stuck.held():  # slow by choice, not stuck
+            await self._bucket.take(
+                sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches)
+            )
         return batches
 
     def _retry_halted(self, reader: Reader) -> None:

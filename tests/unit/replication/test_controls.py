@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mirror.config import FlowSettings, load_settings
 from mirror.errors import RecordRejected
+from mirror.kafka import SourceBatch
 from mirror.mm2.policy import DefaultReplicationPolicy
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
 from mirror.replication.inflight import InFlight
@@ -227,18 +228,26 @@ def test_a_halted_partition_stays_paused_on_resume_for_its_halt_retry() -> None:
 class SteppedReader(FakeReader):
     """A reader whose fetches return nothing: the task's fetch step runs the gate and the halt retries."""
 
-    def __init__(self) -> None:
+    def __init__(self, batches: list[Any] | None = None) -> None:
         super().__init__()
         self.seeks: list[tuple[tuple[str, int], int]] = []
+        self.batches = batches or []
 
     def seek(self, positions: dict[tuple[str, int], int]) -> None:
         self.seeks += list(positions.items())
 
     async def fetch(self, timeout_ms: int, max_records: int | None = None) -> list[Any]:
-        return []
+        batches, self.batches = self.batches, []
+        return batches
+
+    def limit_fetch(self, bytes_per_partition: int | None) -> None:
+        pass
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return None
 
 
-def _task(tmp_path: Path, controls: Controls) -> SourceTask:
+def _task(tmp_path: Path, controls: Controls, throttle: float = 0.0) -> SourceTask:
     config = tmp_path / "mm2.properties"
     config.write_text(
         "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
@@ -247,7 +256,9 @@ def _task(tmp_path: Path, controls: Controls) -> SourceTask:
     flow = settings.flows[FLOW]
     progress = ProgressStore(flow, settings.cluster("B"))
     source, target = settings.cluster("A"), settings.cluster("B")
-    task = SourceTask(flow, 0, source, target, make_policy(flow), progress, controls=controls)
+    task = SourceTask(
+        flow, 0, source, target, make_policy(flow), progress, controls=controls, throttle=lambda: throttle
+    )
     task.set_partitions({("t", 0), ("t", 1)})
     task._partitions_changed.clear()  # assigned already (the reader is the test's)
     return task
@@ -323,3 +334,19 @@ async def test_a_batch_sent_before_a_progress_reset_and_acknowledged_after_it_do
     await positions.store(progress)  # the flush loop
     assert progress.stored == [], "the reset was overwritten with the progress from before it"
     assert positions.next_offset(tp) == 50
+
+
+async def test_a_task_waiting_on_its_throttle_is_not_stuck(tmp_path: Path) -> None:
+    """A record larger than what the task's throttle lets through in ``task.stuck.timeout.seconds`` (a
+    1 MB record at a 3 KB/s share takes longer than the default 300 s): waiting for it is no standstill.
+    (It was: the session restarted, fetched the record again and charged it again, for ever.)"""
+    big = SimpleNamespace(offset=0, timestamp=1_700_000_000_000, key=None, value=b"x" * 1500, headers=[])
+    task = _task(tmp_path, Controls(FLOW), throttle=1000.0)
+    task._stuck.timeout = 0.4
+    reader: Any = SteppedReader([SourceBatch("t", 0, [big])])
+    task._stuck.session_started()
+    watchdog = asyncio.create_task(task._stuck.loop(lambda: {("t", 0): 1}))
+    batches = await task._fetch(reader)  # 1.5 s of the rate
+    assert not watchdog.done(), "the throttle's wait was taken for a stuck task"
+    assert [r.offset for b in batches for r in b.records] == [0]
+    watchdog.cancel()
