@@ -364,6 +364,8 @@ class SourceTask:
             await self._bucket.take(
                 sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches)
             )
+        if self._partitions_changed.is_set():
+            return []  # a reset (or a new assignment) came while the throttle held these: read them again
         return batches
 
     def _retry_halted(self, reader: Reader) -> None:

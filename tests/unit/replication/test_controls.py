@@ -350,3 +350,16 @@ async def test_a_task_waiting_on_its_throttle_is_not_stuck(tmp_path: Path) -> No
     assert not watchdog.done(), "the throttle's wait was taken for a stuck task"
     assert [r.offset for b in batches for r in b.records] == [0]
     watchdog.cancel()
+
+
+async def test_a_fetch_held_by_the_throttle_is_dropped_when_a_progress_reset_arrives_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A reset announced while the task waits for its throttle with records of the old position in hand:
+    they are dropped (read again from the re-read progress), not sent. Exactly once they would commit
+    the old progress over the reset, with nothing to tell the operator."""
+    task = _task(tmp_path, Controls(FLOW), throttle=1000.0)
+    record = SimpleNamespace(offset=7, timestamp=1_700_000_000_000, key=None, value=b"x" * 1500, headers=[])
+    reader: Any = SteppedReader([SourceBatch("t", 0, [record])])
+    asyncio.get_running_loop().call_later(0.3, task.reset_progress, Reset("r1", "t", "x", 1.0))
+    assert await task._fetch(reader) == []
