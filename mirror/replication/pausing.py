@@ -76,12 +76,13 @@ class PauseGate:
         patterns, self._reload = self._reload, []
         reset = [tp for tp in partitions if any(p.fullmatch(tp[0]) for p in patterns)]
         positions = self._positions
-        positions.loaded = await self._progress.load()
+        # forgotten before the read: should it fail, the next session starts from the stored progress
         for tp in reset:
             positions.resets[tp] = positions.resets.get(tp, 0) + 1  # batches in flight count no more
             for held in (positions.position, positions.acked, positions.initial, positions.initial_unstored):
                 held.pop(tp, None)
             positions.dirty.discard(tp)
+        positions.loaded = await self._progress.load()
         if reset:
             log.info("progress reset: re-read stored progress", partitions=len(reset))
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mirror.config import FlowSettings, load_settings
-from mirror.errors import RecordRejected
+from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import SourceBatch
 from mirror.mm2.policy import DefaultReplicationPolicy
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
@@ -20,7 +21,7 @@ from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
-from mirror.replication.progress import ProgressStore
+from mirror.replication.progress import ProgressStore, StoredProgress
 from mirror.replication.stuck import StuckWatch
 from mirror.replication.task import SourceTask
 from mirror.replication.throttle import TokenBucket
@@ -363,3 +364,23 @@ async def test_a_fetch_held_by_the_throttle_is_dropped_when_a_progress_reset_arr
     reader: Any = SteppedReader([SourceBatch("t", 0, [record])])
     asyncio.get_running_loop().call_later(0.3, task.reset_progress, Reset("r1", "t", "x", 1.0))
     assert await task._fetch(reader) == []
+
+
+async def test_a_reset_whose_progress_read_fails_is_still_applied_by_the_next_session() -> None:
+    """Re-reading the stored progress after a reset fails (the target is briefly unreachable): the session
+    fails and the next one reads the stored progress at its start. The task must not keep its old
+    acknowledged position meanwhile, or that next session reads from it, and stores it over the reset."""
+    controls = Controls(FLOW)
+    gate, positions, progress = _gate(controls)
+    tp = ("t", 0)
+    positions.position, positions.acked = {tp: 100}, {tp: 99}
+
+    async def unreachable() -> dict[tuple[str, int], int]:
+        raise KafkaUnavailable("B unreachable")
+
+    progress.load = unreachable  # type: ignore[method-assign]
+    assert gate.request_reload(Reset("r1", "t", "x", 1.0))
+    with pytest.raises(KafkaUnavailable):
+        await gate.reload({tp})
+    positions.load(StoredProgress({tp: 49}))  # the next session's start
+    assert positions.next_offset(tp) == 50
