@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from mirror.config import ConfigError, FlowSettings, Settings
 from mirror.kafka import Admin, Reader
-from mirror.kafka.groups import Groups
+from mirror.kafka.groups import GroupDescription, Groups
 from mirror.kafka.topic_ids import describe_topics
 from mirror.replication.controls import Controls, compile_pattern
 from mirror.replication.progress import ProgressStore
@@ -30,7 +30,15 @@ from mirror.replication.remote_topics import TopicSync
 from mirror.replication.topology import make_policy, tasks_topic
 from mirror.types import TP
 
-__all__ = ["SETTLED", "ProgressRow", "add_progress_parsers", "refusal", "reset_positions", "run_progress"]
+__all__ = [
+    "SETTLED",
+    "ProgressRow",
+    "add_progress_parsers",
+    "refusal",
+    "reset_positions",
+    "run_progress",
+    "running_workers",
+]
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 #: How long topics must have been paused before their progress may be reset (seconds): workers obey a
@@ -129,6 +137,15 @@ def reset_positions(
             found = (by_time or {}).get(tp)
             out[tp] = row.end if found is None else max(found, row.start)
     return out
+
+
+def running_workers(group: GroupDescription, tasks: str) -> list[str]:
+    """The members of the workers' group that run the flow (its tasks topic ``tasks`` assigned to them).
+    While the group rebalances the brokers show no member's assignment, and members still stopping their
+    tasks store their progress: every member counts then."""
+    if group.state in ("PreparingRebalance", "CompletingRebalance"):
+        return sorted({m.client_id for m in group.members}) or [f"(the group is in {group.state})"]
+    return sorted({m.client_id for m in group.members if any(t == tasks for t, _ in m.assignment)})
 
 
 def refusal(
@@ -234,10 +251,7 @@ async def run_progress(settings: Settings, args: argparse.Namespace) -> int:
             await reader.close()
     new = reset_positions(rows, to, args.to_offset, by_time)
     async with open_channel(settings, flow) as (channel, admin):
-        described = await Groups(admin).describe(settings.service.group)
-        running = sorted(
-            {m.client_id for m in described.members if any(t == tasks_topic(flow) for t, _ in m.assignment)}
-        )
+        running = running_workers(await Groups(admin).describe(settings.service.group), tasks_topic(flow))
         why = refusal(sorted({r.topic for r in rows}), channel.controls, time.time(), running, SETTLED)
         if why is not None:
             print(f"{flow.name}: progress reset refused: {why}")

@@ -116,7 +116,8 @@ class Delivery:
             ) from exc
         self.positions.position[tp] = record.offset + 1
         size = len(record.value) if record.value is not None else 0
-        return InFlight(tp, self.dead_letter_topic, [record], record.timestamp, size, futures, True)
+        resets = self.positions.resets.get(tp, 0)
+        return InFlight(tp, self.dead_letter_topic, [record], record.timestamp, size, futures, True, resets)
 
     async def _send(self, writer: Writer, batch: SourceBatch) -> InFlight:
         tp = (batch.topic, batch.partition)
@@ -158,6 +159,7 @@ class Delivery:
             max(batch.records[-1].timestamp, batch.records[0].timestamp),
             batch.value_bytes(),
             futures,
+            resets=self.positions.resets.get(tp, 0),
         )
 
     async def acks_of(self, entry: InFlight) -> list[int]:
@@ -187,7 +189,7 @@ class Delivery:
             await self.acks_of(entry)
             # no offset sync: the record is not in the remote topic (translation never maps to it)
             offset = entry.records[0].offset
-            self.positions.acked[entry.tp] = offset
+            self.positions.ack(entry.tp, offset, entry.resets)
             self.halting.dead_lettered(entry.tp, offset)
             self.halting.passed(entry.tp, offset)
             self.status.dead_lettered += 1
@@ -213,11 +215,11 @@ class Delivery:
             for fut, start, n in entry.futures:
                 if not fut.acknowledged:
                     break
-                self.positions.acked[entry.tp] = recs[start + n - 1].offset
-                self.positions.dirty.add(entry.tp)
+                if self.positions.ack(entry.tp, recs[start + n - 1].offset, entry.resets):
+                    self.positions.dirty.add(entry.tp)
             raise
         self.syncs.notify()
-        self.positions.acked[entry.tp] = recs[-1].offset
+        self.positions.ack(entry.tp, recs[-1].offset, entry.resets)
         if self.halting.halted:
             self.halting.passed(entry.tp, recs[-1].offset)
         if entry.tp in self.confirmed:

@@ -31,6 +31,9 @@ class InFlight:
     futures: list[tuple[Pending, int, int]]
     #: its one record went to the dead-letter topic (``remote_topic``), not the partition's remote topic
     dead_letter: bool = False
+    #: the progress resets of ``tp`` when it was sent (`Positions.resets`): one sent before a later reset
+    #: does not move the partition's position when acknowledged
+    resets: int = 0
 
 
 class InFlightQueue:

@@ -76,18 +76,21 @@ class PauseGate:
         patterns, self._reload = self._reload, []
         reset = [tp for tp in partitions if any(p.fullmatch(tp[0]) for p in patterns)]
         positions = self._positions
-        positions.loaded = await self._progress.load()
+        # forgotten before the read: should it fail, the next session starts from the stored progress
         for tp in reset:
+            positions.resets[tp] = positions.resets.get(tp, 0) + 1  # batches in flight count no more
             for held in (positions.position, positions.acked, positions.initial, positions.initial_unstored):
                 held.pop(tp, None)
             positions.dirty.discard(tp)
+        positions.loaded = await self._progress.load()
         if reset:
             log.info("progress reset: re-read stored progress", partitions=len(reset))
 
     async def apply(self, reader: Reader, partitions: set[TP], halted: Collection[TP] = ()) -> None:
         """Pause and resume partitions as the flow's controls say; store paused partitions' progress.
         A ``halted`` partition stays paused on resume: its halt's retry resumes it (from the halt record;
-        `mirror.replication.halting`)."""
+        `mirror.replication.halting`). A partition whose retry is under way is not ``halted`` here: its
+        retry is not started again, so a resume lets it go on."""
         controls = self.controls
         if controls is None:
             return

@@ -55,6 +55,9 @@ class Positions:
         self.created_while_running = created_while_running
         self.acked: dict[TP, int] = {}  # last source offset acknowledged by the target
         self.dirty: set[TP] = set()  # acked but not stored yet
+        #: progress resets of each partition (`mirror.replication.pausing`): an acknowledgement of a batch
+        #: sent before the last one is no position any more (stored, it would undo the reset)
+        self.resets: dict[TP, int] = {}
         self.position: dict[TP, int] = {}  # the next offset to read, in this session
         self.loaded: dict[TP, int] = {}  # stored progress as this task's session last read it
         # where partitions without stored progress start with auto.offset.reset=latest (kept across
@@ -114,6 +117,14 @@ class Positions:
             for tp in [tp for tp in known if tp[0] in topics]:
                 del known[tp]
         self.dirty = {tp for tp in self.dirty if tp[0] not in topics}
+
+    def ack(self, tp: TP, last_offset: int, resets: int) -> bool:
+        """The target acknowledged ``tp`` up to ``last_offset``, sent after ``resets`` progress resets: its
+        acknowledged position now, unless its progress was reset since (False)."""
+        if resets != self.resets.get(tp, 0):
+            return False
+        self.acked[tp] = last_offset
+        return True
 
     def stored_next(self, tp: TP) -> int | None:
         """Where stored progress (as last loaded, or committed since) says to resume; None: nothing stored."""

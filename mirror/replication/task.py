@@ -338,7 +338,8 @@ class SourceTask:
             await self._gate.reload(self._partitions)
             await self._assign(reader)
             self._gate.assigned()
-        await self._gate.apply(reader, self._partitions, self.status.halted)
+        # a halted partition stays paused on resume until its retry; one whose retry is under way goes on
+        await self._gate.apply(reader, self._partitions, self.status.halted.keys() - self._halting.retrying)
         if not self._partitions:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
@@ -359,7 +360,12 @@ class SourceTask:
         if self.status.halted:
             batches = self._halting.cut(reader, batches)
         self._metrics.fetched(reader, batches)
-        await self._bucket.take(sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches))
+        with self._stuck.held():  # slow by choice, not stuck
+            await self._bucket.take(
+                sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches)
+            )
+        if self._partitions_changed.is_set():
+            return []  # a reset (or a new assignment) came while the throttle held these: read them again
         return batches
 
     def _retry_halted(self, reader: Reader) -> None:
@@ -435,7 +441,8 @@ class SourceTask:
                 return
             await self._delivery.complete(entry)
             self._stuck.moved(entry.tp)
-            self._positions.dirty.add(entry.tp)
+            if entry.resets == self._positions.resets.get(entry.tp, 0):  # else: sent before a reset
+                self._positions.dirty.add(entry.tp)
             await self._inflight.done(entry)
 
     async def _flush_loop(self) -> None:

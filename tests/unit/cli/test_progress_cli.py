@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mirror.cli.progress import ProgressRow, parse_timestamp, refusal, reset_positions
+from mirror.cli.progress import ProgressRow, parse_timestamp, refusal, reset_positions, running_workers
 from mirror.config import ConfigError
+from mirror.kafka.groups import GroupDescription, GroupMember
 from mirror.replication.controls import Controls, pause_key, stamp
 
 ROWS = [ProgressRow("t", 0, 50, 10, 100), ProgressRow("t", 1, None, 0, 20)]
@@ -42,3 +43,19 @@ def test_refused_unless_paused_long_enough_or_no_worker_runs_the_flow() -> None:
     why = refusal(["t", "u"], controls, 100.0, running=["w1"], settled=10.0)
     assert why is not None and "wait 5 s more" in why
     assert refusal(["t", "u"], controls, 106.0, running=["w1"], settled=10.0) is None
+
+
+def test_while_the_group_rebalances_every_member_runs_the_flow() -> None:
+    """DescribeGroups shows no assignments while a group rebalances, and its members may still be stopping
+    their tasks (storing their progress): a reset then needs the pause like any other, not "no worker"."""
+    worker = GroupMember("m1", "mirror-worker|h:1:ab|B|cfg", "/10.0.0.1")
+    rebalancing = GroupDescription("mirror", "PreparingRebalance", "consumer", (worker,))
+    assert running_workers(rebalancing, "mm2-tasks.A.internal") == ["mirror-worker|h:1:ab|B|cfg"]
+    assert refusal(["t"], Controls("A->B"), 100.0, running_workers(rebalancing, "x")) is not None
+    assert running_workers(GroupDescription("mirror", "CompletingRebalance", "consumer"), "x") != []
+    stable = GroupDescription("mirror", "Stable", "consumer", (worker,))
+    assert running_workers(stable, "mm2-tasks.A.internal") == []  # runs other flows only
+    other = GroupMember("m2", "w2", "/10.0.0.2", (("mm2-tasks.A.internal", 0),))
+    assert running_workers(
+        GroupDescription("mirror", "Stable", "consumer", (worker, other)), "mm2-tasks.A.internal"
+    ) == ["w2"]

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.config import FlowSettings
+from mirror.config import FlowSettings, load_settings
+from mirror.errors import KafkaUnavailable, RecordRejected
+from mirror.kafka import SourceBatch
 from mirror.mm2.policy import DefaultReplicationPolicy
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
+from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.pausing import PauseGate
 from mirror.replication.positions import Positions
+from mirror.replication.progress import ProgressStore, StoredProgress
 from mirror.replication.stuck import StuckWatch
+from mirror.replication.task import SourceTask
 from mirror.replication.throttle import TokenBucket
+from mirror.replication.topology import make_policy
 
 FLOW = "A->B"
 
@@ -212,3 +221,166 @@ def test_a_halted_partition_stays_paused_on_resume_for_its_halt_retry() -> None:
     controls.apply(*_resume(FLOW, "t"))
     asyncio.run(gate.apply(reader, parts, halted={("t", 1)}))
     assert reader.paused == {("t", 1)} and gate.paused == set()
+
+
+# --- a task's fetch step with the gate: pauses meeting halt retries and progress resets -----------------
+
+
+class SteppedReader(FakeReader):
+    """A reader whose fetches return nothing: the task's fetch step runs the gate and the halt retries."""
+
+    def __init__(self, batches: list[Any] | None = None) -> None:
+        super().__init__()
+        self.seeks: list[tuple[tuple[str, int], int]] = []
+        self.batches = batches or []
+
+    def seek(self, positions: dict[tuple[str, int], int]) -> None:
+        self.seeks += list(positions.items())
+
+    async def fetch(self, timeout_ms: int, max_records: int | None = None) -> list[Any]:
+        batches, self.batches = self.batches, []
+        return batches
+
+    def limit_fetch(self, bytes_per_partition: int | None) -> None:
+        pass
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        return None
+
+
+def _task(tmp_path: Path, controls: Controls, throttle: float = 0.0) -> SourceTask:
+    config = tmp_path / "mm2.properties"
+    config.write_text(
+        "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
+    )
+    settings = load_settings(config, env={}).settings
+    flow = settings.flows[FLOW]
+    progress = ProgressStore(flow, settings.cluster("B"))
+    source, target = settings.cluster("A"), settings.cluster("B")
+    task = SourceTask(
+        flow, 0, source, target, make_policy(flow), progress, controls=controls, throttle=lambda: throttle
+    )
+    task.set_partitions({("t", 0), ("t", 1)})
+    task._partitions_changed.clear()  # assigned already (the reader is the test's)
+    return task
+
+
+async def test_a_halt_retry_paused_by_an_operator_goes_on_after_the_resume(tmp_path: Path) -> None:
+    """A halted partition's retry has resumed it (its halt record not fetched yet) when an operator pauses
+    the topic: the resume must let the retry go on. (It stayed paused for good: the gate keeps halted
+    partitions paused for their retry, and a retry under way is never started again.)"""
+    controls = Controls(FLOW)
+    task = _task(tmp_path, controls)
+    tp = ("t", 0)
+    task._halting.rejected(RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=5, count=1))
+    reader: Any = SteppedReader()
+    reader.paused.add(tp)  # halted: the assignment (or the cut) paused it
+    task._halting._retry_at[tp] = 0.0
+    await task._fetch(reader)  # the retry is due: the partition fetches its halt record again
+    assert tp in task._halting.retrying and tp not in reader.paused
+    controls.apply(pause_key(FLOW, "t"), stamp("x", 1.0))
+    await task._fetch(reader)
+    assert reader.paused == {("t", 0), ("t", 1)}
+    controls.apply(*_resume(FLOW, "t"))
+    for _ in range(3):
+        task._halting._retry_at[tp] = 0.0
+        await task._fetch(reader)
+    assert reader.paused == set(), "the halted partition's retry never fetches its record again"
+
+
+class LateAck:
+    """A target batch acknowledged when the test says so."""
+
+    def __init__(self) -> None:
+        self.acknowledged = False
+        self.arrived = asyncio.Event()
+
+    async def ack(self, shield: bool = False) -> SimpleNamespace:
+        await self.arrived.wait()
+        self.acknowledged = True
+        return SimpleNamespace(base_offset=1000)
+
+    def ignore_failure(self) -> None:
+        pass
+
+
+async def test_a_batch_sent_before_a_progress_reset_and_acknowledged_after_it_does_not_undo_it(
+    tmp_path: Path,
+) -> None:
+    """Records 100..119 of t-0 are in flight (the target is slow: its acknowledgement takes longer than
+    the 10 s a reset waits after the pause) when a reset stores offset 49 and the task re-reads it. The
+    late acknowledgement must not bring back the old position: neither stored over the reset, nor where
+    the partition is read from at the next assignment."""
+    controls = Controls(FLOW)
+    task = _task(tmp_path, controls)
+    progress = FakeProgress()
+    task.progress = task._gate._progress = progress  # type: ignore[assignment]
+    tp = ("t", 0)
+    positions = task._positions
+    positions.acked[tp], positions.position[tp] = 99, 120
+    late = LateAck()
+    records = [SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o) for o in range(100, 120)]
+    entry = InFlight(tp, "A.t", records, records[-1].timestamp, 20, [(late, 0, 20)])  # type: ignore[list-item]
+    await task._inflight.put([entry])
+    acker = asyncio.create_task(task._ack_loop())
+
+    progress.loaded = {tp: 49}  # `mirror progress reset --to-offset 50`, then its announcement
+    task.reset_progress(Reset("r1", "t", "x", 1.0))
+    await task._gate.reload(task._partitions)
+    assert positions.next_offset(tp) == 50
+
+    late.arrived.set()  # the target's late acknowledgement
+    await task._inflight.end()
+    await acker
+    await positions.store(progress)  # the flush loop
+    assert progress.stored == [], "the reset was overwritten with the progress from before it"
+    assert positions.next_offset(tp) == 50
+
+
+async def test_a_task_waiting_on_its_throttle_is_not_stuck(tmp_path: Path) -> None:
+    """A record larger than what the task's throttle lets through in ``task.stuck.timeout.seconds`` (a
+    1 MB record at a 3 KB/s share takes longer than the default 300 s): waiting for it is no standstill.
+    (It was: the session restarted, fetched the record again and charged it again, for ever.)"""
+    big = SimpleNamespace(offset=0, timestamp=1_700_000_000_000, key=None, value=b"x" * 1500, headers=[])
+    task = _task(tmp_path, Controls(FLOW), throttle=1000.0)
+    task._stuck.timeout = 0.4
+    reader: Any = SteppedReader([SourceBatch("t", 0, [big])])
+    task._stuck.session_started()
+    watchdog = asyncio.create_task(task._stuck.loop(lambda: {("t", 0): 1}))
+    batches = await task._fetch(reader)  # 1.5 s of the rate
+    assert not watchdog.done(), "the throttle's wait was taken for a stuck task"
+    assert [r.offset for b in batches for r in b.records] == [0]
+    watchdog.cancel()
+
+
+async def test_a_fetch_held_by_the_throttle_is_dropped_when_a_progress_reset_arrives_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A reset announced while the task waits for its throttle with records of the old position in hand:
+    they are dropped (read again from the re-read progress), not sent. Exactly once they would commit
+    the old progress over the reset, with nothing to tell the operator."""
+    task = _task(tmp_path, Controls(FLOW), throttle=1000.0)
+    record = SimpleNamespace(offset=7, timestamp=1_700_000_000_000, key=None, value=b"x" * 1500, headers=[])
+    reader: Any = SteppedReader([SourceBatch("t", 0, [record])])
+    asyncio.get_running_loop().call_later(0.3, task.reset_progress, Reset("r1", "t", "x", 1.0))
+    assert await task._fetch(reader) == []
+
+
+async def test_a_reset_whose_progress_read_fails_is_still_applied_by_the_next_session() -> None:
+    """Re-reading the stored progress after a reset fails (the target is briefly unreachable): the session
+    fails and the next one reads the stored progress at its start. The task must not keep its old
+    acknowledged position meanwhile, or that next session reads from it, and stores it over the reset."""
+    controls = Controls(FLOW)
+    gate, positions, progress = _gate(controls)
+    tp = ("t", 0)
+    positions.position, positions.acked = {tp: 100}, {tp: 99}
+
+    async def unreachable() -> dict[tuple[str, int], int]:
+        raise KafkaUnavailable("B unreachable")
+
+    progress.load = unreachable  # type: ignore[method-assign]
+    assert gate.request_reload(Reset("r1", "t", "x", 1.0))
+    with pytest.raises(KafkaUnavailable):
+        await gate.reload({tp})
+    positions.load(StoredProgress({tp: 49}))  # the next session's start
+    assert positions.next_offset(tp) == 50
