@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from mirror.config import Settings, load_settings
 from mirror.kafka import Admin
+from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 from mirror.replication.progress import ProgressStore
 from mirror.service.http import HttpServer
 from mirror.service.worker import Worker
@@ -386,3 +387,16 @@ def make_records(n: int, seed: int) -> list[Rec]:
             headers = (("dup", b"1"), ("bin", bytes([0, 255, i % 256])), ("dup", b"2"), ("empty", b""))
         out.append((key, value, headers, 1_000_000_000_000 + i * 37))
     return out
+
+
+@contextlib.contextmanager
+def clusters_of_its_own(kafka: LocalKafka, *names: str) -> Iterator[list[LocalKafkaCluster]]:
+    """Clusters started for one test module and stopped after it: for modules that leave state in a
+    flow's internal topics (planted records, operator controls) that later tests of the session, on the
+    shared clusters, would otherwise meet."""
+    own = kafka.add(*names)
+    try:
+        yield own
+    finally:
+        for cluster in own:
+            cluster.stop()

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from aiokafka.protocol.types import Array, Boolean, Float64, Int16, Int32, Schem
 from mirror.cli import progress as progress_cli
 from mirror.cli.control import run_control
 from mirror.cli.progress import run_progress
-from mirror.local.kafka import LocalKafkaCluster
+from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 from mirror.service.worker import Worker
 
 from .support import (
     MirrorProcess,
     Rec,
     all_partitions_advance,
+    clusters_of_its_own,
     consume,
     create_topic,
     end_offsets,
@@ -62,6 +64,24 @@ def _args(command: str, flow: str, **kw: Any) -> argparse.Namespace:
 
 def _paused_here(worker: Worker) -> int:
     return sum(len(task.paused()) for runner in worker.flows for task in runner.tasks.values())
+
+
+@pytest.fixture(scope="module")
+def own_clusters(kafka: LocalKafka) -> Iterator[list[LocalKafkaCluster]]:
+    """Operator controls live in the flow's control topic on its target and outlive a test: later tests
+    of the session, on the shared clusters, would inherit a throttle or a pause of flow A->B."""
+    with clusters_of_its_own(kafka, "CA", "CB") as own:
+        yield own
+
+
+@pytest.fixture
+def cluster_a(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
+    return own_clusters[0]
+
+
+@pytest.fixture
+def cluster_b(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
+    return own_clusters[1]
 
 
 async def test_progress_reset_to_a_timestamp_recopies_exactly_the_records_from_then_on(
@@ -442,7 +462,10 @@ async def test_a_throttle_holds_the_flow_to_its_rate_over_two_workers(
         print(f"throttle raised to {2 * rate} bytes/s at run time: measured {raised:.0f} bytes/s")
         assert abs(raised / (2 * rate) - 1) <= 0.25, f"{raised:.0f} bytes/s for a limit of {2 * rate}"
     finally:
+        # the run-time limit outlives this test in the control topic: back to the configured one
+        code, out = await _cli("throttle", "A->B", "--configured", "-c", str(config))
         _stop_all(workers)
+    assert code == 0, out
 
 
 async def test_sighup_reloads_the_config_and_a_bad_edit_is_refused(

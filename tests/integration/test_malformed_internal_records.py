@@ -22,7 +22,17 @@ from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 from mirror.mm2 import records as mm2
 from mirror.service.worker import Worker
 
-from .support import Rec, consume, create_topic, list_topics, produce, running, settings_for, wait_for
+from .support import (
+    Rec,
+    clusters_of_its_own,
+    consume,
+    create_topic,
+    list_topics,
+    produce,
+    running,
+    settings_for,
+    wait_for,
+)
 from .test_checkpoints import FAST_CHECKPOINTS, _commit, checkpoints_on
 from .test_topic_lifecycle import delete_topic
 
@@ -31,25 +41,20 @@ PROGRESS_PARTITIONS = 5  # offset.storage.partitions of the test settings
 
 
 @pytest.fixture(scope="module")
-def own_clusters(kafka: LocalKafka) -> Iterator[tuple[LocalKafkaCluster, LocalKafkaCluster]]:
-    """Two clusters of this module alone, stopped after it: the records it plants stay in the internal
-    topics (offset syncs, checkpoints, heartbeats), where every later test reading the session's shared
-    clusters' internal topics with a strict decoder would meet them."""
-    own = kafka.add("MA", "MB")
-    try:
-        yield own[0], own[1]
-    finally:
-        for cluster in own:
-            cluster.stop()
+def own_clusters(kafka: LocalKafka) -> Iterator[list[LocalKafkaCluster]]:
+    """The records this module plants stay in the internal topics (offset syncs, checkpoints,
+    heartbeats), where later tests reading the shared clusters' internal topics would meet them."""
+    with clusters_of_its_own(kafka, "MA", "MB") as own:
+        yield own
 
 
 @pytest.fixture
-def cluster_a(own_clusters: tuple[LocalKafkaCluster, LocalKafkaCluster]) -> LocalKafkaCluster:
+def cluster_a(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
     return own_clusters[0]
 
 
 @pytest.fixture
-def cluster_b(own_clusters: tuple[LocalKafkaCluster, LocalKafkaCluster]) -> LocalKafkaCluster:
+def cluster_b(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
     return own_clusters[1]
 
 
