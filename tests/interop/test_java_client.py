@@ -125,8 +125,9 @@ async def test_java_remote_cluster_utils_agree_with_mirror_client(
     }
     assert java == ours
     assert java["replication_hops"]["A"] == 1
-    # B is shared by the session: earlier tests may have replicated into it under aliases of their own
-    assert "A" in java["upstream_clusters"] and "B" not in java["upstream_clusters"]
+    # B is shared by the session: earlier tests may have left heartbeats topics of any alias on it (a
+    # `B.heartbeats` too), so only A's presence is asserted; Java and mirror agree on the whole list above
+    assert "A" in java["upstream_clusters"]
     assert {r["metadata"] for r in java["translate_offsets"]} == {"meta-0", ""}
     assert len(java["translate_offsets"]) == 2
     # the checkpoints are mirror's precise ones (docs/mm2-compat.md §5.1): B's copies started empty and
