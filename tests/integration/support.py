@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.structs import OffsetAndMetadata
@@ -389,14 +390,27 @@ def make_records(n: int, seed: int) -> list[Rec]:
     return out
 
 
-@contextlib.contextmanager
-def clusters_of_its_own(kafka: LocalKafka, *names: str) -> Iterator[list[LocalKafkaCluster]]:
-    """Clusters started for one test module and stopped after it: for modules that leave state in a
-    flow's internal topics (planted records, operator controls) that later tests of the session, on the
-    shared clusters, would otherwise meet."""
-    own = kafka.add(*names)
-    try:
-        yield own
-    finally:
-        for cluster in own:
-            cluster.stop()
+def own_cluster_fixtures(first: str, second: str) -> tuple[Any, Any, Any]:
+    """Fixtures giving a test module two clusters of its own in place of the session's shared ones,
+    started for the module and stopped after it: for modules that leave state in a flow's internal topics
+    (planted records, operator controls) that later tests of the session would otherwise meet. In the
+    module: ``own_clusters, cluster_a, cluster_b = own_cluster_fixtures("XA", "XB")``."""
+
+    @pytest.fixture(scope="module")
+    def own_clusters(kafka: LocalKafka) -> Iterator[list[LocalKafkaCluster]]:
+        own = kafka.add(first, second)
+        try:
+            yield own
+        finally:
+            for cluster in own:
+                cluster.stop()
+
+    @pytest.fixture
+    def cluster_a(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
+        return own_clusters[0]
+
+    @pytest.fixture
+    def cluster_b(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
+        return own_clusters[1]
+
+    return own_clusters, cluster_a, cluster_b

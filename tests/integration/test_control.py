@@ -9,7 +9,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,20 @@ from aiokafka.protocol.types import Array, Boolean, Float64, Int16, Int32, Schem
 from mirror.cli import progress as progress_cli
 from mirror.cli.control import run_control
 from mirror.cli.progress import run_progress
-from mirror.local.kafka import LocalKafka, LocalKafkaCluster
+from mirror.local.kafka import LocalKafkaCluster
 from mirror.service.worker import Worker
 
 from .support import (
     MirrorProcess,
     Rec,
     all_partitions_advance,
-    clusters_of_its_own,
     consume,
     create_topic,
     end_offsets,
     http_get,
     joined,
     mm2_properties,
+    own_cluster_fixtures,
     produce,
     running,
     serving,
@@ -66,22 +65,9 @@ def _paused_here(worker: Worker) -> int:
     return sum(len(task.paused()) for runner in worker.flows for task in runner.tasks.values())
 
 
-@pytest.fixture(scope="module")
-def own_clusters(kafka: LocalKafka) -> Iterator[list[LocalKafkaCluster]]:
-    """Operator controls live in the flow's control topic on its target and outlive a test: later tests
-    of the session, on the shared clusters, would inherit a throttle or a pause of flow A->B."""
-    with clusters_of_its_own(kafka, "CA", "CB") as own:
-        yield own
-
-
-@pytest.fixture
-def cluster_a(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
-    return own_clusters[0]
-
-
-@pytest.fixture
-def cluster_b(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
-    return own_clusters[1]
+# operator controls live in the flow's control topic and outlive a test: later tests of the session
+# would inherit a throttle or a pause of flow A->B
+own_clusters, cluster_a, cluster_b = own_cluster_fixtures("CA", "CB")
 
 
 async def test_progress_reset_to_a_timestamp_recopies_exactly_the_records_from_then_on(

@@ -10,7 +10,6 @@ topic, ``mm2-tasks.<source>.internal``, is never read: it only carries the coord
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,16 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from mirror import metrics
-from mirror.local.kafka import LocalKafka, LocalKafkaCluster
+from mirror.local.kafka import LocalKafkaCluster
 from mirror.mm2 import records as mm2
 from mirror.service.worker import Worker
 
 from .support import (
     Rec,
-    clusters_of_its_own,
     consume,
     create_topic,
     list_topics,
+    own_cluster_fixtures,
     produce,
     running,
     settings_for,
@@ -40,22 +39,9 @@ REPORTED = "unreadable record in an internal topic; passed over"
 PROGRESS_PARTITIONS = 5  # offset.storage.partitions of the test settings
 
 
-@pytest.fixture(scope="module")
-def own_clusters(kafka: LocalKafka) -> Iterator[list[LocalKafkaCluster]]:
-    """The records this module plants stay in the internal topics (offset syncs, checkpoints,
-    heartbeats), where later tests reading the shared clusters' internal topics would meet them."""
-    with clusters_of_its_own(kafka, "MA", "MB") as own:
-        yield own
-
-
-@pytest.fixture
-def cluster_a(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
-    return own_clusters[0]
-
-
-@pytest.fixture
-def cluster_b(own_clusters: list[LocalKafkaCluster]) -> LocalKafkaCluster:
-    return own_clusters[1]
+# the planted records stay in the internal topics, where later tests reading the shared clusters'
+# internal topics would meet them
+own_clusters, cluster_a, cluster_b = own_cluster_fixtures("MA", "MB")
 
 
 def numbered(tag: str, n: int) -> list[Rec]:
