@@ -26,6 +26,7 @@ import structlog
 
 from mirror.config import ClusterSettings, ConfigError, FlowSettings, Settings
 from mirror.errors import KafkaUnavailable, MirrorError
+from mirror.jobs.checkpoint import SYNC_FALLBACK
 from mirror.kafka import Admin, Reader, SourceRecord
 from mirror.kafka.groups import read_partition
 from mirror.migration.digest import (
@@ -37,7 +38,7 @@ from mirror.migration.digest import (
     record_digest,
 )
 from mirror.mm2.filters import TopicFilter
-from mirror.mm2.records import OffsetSync, RecordFormatError
+from mirror.replication import malformed
 from mirror.replication.progress import ProgressStore
 from mirror.replication.topology import make_policy, offset_syncs_location
 from mirror.types import TP
@@ -144,13 +145,10 @@ async def read_offset_syncs(settings: Settings, flow: FlowSettings) -> dict[TP, 
             settings.cluster(alias), topic, f"{flow.name}|verify|offset-syncs-consumer", _SYNCS_TIMEOUT
         )
     syncs: dict[TP, list[tuple[int, int]]] = defaultdict(list)
-    for record in records or ():
-        if record.key is None or record.value is None:
-            continue
-        try:
-            sync = OffsetSync.decode(record.key, record.value)
-        except RecordFormatError:
-            continue
+    readable = malformed.decoded(
+        records or (), malformed.offset_sync, cluster=alias, topic=topic, fallback=SYNC_FALLBACK
+    )
+    for sync in readable:
         syncs[sync.topic_partition].append((sync.upstream_offset, sync.downstream_offset))
     return dict(syncs)
 
