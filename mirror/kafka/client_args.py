@@ -5,9 +5,12 @@ Which Java client keys are honoured, and as which aiokafka argument, is the regi
 
 from __future__ import annotations
 
+import inspect
 import ssl
 from collections.abc import Mapping
 from typing import Any
+
+from aiokafka.client import AIOKafkaClient
 
 from mirror.config import ClusterSettings
 from mirror.config.client_keys import Role, client_arguments
@@ -41,3 +44,19 @@ def client_kwargs(
             kwargs["sasl_plain_password"] = cluster.sasl_password.get_secret_value()
     kwargs.update(client_arguments(role, {**getattr(cluster, role), **overrides}))
     return kwargs
+
+
+#: The connection arguments `AIOKafkaClient` takes .
+_CONNECTION_KEYS = frozenset(
+    name for name in inspect.signature(AIOKafkaClient.__init__).parameters if name not in ("self", "loop")
+)
+
+
+def protocol_client(
+    cluster: ClusterSettings, role: Role, overrides: Mapping[str, str] = {}, client_id: str | None = None
+) -> tuple[AIOKafkaClient, dict[str, Any]]:
+    """A connection and metadata client (aiokafka's public `AIOKafkaClient`, not started) for a client
+    that speaks the protocol itself (`mirror.kafka.fetcher`, `mirror.kafka.producer`), and the rest of
+    its `client_kwargs` whole (the role's options under aiokafka's names: acks, batch and fetch sizes...)."""
+    kwargs = client_kwargs(cluster, role, overrides, client_id)
+    return AIOKafkaClient(**{k: v for k, v in kwargs.items() if k in _CONNECTION_KEYS}), kwargs
