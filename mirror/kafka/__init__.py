@@ -19,12 +19,13 @@ Everything above it sees `mirror` types (``SourceBatch``, ``Pending``, ``Ack``, 
 from __future__ import annotations
 
 from mirror.kafka.admin import Admin, ConfigEntry, NewTopicSpec
+from mirror.kafka.batches import SourceBatch
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.compacted import CompactedRecord, read_compacted
 from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
 from mirror.kafka.reader import Reader
-from mirror.kafka.records import Ack, RecordData, SourceBatch, SourceRecord
+from mirror.kafka.records import Ack, RecordData, SourceRecord
 from mirror.kafka.topic_ids import TopicDescription, describe_topics
 from mirror.kafka.writer import Pending, Writer
 

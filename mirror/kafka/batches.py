@@ -30,9 +30,11 @@ __all__ = [
     "AbortedTransactions",
     "Action",
     "BatchHeader",
+    "Chunk",
     "Codec",
     "CorruptBatch",
     "RawBatch",
+    "SourceBatch",
     "crc32c",
     "crc32c_native",
     "decode",
@@ -347,3 +349,87 @@ def next_sequence(base_sequence: int, record_count: int) -> int:
     """The base sequence of the batch after one of ``record_count`` records at ``base_sequence``
     (sequences wrap to 0 after Int32 max, as the broker expects)."""
     return (base_sequence + record_count) % _SEQUENCE_MODULUS
+
+
+class Chunk:
+    """One fetched source batch on its way to the target: its bytes passed through (``raw``, decoded only
+    when `records` is asked for) or its records (decoded, to be built into a new batch). Offsets are
+    the source's; ``newest_timestamp`` is the batch's newest record time; ``size`` its bytes."""
+
+    __slots__ = ("_records", "count", "first_offset", "last_offset", "newest_timestamp", "raw", "size")
+
+    def __init__(self, raw: RawBatch | None = None, records: list[SourceRecord] | None = None) -> None:
+        self.raw = raw
+        self._records = records
+        if raw is not None and raw.header is not None:
+            h = raw.header
+            self.first_offset, self.last_offset = h.base_offset, h.last_offset
+            self.count, self.newest_timestamp, self.size = h.record_count, h.max_timestamp, raw.size
+        elif records:
+            self.first_offset, self.last_offset = int(records[0].offset), int(records[-1].offset)
+            self.count = len(records)
+            self.newest_timestamp = max(records[-1].timestamp, records[0].timestamp)
+            self.size = sum([len(v) for r in records if (v := r.value) is not None])
+        else:
+            raise ValueError("a chunk is a v2 batch to pass through, or at least one record")
+
+    @classmethod
+    def of(cls, records: list[SourceRecord]) -> Chunk:
+        return cls(None, records)
+
+    @property
+    def records(self) -> list[SourceRecord]:
+        """Its records in offset order (a pass-through batch is decoded on the first call, CRC checked)."""
+        if self._records is None:
+            assert self.raw is not None
+            self._records = decode(self.raw)
+        return self._records
+
+    @property
+    def contiguous(self) -> bool:
+        """Its offsets have no gaps (always so for a pass-through batch)."""
+        return self.last_offset - self.first_offset + 1 == self.count
+
+
+class SourceBatch:
+    """What one fetch brought of one source partition, in offset order: its chunks (one per source batch
+    that reaches the target). ``SourceBatch(topic, partition, records)`` makes one chunk of records."""
+
+    __slots__ = ("chunks", "partition", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        records: list[SourceRecord] | None = None,
+        *,
+        chunks: list[Chunk] | None = None,
+    ) -> None:
+        self.topic, self.partition = topic, partition
+        self.chunks: list[Chunk] = chunks if chunks is not None else [Chunk.of(records or [])]
+
+    @property
+    def records(self) -> list[SourceRecord]:
+        """Every record, decoded (pass-through chunks are decoded by this: the slow path only)."""
+        if len(self.chunks) == 1:
+            return self.chunks[0].records
+        return [r for c in self.chunks for r in c.records]
+
+    @property
+    def first_offset(self) -> int:
+        return self.chunks[0].first_offset
+
+    @property
+    def last_offset(self) -> int:
+        return self.chunks[-1].last_offset
+
+    @property
+    def count(self) -> int:
+        return sum([c.count for c in self.chunks])
+
+    def value_bytes(self) -> int:
+        """Its bytes (a pass-through chunk counts its batch's bytes, a decoded one its values)."""
+        return sum([c.size for c in self.chunks])
+
+    def __repr__(self) -> str:
+        return f"SourceBatch({self.topic!r}, {self.partition}, {self.first_offset}..{self.last_offset})"

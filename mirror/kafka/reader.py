@@ -11,10 +11,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mirror.config import ClusterSettings
 from mirror.errors import AuthorizationFailed, KafkaRequestFailed, SourceOutOfRange
 from mirror.kafka import _internals
+from mirror.kafka.batches import SourceBatch
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.errors import denied_error, errors_translated, named_resources
-from mirror.kafka.records import SourceBatch
 
 
 class Reader:

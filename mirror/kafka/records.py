@@ -1,4 +1,5 @@
-"""The records and acknowledgements that cross the boundary of `mirror.kafka` (no aiokafka types)."""
+"""The records and acknowledgements that cross the boundary of `mirror.kafka` (no aiokafka types); the
+fetched batches are `mirror.kafka.batches.SourceBatch`."""
 
 from __future__ import annotations
 
@@ -28,26 +29,6 @@ class SourceRecord(RecordData, Protocol):
 
     @property
     def offset(self) -> int: ...
-
-
-@dataclass(slots=True)
-class SourceBatch:
-    """Records fetched from one source partition, in offset order."""
-
-    topic: str
-    partition: int
-    records: list[SourceRecord]
-
-    @property
-    def first_offset(self) -> int:
-        return int(self.records[0].offset)
-
-    @property
-    def last_offset(self) -> int:
-        return int(self.records[-1].offset)
-
-    def value_bytes(self) -> int:
-        return sum([len(v) for r in self.records if (v := r.value) is not None])
 
 
 @dataclass(slots=True)
