@@ -24,14 +24,16 @@ from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.compacted import CompactedRecord, read_compacted
 from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
+from mirror.kafka.producer import Pending
 from mirror.kafka.reader import Reader
 from mirror.kafka.records import Ack, RecordData, SourceRecord
 from mirror.kafka.topic_ids import TopicDescription, describe_topics
-from mirror.kafka.writer import Pending, Writer
+from mirror.kafka.writer import BatchWriter, Writer
 
 __all__ = [
     "Ack",
     "Admin",
+    "BatchWriter",
     "CompactedRecord",
     "ConfigEntry",
     "NewTopicSpec",

@@ -39,6 +39,7 @@ __all__ = [
     "crc32c_native",
     "decode",
     "next_sequence",
+    "pieces",
     "plan",
     "rebuild",
     "restamp",
@@ -433,3 +434,38 @@ class SourceBatch:
 
     def __repr__(self) -> str:
         return f"SourceBatch({self.topic!r}, {self.partition}, {self.first_offset}..{self.last_offset})"
+
+
+#: Bytes a record adds to a batch beyond its key, value and headers (varints, attributes, deltas): an
+#: upper bound, so pieces cut by `pieces` stay under their size.
+_RECORD_OVERHEAD: Final = 24
+
+
+def _record_size(r: RecordData) -> int:
+    size = _RECORD_OVERHEAD + len(r.key or b"") + len(r.value or b"")
+    for name, value in r.headers:
+        size += len(name) + len(value or b"") + 10
+    return size
+
+
+def pieces(chunks: Sequence[Chunk], per_batch: int, max_bytes: int) -> list[Chunk]:
+    """The target batches for ``chunks``, in order: a pass-through chunk is one (unless ``per_batch``
+    > 0 holds fewer records than it has); decoded records are cut into batches of at most ``per_batch``
+    records (0: no limit) and about ``max_bytes`` bytes (a record larger than that goes alone)."""
+    out: list[Chunk] = []
+    for chunk in chunks:
+        if chunk.raw is not None and (per_batch <= 0 or chunk.count <= per_batch):
+            out.append(chunk)
+            continue
+        run: list[SourceRecord] = []
+        size = 0
+        for r in chunk.records:
+            grown = size + _record_size(r)
+            if run and ((0 < per_batch <= len(run)) or grown > max_bytes):
+                out.append(Chunk.of(run))
+                run, grown = [], _record_size(r)
+            run.append(r)
+            size = grown
+        if run:
+            out.append(Chunk.of(run))
+    return out

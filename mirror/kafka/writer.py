@@ -1,10 +1,13 @@
-"""`Writer`: a producer writing whole batches to fixed partitions; `Pending` acknowledgements."""
+"""`Writer`: the producer of the internal topics (aiokafka's); `BatchWriter`: the data path's, writing
+fetched batches to fixed partitions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aiokafka.errors as ke
@@ -14,50 +17,14 @@ from aiokafka import AIOKafkaProducer
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed
 from mirror.kafka import _internals
+from mirror.kafka.batches import Chunk, pieces
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
-from mirror.kafka.errors import delivery_error, denied_error, errors_translated
-from mirror.kafka.records import Ack, RecordData
+from mirror.kafka.errors import denied_error, errors_translated
+from mirror.kafka.producer import BatchProducer, Pending
+from mirror.kafka.records import RecordData
 
 log = structlog.get_logger(__name__)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a failed delivery future's error as seen (asyncio would log it as never retrieved)."""
-    if not future.cancelled():
-        future.exception()
-
-
-class Pending:
-    """The target's answer to come for one produced batch (or record), from `Writer.send_records` or
-    `Writer.send`: `ack` waits for it."""
-
-    __slots__ = ("_future",)
-
-    def __init__(self, future: asyncio.Future[Any]) -> None:
-        self._future = future
-
-    async def ack(self, *, shield: bool = False) -> Ack:
-        """Wait for the target's answer. Errors are translated: a batch the target refuses for good is a
-        `RecordRejected`, one it does not let us write an `AuthorizationFailed` naming the topic. With
-        ``shield``, cancelling the caller leaves the delivery itself alone."""
-        future = asyncio.shield(self._future) if shield else self._future
-        try:
-            meta = await future
-        except (ke.KafkaError, OSError, TimeoutError) as exc:
-            raise delivery_error(exc) from exc
-        return Ack(int(meta.offset), 0)
-
-    @property
-    def acknowledged(self) -> bool:
-        """The target has acknowledged it already (an error it ended with counts as seen)."""
-        future = self._future
-        return future.done() and not future.cancelled() and future.exception() is None
-
-    def ignore_failure(self) -> None:
-        """Its failure is expected and needs no report (refused too, or out of sequence behind a refused
-        batch): asyncio must not log its error as never retrieved."""
-        self._future.add_done_callback(_retrieve)
 
 
 class Writer:
@@ -175,6 +142,82 @@ class Writer:
 
     # Transactions (exactly-once mode; needs ``transactional_id``). Starting the producer already
     # fenced every older producer with the same transactional id.
+    async def begin_transaction(self) -> None:
+        async with errors_translated(self.cluster):
+            await self._producer.begin_transaction()
+
+    async def commit_transaction(self) -> None:
+        async with errors_translated(self.cluster):
+            await self._producer.commit_transaction()
+
+    async def abort_transaction(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._producer.abort_transaction(), 10)
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """One record an internal topic's ``send`` writes through the data path's producer."""
+
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]]
+
+
+class BatchWriter:
+    """The data path's writer: fetched chunks go to fixed partitions of the target as batches, through
+    `mirror.kafka.producer.BatchProducer` — a pass-through chunk as the source batch's own bytes, decoded
+    records in batches of their own (`batches.pieces` cuts them)."""
+
+    def __init__(
+        self,
+        cluster: ClusterSettings,
+        client_id: str,
+        overrides: Mapping[str, str],
+        transactional_id: str | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self._producer = BatchProducer(cluster, client_id, overrides, transactional_id)
+
+    async def start(self) -> None:
+        async with errors_translated(self.cluster):
+            await self._producer.start()
+
+    async def close(self, timeout: float = 3.0) -> None:
+        """Stop, delivering what is queued for at most ``timeout`` seconds; nothing is sent after."""
+        await self._producer.close(timeout)
+
+    def pieces(self, chunks: Sequence[Chunk], per_batch: int = 0) -> list[Chunk]:
+        """The target batches ``chunks`` go as (`batches.pieces`, at most this producer's batch size)."""
+        return pieces(chunks, per_batch, self._producer.max_batch_bytes)
+
+    async def send_chunk(self, topic: str, partition: int, chunk: Chunk) -> Pending:
+        """Queue one target batch (a piece from `pieces`); its acknowledgement to come."""
+        async with errors_translated(self.cluster):
+            return await self._producer.send(
+                topic, partition, chunk.raw if chunk.raw is not None else chunk.records
+            )
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        timestamp_ms: int | None = None,
+        *,
+        headers: Sequence[tuple[str, bytes | None]] | None = None,
+    ) -> Pending:
+        """Queue one record in a batch of its own (progress records in exactly-once mode, dead letters)."""
+        stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        async with errors_translated(self.cluster):
+            return await self._producer.send(topic, partition, [_Record(stamp, key, value, headers or [])])
+
+    async def flush(self) -> None:
+        async with errors_translated(self.cluster):
+            await self._producer.flush()
+
     async def begin_transaction(self) -> None:
         async with errors_translated(self.cluster):
             await self._producer.begin_transaction()

@@ -15,7 +15,9 @@ import time
 import structlog
 
 from mirror.errors import RecordRejected
-from mirror.kafka import SourceBatch, SourceRecord, Writer
+from mirror.kafka import Pending, SourceBatch, SourceRecord
+from mirror.kafka.batches import Chunk
+from mirror.kafka.writer import BatchWriter
 from mirror.replication.halting import DeadLetter, Halting
 from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
@@ -57,14 +59,21 @@ class Delivery:
         # partitions this session's producer wrote to, and when the target last acknowledged them
         self.confirmed: dict[TP, float] = {}
 
-    async def send_all(self, writer: Writer, batches: list[SourceBatch]) -> list[InFlight]:
-        """Queue every fetched batch on the writer. When one fails, the others are cancelled and awaited
-        before this returns: nothing of this fetch may go on sending into the next session."""
+    async def send_all(self, writer: BatchWriter, batches: list[SourceBatch]) -> list[InFlight]:
+        """Queue every fetched batch on the writer: the partitions side by side, the batches of one
+        partition in order. When one fails, the others are cancelled and awaited before this returns:
+        nothing of this fetch may go on sending into the next session."""
+        by_partition: dict[TP, list[SourceBatch]] = {}
+        for b in batches:
+            by_partition.setdefault((b.topic, b.partition), []).append(b)
         async with asyncio.TaskGroup() as tg:
-            sends = [tg.create_task(self.send(writer, b)) for b in batches]
+            sends = [tg.create_task(self._send_in_order(writer, bs)) for bs in by_partition.values()]
         return [entry for s in sends for entry in s.result()]
 
-    async def send(self, writer: Writer, batch: SourceBatch) -> list[InFlight]:
+    async def _send_in_order(self, writer: BatchWriter, batches: list[SourceBatch]) -> list[InFlight]:
+        return [entry for b in batches for entry in await self.send(writer, b)]
+
+    async def send(self, writer: BatchWriter, batch: SourceBatch) -> list[InFlight]:
         """Queue one fetched batch. Refused records in it are cut out, in order (the records before one,
         it, the records after it): one bound for the dead-letter topic (`Halting.dead_letter`) goes there
         and is acknowledged before anything after it is queued; the halt record of a retried partition
@@ -97,14 +106,16 @@ class Delivery:
             self.halting.dead_lettered(tp, offset)
         return entries
 
-    async def _dead_letter(self, writer: Writer, tp: TP, record: SourceRecord, reason: str) -> InFlight:
+    async def _dead_letter(self, writer: BatchWriter, tp: TP, record: SourceRecord, reason: str) -> InFlight:
         """Write a refused record to the dead-letter topic and wait for it; refused there too, the
         partition halts at it (`RecordRejected`). Exactly once, it is part of the open transaction."""
         remote = self.observed.remote_topic(tp[0])
         letter = DeadLetter.of(record, tp, remote, reason)
-        futures = await writer.send_records(self.dead_letter_topic, 0, [letter])
+        pending = await writer.send(
+            self.dead_letter_topic, letter.key, letter.value, 0, letter.timestamp, headers=letter.headers
+        )
         try:
-            await futures[0][0].ack(shield=True)
+            await pending.ack(shield=True)
         except RecordRejected as exc:
             raise RecordRejected(
                 f"the dead-letter topic {self.dead_letter_topic} refused it too: {exc.reason} (and the "
@@ -117,70 +128,47 @@ class Delivery:
         self.positions.position[tp] = record.offset + 1
         size = len(record.value) if record.value is not None else 0
         resets = self.positions.resets.get(tp, 0)
-        return InFlight(tp, self.dead_letter_topic, [record], record.timestamp, size, futures, True, resets)
+        futures = [(pending, Chunk.of([record]))]
+        return InFlight(tp, self.dead_letter_topic, record.timestamp, size, futures, True, resets)
 
-    async def _send(self, writer: Writer, batch: SourceBatch) -> InFlight:
+    async def _send(self, writer: BatchWriter, batch: SourceBatch) -> InFlight:
         tp = (batch.topic, batch.partition)
         remote = self.observed.remote_topic(batch.topic)
-        per_batch = self.halting.per_batch(tp, batch.first_offset)
-        records = batch.records
+        targets = writer.pieces(batch.chunks, self.halting.per_batch(tp, batch.first_offset))
+        futures: list[tuple[Pending, Chunk]] = []
         confirmed = self.confirmed.get(tp)
-        if self.exactly_once or (confirmed is not None and time.monotonic() - confirmed < _CONFIRMED_FOR):
-            futures = await writer.send_records(remote, batch.partition, records, per_batch)
-        else:
+        if not self.exactly_once and (confirmed is None or time.monotonic() - confirmed >= _CONFIRMED_FOR):
             # At-least-once, the first batch of a partition in this session (its producer is new): the
             # broker keeps no sequence state for a new producer, so were that batch refused, the ones
             # queued behind it would be accepted — written past a record that is not there. It goes
             # alone, and the rest follows once it is in (after that, a refused batch makes the broker
             # refuse those behind it as out of sequence).
-            futures = await writer.send_records(remote, batch.partition, records, per_batch, max_batches=1)
-            fut, _start, n = futures[0]
+            first = targets[0]
+            pending = await writer.send_chunk(remote, batch.partition, first)
             try:
-                await fut.ack(shield=True)
+                await pending.ack(shield=True)
             except RecordRejected as exc:
-                raise RecordRejected(
-                    exc.reason,
-                    topic=tp[0],
-                    partition=tp[1],
-                    offset=records[0].offset,
-                    count=n,
-                    last_offset=records[n - 1].offset,
-                    too_large=exc.too_large,
-                ) from exc
+                raise _refused(exc, tp, first) from exc
             self.confirmed[tp] = time.monotonic()
-            if n < len(records):
-                rest = await writer.send_records(remote, batch.partition, records[n:], per_batch)
-                futures += [(f, start + n, count) for f, start, count in rest]
+            futures.append((pending, first))
+            targets = targets[1:]
+        futures += [(await writer.send_chunk(remote, batch.partition, piece), piece) for piece in targets]
         self.positions.position[tp] = batch.last_offset + 1
-        return InFlight(
-            tp,
-            remote,
-            batch.records,
-            max(batch.records[-1].timestamp, batch.records[0].timestamp),
-            batch.value_bytes(),
-            futures,
-            resets=self.positions.resets.get(tp, 0),
-        )
+        newest = max(c.newest_timestamp for c in batch.chunks)
+        resets = self.positions.resets.get(tp, 0)
+        return InFlight(tp, remote, newest, batch.value_bytes(), futures, resets=resets)
 
     async def acks_of(self, entry: InFlight) -> list[int]:
         """The target's base offset of each batch of ``entry``; a refused batch raises `RecordRejected`
         naming its partition and first record."""
         bases = []
-        for fut, start, n in entry.futures:
+        for fut, chunk in entry.futures:
             try:
                 bases.append((await fut.ack()).base_offset)
             except RecordRejected as exc:
-                for later, _, _ in entry.futures:  # refused too, or out of sequence: nothing to report
+                for later, _ in entry.futures:  # refused too, or out of sequence: nothing to report
                     later.ignore_failure()
-                raise RecordRejected(
-                    exc.reason,
-                    topic=entry.tp[0],
-                    partition=entry.tp[1],
-                    offset=entry.records[start].offset,
-                    count=n,
-                    last_offset=entry.records[start + n - 1].offset,
-                    too_large=exc.too_large,
-                ) from exc
+                raise _refused(exc, entry.tp, chunk) from exc
         return bases
 
     async def complete(self, entry: InFlight) -> None:
@@ -188,7 +176,7 @@ class Delivery:
         if entry.dead_letter:
             await self.acks_of(entry)
             # no offset sync: the record is not in the remote topic (translation never maps to it)
-            offset = entry.records[0].offset
+            offset = entry.first_offset
             self.positions.ack(entry.tp, offset, entry.resets)
             self.halting.dead_lettered(entry.tp, offset)
             self.halting.passed(entry.tp, offset)
@@ -203,26 +191,38 @@ class Delivery:
             )
             return
         count = 0
-        recs = entry.records
         try:
-            for base, (_fut, start, n) in zip(await self.acks_of(entry), entry.futures, strict=True):
-                count += n
-                first_up, last_up = recs[start].offset, recs[start + n - 1].offset
-                gaps = None if last_up - first_up + 1 == n else [r.offset for r in recs[start : start + n]]
-                self.syncs.acked(entry.tp, first_up, base, n, gaps)
+            for base, (_fut, chunk) in zip(await self.acks_of(entry), entry.futures, strict=True):
+                count += chunk.count
+                gaps = None if chunk.contiguous else [r.offset for r in chunk.records]
+                self.syncs.acked(entry.tp, chunk.first_offset, base, chunk.count, gaps)
         except RecordRejected:
             # the batches of this entry before the refused one were acknowledged: they count
-            for fut, start, n in entry.futures:
+            for fut, chunk in entry.futures:
                 if not fut.acknowledged:
                     break
-                if self.positions.ack(entry.tp, recs[start + n - 1].offset, entry.resets):
+                if self.positions.ack(entry.tp, chunk.last_offset, entry.resets):
                     self.positions.dirty.add(entry.tp)
             raise
         self.syncs.notify()
-        self.positions.ack(entry.tp, recs[-1].offset, entry.resets)
+        last = entry.last_offset
+        self.positions.ack(entry.tp, last, entry.resets)
         if self.halting.halted:
-            self.halting.passed(entry.tp, recs[-1].offset)
+            self.halting.passed(entry.tp, last)
         if entry.tp in self.confirmed:
             self.confirmed[entry.tp] = time.monotonic()
         self.status.records += count
         self.observed.completed(entry, count)
+
+
+def _refused(exc: RecordRejected, tp: TP, chunk: Chunk) -> RecordRejected:
+    """``exc`` naming the partition and the source records of the refused batch ``chunk``."""
+    return RecordRejected(
+        exc.reason,
+        topic=tp[0],
+        partition=tp[1],
+        offset=chunk.first_offset,
+        count=chunk.count,
+        last_offset=chunk.last_offset,
+        too_large=exc.too_large,
+    )

@@ -25,6 +25,7 @@ import structlog
 from mirror.config import FlowSettings
 from mirror.errors import RecordRejected
 from mirror.kafka import Reader, SourceBatch, SourceRecord
+from mirror.kafka.batches import Chunk
 from mirror.replication.observe import TaskMetrics
 from mirror.replication.status import Halt
 from mirror.retry import Backoff
@@ -174,9 +175,19 @@ class Halting:
             if halt is not None and tp not in self.retrying and b.last_offset >= halt.offset:
                 reader.pause([tp])
                 self.rewind[tp] = halt.offset  # the reader is past it now
-                kept = [r for r in b.records if r.offset < halt.offset]
+                # whole chunks before the halt stay as they are; the one holding it is decoded and cut
+                kept = [c for c in b.chunks if c.last_offset < halt.offset]
+                cut = [
+                    r
+                    for c in b.chunks
+                    if c.first_offset < halt.offset <= c.last_offset
+                    for r in c.records
+                    if r.offset < halt.offset
+                ]
+                if cut:
+                    kept.append(Chunk.of(cut))
                 if kept:
-                    out.append(SourceBatch(b.topic, b.partition, kept))
+                    out.append(SourceBatch(b.topic, b.partition, chunks=kept))
             else:
                 out.append(b)
         return out

@@ -11,9 +11,9 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from mirror.kafka import Pending
+from mirror.kafka.batches import Chunk
 from mirror.types import TP
 
 __all__ = ["InFlight", "InFlightQueue"]
@@ -21,19 +21,27 @@ __all__ = ["InFlight", "InFlightQueue"]
 
 @dataclass(slots=True)
 class InFlight:
-    """The target batches of one fetched source batch: (delivery future, first record index, records)."""
+    """The target batches of one fetched source batch: (delivery future, the chunk it carries). The
+    chunks are kept until acknowledged: offset syncs need their source offsets."""
 
     tp: TP
     remote_topic: str
-    records: list[Any]  # the source records, kept until acked (offset syncs need their offsets)
     newest_timestamp: int
     value_bytes: int
-    futures: list[tuple[Pending, int, int]]
+    futures: list[tuple[Pending, Chunk]]
     #: its one record went to the dead-letter topic (``remote_topic``), not the partition's remote topic
     dead_letter: bool = False
     #: the progress resets of ``tp`` when it was sent (`Positions.resets`): one sent before a later reset
     #: does not move the partition's position when acknowledged
     resets: int = 0
+
+    @property
+    def first_offset(self) -> int:
+        return self.futures[0][1].first_offset
+
+    @property
+    def last_offset(self) -> int:
+        return self.futures[-1][1].last_offset
 
 
 class InFlightQueue:

@@ -66,8 +66,8 @@ class TaskMetrics:
     def completed(self, entry: InFlight, count: int) -> None:
         """``count`` records of ``entry`` are copied (acknowledged, or committed)."""
         src, tgt = self.labels
-        last = entry.records[-1]
-        self._acked_ts[entry.tp] = last.timestamp
+        last = entry.futures[-1][1]  # the last target batch's chunk
+        self._acked_ts[entry.tp] = last.newest_timestamp
         child = self._children.get(entry.tp)
         if child is None:
             labels = (src, tgt, entry.remote_topic, str(entry.tp[1]))
@@ -83,7 +83,7 @@ class TaskMetrics:
         )
         self.set_lag(entry.tp, entry.remote_topic)
         if self._policy.is_heartbeats_topic(entry.tp[0]):
-            self._observe_heartbeat(entry.tp, last)
+            self._observe_heartbeat(entry.tp, last.records[-1])  # decoded for heartbeats only
 
     # --- lag ---------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import structlog
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MalformedRecord
 from mirror.kafka import Admin, CompactedRecord, Pending, Writer, read_compacted
+from mirror.kafka.writer import BatchWriter
 from mirror.mm2 import records
 from mirror.replication import malformed
 from mirror.replication.topology import progress_topic
@@ -127,7 +128,7 @@ class ProgressStore:
 
     async def send_with(
         self,
-        writer: Writer,
+        writer: Writer | BatchWriter,
         last_offsets: Mapping[TP, int],
         topic_ids: Mapping[TP, str | None] | None = None,
     ) -> list[Pending]:

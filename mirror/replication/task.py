@@ -30,7 +30,8 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import MirrorError, ProducerFenced, RecordRejected, SourceOutOfRange, SourceTopicsRecreated
-from mirror.kafka import Reader, SourceBatch, Writer, as_mirror_error
+from mirror.kafka import Reader, SourceBatch, as_mirror_error
+from mirror.kafka.writer import BatchWriter
 from mirror.mm2.policy import ReplicationPolicy
 from mirror.replication.controls import Controls, Reset
 from mirror.replication.delivery import Delivery
@@ -246,7 +247,7 @@ class SourceTask:
         isolation = self.flow.consumer.get("isolation.level", "read_committed")
         reader = Reader(self.source, f"{client}|replication-consumer", self.flow.consumer, isolation)
         txn_id = self.transactional_id if self.exactly_once else None
-        writer = Writer(self.target, f"{client}|replication-producer", self.flow.producer, txn_id)
+        writer = BatchWriter(self.target, f"{client}|replication-producer", self.flow.producer, txn_id)
         syncs = self._syncs.writer(client)
         self._inflight = InFlightQueue()
         stored = False
@@ -361,9 +362,7 @@ class SourceTask:
             batches = self._halting.cut(reader, batches)
         self._metrics.fetched(reader, batches)
         with self._stuck.held():  # slow by choice, not stuck
-            await self._bucket.take(
-                sum(b.value_bytes() for b in batches), sum(len(b.records) for b in batches)
-            )
+            await self._bucket.take(sum(b.value_bytes() for b in batches), sum(b.count for b in batches))
         if self._partitions_changed.is_set():
             return []  # a reset (or a new assignment) came while the throttle held these: read them again
         return batches
@@ -382,7 +381,7 @@ class SourceTask:
 
     # --- the loops ---------------------------------------------------------------------------------
 
-    async def _fetch_loop(self, reader: Reader, writer: Writer) -> None:
+    async def _fetch_loop(self, reader: Reader, writer: BatchWriter) -> None:
         while not self._stopping.is_set():
             await self._inflight.room(self.max_inflight_bytes)
             batches = await self._fetch(reader)
@@ -392,7 +391,7 @@ class SourceTask:
             await self._inflight.put(entries)
             self._metrics.record_age(entries)
 
-    async def _transaction_loop(self, reader: Reader, writer: Writer) -> None:
+    async def _transaction_loop(self, reader: Reader, writer: BatchWriter) -> None:
         """Exactly-once: each fetch becomes one transaction holding its records and their progress.
 
         A crash or a fenced zombie leaves an aborted transaction, which ``read_committed`` consumers of

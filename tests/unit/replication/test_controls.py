@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mirror.config import FlowSettings, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import SourceBatch
+from mirror.kafka.batches import Chunk
 from mirror.mm2.policy import DefaultReplicationPolicy
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
 from mirror.replication.inflight import InFlight
@@ -319,8 +320,10 @@ async def test_a_batch_sent_before_a_progress_reset_and_acknowledged_after_it_do
     positions = task._positions
     positions.acked[tp], positions.position[tp] = 99, 120
     late = LateAck()
-    records = [SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o) for o in range(100, 120)]
-    entry = InFlight(tp, "A.t", records, records[-1].timestamp, 20, [(late, 0, 20)])  # type: ignore[list-item]
+    records = [
+        SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o, value=b"v") for o in range(100, 120)
+    ]
+    entry = InFlight(tp, "A.t", records[-1].timestamp, 20, [(late, Chunk.of(records))])  # type: ignore[list-item]
     await task._inflight.put([entry])
     acker = asyncio.create_task(task._ack_loop())
 

@@ -17,6 +17,7 @@ from mirror import metrics
 from mirror.config import ConfigError, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import Pending, SourceBatch, Writer
+from mirror.kafka.batches import Chunk, pieces
 from mirror.replication.inflight import InFlight as _InFlight
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask, _unwrapped
@@ -43,6 +44,15 @@ def _task(tmp_path: Path, extra: str = "") -> SourceTask:
     return task
 
 
+class _Pieces:
+    """A fake writer's target batches: ``size`` records each (or what the task asks)."""
+
+    size = 0
+
+    def pieces(self, chunks: list[Chunk], per_batch: int = 0) -> list[Chunk]:
+        return pieces(chunks, per_batch or self.size, 1 << 40)
+
+
 def _records(first: int, count: int) -> list[Any]:
     return [
         SimpleNamespace(offset=o, timestamp=1_700_000_000_000 + o, key=None, value=b"v", headers=[])
@@ -53,18 +63,16 @@ def _records(first: int, count: int) -> list[Any]:
 # --- item 6: a failed send of a fetch cancels its siblings -------------------------------------------------
 
 
-class FakeWriter:
-    """send_records of partition 0 fails at once; partition 1's waits for buffer space (forever)."""
+class FakeWriter(_Pieces):
+    """send_chunk of partition 0 fails at once; partition 1's waits for buffer space (forever)."""
 
     def __init__(self) -> None:
         self.waiting = asyncio.Event()
         self.cancelled = False
         self.per_batch: list[int] = []
 
-    async def send_records(
-        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
-    ) -> Any:
-        self.per_batch.append(per_batch)
+    async def send_chunk(self, topic: str, partition: int, chunk: Chunk) -> Any:
+        self.per_batch.append(chunk.count)
         if partition == 0:
             await self.waiting.wait()
             raise KafkaUnavailable("target gone")
@@ -107,12 +115,12 @@ def _refused_entry(tp: TP, records: list[Any], sizes: list[int], refused_at: int
             from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
 
             fut.set_exception(InvalidTimestampError())
-        futures.append((Pending(fut), start, n))
+        futures.append((Pending(fut), Chunk.of(records[start : start + n])))
         start += n
-    return _InFlight(tp, "A.t", records, records[-1].timestamp, 10, futures)
+    return _InFlight(tp, "A.t", records[-1].timestamp, 10, futures)
 
 
-class Target:
+class Target(_Pieces):
     """A fake target partition: batches of ``size`` records (or what the task asks); a batch holding an
     offset in ``bad`` is refused (InvalidTimestamp), one of more than ``max_records`` too (size); a batch
     behind a refused one is refused as out of sequence. ``written`` is what the target holds."""
@@ -125,47 +133,53 @@ class Target:
         self.dead: list[Any] = []  # what the dead-letter topic holds
         self.dead_refuses = False
 
-    async def send_records(
-        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
+    #: a batch of this producer was refused: the ones after it are refused as out of sequence
+    behind_refused = False
+
+    async def send(
+        self,
+        topic: str,
+        key: Any,
+        value: Any,
+        partition: int,
+        timestamp_ms: Any = None,
+        *,
+        headers: Any = None,
     ) -> Any:
+        from aiokafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
+
+        assert topic.startswith("mm2-dead-letter.")
+        fut0: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.dead_refuses:
+            fut0.set_exception(MessageSizeTooLargeError())
+        else:
+            self.dead.append(SimpleNamespace(key=key, value=value, timestamp=timestamp_ms, headers=headers))
+            fut0.set_result(SimpleNamespace(offset=len(self.dead) - 1))
+        return Pending(fut0)
+
+    async def send_chunk(self, topic: str, partition: int, piece: Chunk) -> Any:
         from aiokafka.errors import (  # noqa: PLC0415
             InvalidTimestampError,
             MessageSizeTooLargeError,
             OutOfOrderSequenceNumber,
         )
 
-        if topic.startswith("mm2-dead-letter."):
-            fut0: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            if self.dead_refuses:
-                fut0.set_exception(MessageSizeTooLargeError())
-            else:
-                self.dead += records
-                fut0.set_result(SimpleNamespace(offset=len(self.dead) - 1))
-            return [(Pending(fut0), 0, len(records))]
-
-        size = per_batch or self.size
-        out: list[Any] = []
-        refused = False
-        for start in range(0, len(records), size):
-            if max_batches and len(out) == max_batches:
-                break
-            chunk = [r.offset for r in records[start : start + size]]
-            self.batches += 1
-            self.chunks.append(chunk)
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            if refused:
-                fut.set_exception(OutOfOrderSequenceNumber())
-            elif self.max_records and len(chunk) > self.max_records:
-                fut.set_exception(MessageSizeTooLargeError())
-                refused = True
-            elif self.bad & set(chunk):
-                fut.set_exception(InvalidTimestampError())
-                refused = True
-            else:
-                self.written += chunk
-                fut.set_result(SimpleNamespace(offset=len(self.written) - len(chunk)))
-            out.append((Pending(fut), start, len(chunk)))
-        return out
+        chunk = [r.offset for r in piece.records]
+        self.batches += 1
+        self.chunks.append(chunk)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.behind_refused:
+            fut.set_exception(OutOfOrderSequenceNumber())
+        elif self.max_records and len(chunk) > self.max_records:
+            fut.set_exception(MessageSizeTooLargeError())
+            self.behind_refused = True
+        elif self.bad & set(chunk):
+            fut.set_exception(InvalidTimestampError())
+            self.behind_refused = True
+        else:
+            self.written += chunk
+            fut.set_result(SimpleNamespace(offset=len(self.written) - len(chunk)))
+        return Pending(fut)
 
 
 async def _sessions(task: SourceTask, target: Target, records: list[Any], limit: int = 40) -> int:
@@ -173,6 +187,7 @@ async def _sessions(task: SourceTask, target: Target, records: list[Any], limit:
     copied; each session has a new producer, as a real one. Returns the number of sessions."""
     tp = ("t", 0)
     for session in range(1, limit + 1):
+        target.behind_refused = False  # a new producer
         task._delivery.confirmed = {}
         task._positions.position = {}
         start = task._positions.acked.get(tp, records[0].offset - 1) + 1
@@ -275,32 +290,23 @@ def test_records_from_the_halt_offset_on_are_never_sent(tmp_path: Path) -> None:
     assert reader.paused == [("t", 0), ("t", 0)]
 
 
-class QueueingWriter:
+class QueueingWriter(_Pieces):
     """Queues target batches of ``size`` records; the batch starting at ``refused`` is refused."""
 
     def __init__(self, size: int, refused: int) -> None:
         self.size, self.refused = size, refused
         self.sent: list[list[int]] = []
 
-    async def send_records(
-        self, topic: str, partition: int, records: Any, per_batch: int = 0, max_batches: int = 0
-    ) -> Any:
+    async def send_chunk(self, topic: str, partition: int, chunk: Chunk) -> Any:
         from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
 
-        size = per_batch or self.size
-        out = []
-        for start in range(0, len(records), size):
-            if max_batches and len(out) == max_batches:
-                break
-            chunk = records[start : start + size]
-            self.sent.append([r.offset for r in chunk])
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            if chunk[0].offset == self.refused:
-                fut.set_exception(InvalidTimestampError())
-            else:
-                fut.set_result(SimpleNamespace(offset=0))
-            out.append((Pending(fut), start, len(chunk)))
-        return out
+        self.sent.append([r.offset for r in chunk.records])
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if chunk.first_offset == self.refused:
+            fut.set_exception(InvalidTimestampError())
+        else:
+            fut.set_result(SimpleNamespace(offset=0))
+        return Pending(fut)
 
 
 async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_until_it_is_in(
@@ -321,7 +327,7 @@ async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_un
     writer = QueueingWriter(size=4, refused=-1)
     [entry] = await task._delivery.send_all(writer, [SourceBatch("t", 0, _records(30, 10))])  # type: ignore[arg-type]
     assert writer.sent == [[30, 31, 32, 33], [34, 35, 36, 37], [38, 39]]
-    assert [(start, n) for _f, start, n in entry.futures] == [(0, 4), (4, 4), (8, 2)]
+    assert [(c.first_offset, c.count) for _f, c in entry.futures] == [(30, 4), (34, 4), (38, 2)]
     await task._delivery.send_all(writer, [SourceBatch("t", 0, _records(40, 10))])  # type: ignore[arg-type]
     assert writer.sent[3:] == [[40, 41, 42, 43], [44, 45, 46, 47], [48, 49]]
 
