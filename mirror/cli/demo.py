@@ -7,7 +7,6 @@ import contextlib
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,13 +18,6 @@ from mirror.local.kafka import LocalKafka
 from mirror.service.worker import Worker
 
 TOPIC = "orders"
-
-
-class _Record(NamedTuple):
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
 
 
 def demo_properties(a: str, b: str, http_port: int) -> str:
@@ -54,12 +46,10 @@ async def _fill(bootstrap_settings: Admin, writer: Writer, records: int, partiti
     now = int(time.time() * 1000)
     per_partition = records // partitions
     for p in range(partitions):
-        batch = [
-            _Record(now, f"customer-{i % 1000}".encode(), b"x" * 100, (("origin", b"demo"),))
-            for i in range(per_partition + (1 if p < records % partitions else 0))
-        ]
-        for fut, _start, _n in await writer.send_records(TOPIC, p, batch):
-            await fut.ack()
+        for i in range(per_partition + (1 if p < records % partitions else 0)):
+            key = f"customer-{i % 1000}".encode()
+            await writer.send(TOPIC, key, b"x" * 100, p, now, headers=[("origin", b"demo")])
+    await writer.flush()
 
 
 def _copied(remote_topic: str) -> int:

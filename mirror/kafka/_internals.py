@@ -1,7 +1,7 @@
 """Every aiokafka private API `mirror` relies on, in one place, checked when this module is imported.
 
 aiokafka lacks a few things `mirror` needs (a raw protocol request, a metadata refresh on demand, the
-group member id, the producer's sender, a C-speed batch fill, fetched records without a Python wrapper,
+group member id, the producer's sender, fetched records without a Python wrapper,
 the fetch size changed while running);
 they are reached through its private attributes, here only, behind typed functions. Those attributes
 may change in any aiokafka release: importing this module fails with an `ImportError` naming the
@@ -14,7 +14,7 @@ Other modules of `mirror.kafka` use aiokafka's public API only, plus this module
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FunctionType
 from typing import Any, Final
 
@@ -25,15 +25,11 @@ import aiokafka.errors as ke
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
-from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.producer.sender import Sender
-
-from mirror.kafka.records import RecordData
 
 __all__ = [
     "WRITTEN_FOR",
     "admin_request",
-    "fill_batch",
     "group_member_id",
     "kafka_client",
     "open_connection",
@@ -87,8 +83,6 @@ _require(AIOKafkaConsumer, "_coordinator", set_in="__init__")
 _require(AIOKafkaProducer, "_sender", set_in="__init__")
 _require(Sender, "sender_task")
 _require(AIOKafkaClient, "force_metadata_update")
-_require(BatchBuilder, "_builder", set_in="__init__")
-_require(BatchBuilder, "_relative_offset", set_in="__init__")
 _require(AIOKafkaConsumer, "_fetcher", set_in="start")
 _require(_fetcher.Fetcher, "_max_partition_fetch_bytes", set_in="__init__")
 _require(_fetcher.Fetcher, "_max_partition_fetch_bytes", set_in="_get_actions_per_node")
@@ -132,27 +126,6 @@ def sender_task(producer: AIOKafkaProducer) -> asyncio.Task[Any] | None:
     sender = getattr(producer, "_sender", None)
     task: asyncio.Task[Any] | None = getattr(sender, "sender_task", None)
     return task
-
-
-def fill_batch(batch: BatchBuilder, records: Sequence[RecordData], start: int, end: int) -> int:
-    """Append ``records[start:end]`` to ``batch`` (from `AIOKafkaProducer.create_batch`) as far as they
-    fit, then close it; the index after the last record appended.
-
-    The C record builder directly (BatchBuilder.append adds ~1 us/record of Python): it wants headers as
-    a list and relative offsets from 0."""
-    raw_append = batch._builder.append
-    i = start
-    while i < end:
-        r = records[i]
-        h = r.headers
-        if h.__class__ is not list:  # fetched records have lists already
-            h = list(h)
-        if raw_append(i - start, r.timestamp, r.key, r.value, h) is None:
-            break
-        i += 1
-    batch._relative_offset = i - start
-    batch.close()
-    return i
 
 
 #: `aiokafka.conn.create_conn`: one direct connection (and authentication) to one broker.

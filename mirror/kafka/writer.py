@@ -10,19 +10,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiokafka.errors as ke
 import structlog
 from aiokafka import AIOKafkaProducer
 
 from mirror.config import ClusterSettings
-from mirror.errors import KafkaRequestFailed
 from mirror.kafka import _internals
 from mirror.kafka.batches import Chunk, pieces
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
-from mirror.kafka.errors import denied_error, errors_translated
+from mirror.kafka.errors import errors_translated
 from mirror.kafka.producer import BatchProducer, Pending
-from mirror.kafka.records import RecordData
 
 log = structlog.get_logger(__name__)
 
@@ -66,53 +63,6 @@ class Writer:
                 task.cancel()
                 log.warning("producer not closed in time; its unsent batches are dropped", timeout_s=timeout)
                 await close_within(self._producer.client.close(), 1.0)
-
-    async def send_records(
-        self,
-        topic: str,
-        partition: int,
-        records: Sequence[RecordData],
-        per_batch: int = 0,
-        max_batches: int = 0,
-    ) -> list[tuple[Pending, int, int]]:
-        """Copy records (key, value, headers, timestamp) into as few target batches as fit, in order;
-        with ``per_batch`` > 0, at most that many records per batch; with ``max_batches`` > 0, only the
-        records that fit in that many batches (the caller sends the rest later).
-
-        Returns one (its acknowledgement to come, index of its first record, record count) per target
-        batch.
-        """
-        futures: list[tuple[Pending, int, int]] = []
-        i, n = 0, len(records)
-        await self._known_partition(topic, partition)
-        async with errors_translated(self.cluster):
-            while i < n and (max_batches <= 0 or len(futures) < max_batches):
-                batch = self._producer.create_batch()
-                start = i
-                i = _internals.fill_batch(
-                    batch, records, start, min(n, start + per_batch) if per_batch > 0 else n
-                )
-                fut = await self._producer.send_batch(batch, topic, partition=partition)
-                futures.append((Pending(fut), start, i - start))
-        return futures
-
-    async def _known_partition(self, topic: str, partition: int) -> None:
-        """The producer only sends to partitions in its metadata: refresh it when a partition is new."""
-        client = self._producer.client
-        known = client.cluster.partitions_for_topic(topic)
-        if known is not None and partition in known:
-            return
-        async with errors_translated(self.cluster):
-            await client.force_metadata_update()
-        known = client.cluster.partitions_for_topic(topic)
-        if topic in client.cluster.unauthorized_topics:
-            raise denied_error(
-                self.cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError()
-            )
-        if known is None or partition not in known:
-            raise KafkaRequestFailed(
-                f"partition {partition} of {topic} is not (yet) in the target's metadata"
-            )
 
     async def send(
         self,
