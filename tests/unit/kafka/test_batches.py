@@ -329,3 +329,58 @@ def test_sequences_wrap_after_int32_max() -> None:
     assert batches.next_sequence(10, 5) == 15
     assert batches.next_sequence(INT32_MAX - 1, 2) == 0
     assert batches.next_sequence(INT32_MAX, 3) == 2
+
+
+# --- chunks and the target batches they go as ----------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sources=st.lists(st.tuples(source_records(gaps=False), st.booleans(), codecs), min_size=1, max_size=5),
+    per_batch=st.integers(0, 6),
+    max_bytes=st.integers(1, 2000),
+)
+def test_pieces_carry_every_record_once_in_order_within_their_limits(
+    sources: list[tuple[list[Rec], bool, Codec]], per_batch: int, max_bytes: int
+) -> None:
+    """Pass-through chunks stay whole batches (the source's bytes) unless ``per_batch`` holds fewer
+    records; decoded records are cut by count and size; nothing is lost, repeated or reordered."""
+    chunks, expected, base = [], [], 0
+    for records, passed, codec in sources:
+        raw = only(build(records, codec=codec, base_offset=base))
+        chunk = batches.Chunk(raw) if passed else batches.Chunk.of(batches.decode(raw))
+        assert (chunk.first_offset, chunk.last_offset, chunk.count) == (
+            base,
+            base + len(records) - 1,
+            len(records),
+        )
+        assert chunk.contiguous
+        chunks.append(chunk)
+        expected += [(base + i, *f) for i, f in enumerate(fields(records))]
+        base += len(records) + 3  # a gap between source batches
+    batch = batches.SourceBatch("t", 0, chunks=chunks)
+    assert (batch.first_offset, batch.last_offset) == (0, base - 4)
+    assert batch.count == len(expected) == len(batch.records)
+
+    out = batches.pieces(chunks, per_batch, max_bytes)
+    got = [(r.offset, *f) for piece in out for r, f in zip(piece.records, fields(piece.records), strict=True)]
+    assert got == expected
+    for piece in out:
+        if piece.raw is not None:  # passed through: one of the chunks, whole
+            assert any(piece is c for c in chunks)
+            assert per_batch == 0 or piece.count <= per_batch
+        else:
+            assert per_batch == 0 or piece.count <= per_batch
+            assert piece.count == 1 or sum(batches._record_size(r) for r in piece.records) <= max_bytes
+
+
+def test_a_pass_through_chunk_is_decoded_only_when_its_records_are_asked_for() -> None:
+    records = [Rec(i, 1_700_000_000_000 + i, b"k", b"v" * i, []) for i in range(5)]
+    raw = only(build(records, codec=Codec.LZ4, base_offset=40))
+    chunk = batches.Chunk(raw)
+    assert chunk._records is None
+    assert (chunk.first_offset, chunk.last_offset, chunk.newest_timestamp) == (40, 44, 1_700_000_000_004)
+    assert chunk.size == raw.size
+    assert [r.offset for r in chunk.records] == [40, 41, 42, 43, 44]
+    with pytest.raises(ValueError, match="at least one record"):
+        batches.Chunk.of([])
