@@ -62,13 +62,13 @@ async def target(cluster_b: LocalKafkaCluster, topic: str) -> AsyncIterator[Admi
         yield admin
 
 
-async def fetch_all(admin: Admin, topic: str, isolation: int) -> Fetched:
-    """Every whole batch of partition 0 up to its end (the last stable offset for read_committed)."""
+async def fetch_all(admin: Admin, topic: str, isolation: int, partition: int = 0) -> Fetched:
+    """Every whole batch of a partition up to its end (the last stable offset for read_committed)."""
     out = Fetched([], [])
     offset = 0
     while True:
         resp = await admin.raw_request(
-            FetchRequest(100, 1, 1 << 20, isolation, [(topic, [(0, offset, 1 << 20)])])
+            FetchRequest(100, 1, 1 << 20, isolation, [(topic, [(partition, offset, 1 << 20)])])
         )
         _, error, high_water, last_stable, _, aborted, _, records = resp.topics[0][1][0]
         assert error == NONE, error
