@@ -1,5 +1,7 @@
-"""`Reader`: the replication consumer, reading source partitions in batches (`BatchFetcher`), with
-offset lookups (beginning, end, by time) through a group-less aiokafka consumer."""
+"""`Reader`: the replication consumer, reading source partitions in batches through `BatchFetcher`.
+
+Offset lookups (beginning, end, by time) go through a group-less aiokafka consumer that is never
+assigned anything."""
 
 from __future__ import annotations
 
