@@ -75,6 +75,14 @@ def _sooner(wait: float | None, seconds: float) -> float:
     return seconds if wait is None else min(wait, seconds)
 
 
+def _cut(chunk: Chunk, n: int) -> tuple[Chunk, Chunk | None]:
+    """The first ``n`` records of a chunk, and the rest (None: none); decoded (the throttled path only)."""
+    if n >= chunk.count:
+        return chunk, None
+    records = chunk.records
+    return Chunk.of(records[:n]), Chunk.of(records[n:])
+
+
 class _Partition:
     """One assigned partition: where it is read, what is buffered of it, how it is doing."""
 
@@ -253,8 +261,9 @@ class BatchFetcher:
     async def fetch(
         self, timeout_ms: int, max_bytes: int | None = None, max_records: int | None = None
     ) -> list[SourceBatch]:
-        """What is buffered (whole batches: at most about ``max_bytes`` and ``max_records``, at least one
-        batch); else waits up to ``timeout_ms`` for a response. [] when nothing came."""
+        """What is buffered (whole batches, at most about ``max_bytes``, at least one; at most
+        ``max_records`` records, a batch cut if need be: decoded, for the throttle); else waits up to
+        ``timeout_ms`` for a response. [] when nothing came."""
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             self._raise_errors()
@@ -303,6 +312,12 @@ class BatchFetcher:
                 ):
                     break
                 chunk, end, nbytes = buffer.popleft()
+                if chunk is not None and max_records is not None and count + chunk.count > max_records:
+                    chunk, rest = _cut(chunk, max(1, max_records - count))
+                    if rest is not None:  # the rest stays first in line, with its share of the bytes
+                        share = nbytes * rest.count // (rest.count + chunk.count)
+                        buffer.appendleft((rest, end, share))
+                        nbytes, end = nbytes - share, rest.first_offset
                 p.buffered -= nbytes
                 self._buffered -= nbytes
                 p.handed = end

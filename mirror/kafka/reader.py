@@ -114,7 +114,7 @@ class Reader:
         return self._fetcher.highwater((topic, partition))
 
     async def fetch(self, timeout_ms: int, max_records: int | None = None) -> list[SourceBatch]:
-        """The batches fetched: whole source batches, about ``max_records`` records at most (at least one
-        batch); the rest stay buffered for the next call. `SourceOutOfRange` for a position the source no
+        """The batches fetched: at most ``max_records`` records (a source batch is cut, decoded, to keep
+        to it); the rest stay buffered for the next call. `SourceOutOfRange` for a position the source no
         longer holds."""
         return await self._fetcher.fetch(timeout_ms, max_records=max_records)
