@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import pytest
 import structlog
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from bench.wan import Toxiproxy
@@ -25,7 +25,7 @@ from mirror.kafka.fetcher import BatchFetcher
 from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 
 from .support import Rec, admin, create_topic, end_offsets, make_records, produce, wait_for
-from .test_batches_on_broker import READ_UNCOMMITTED, fetch_all
+from .test_batches_on_broker import READ_UNCOMMITTED, fetch_all, transactions
 from .test_disaster_recovery import compacted_with_gaps, read_ids
 
 TP = tuple[str, int]
@@ -102,23 +102,7 @@ async def test_read_committed_hands_out_committed_records_only_and_moves_past_th
 ) -> None:
     bootstrap = cluster_a.bootstrap_servers
     await create_topic(bootstrap, topic, 1)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, transactional_id=f"{topic}-txn", compression_type="lz4"
-    )
-    await producer.start()
-    committed: list[Rec] = []
-    try:
-        for n, commit in enumerate([True, False, True, False, False, True]):
-            await producer.begin_transaction()
-            for i in range(7):
-                rec: Rec = (b"t%d" % n, b"txn-%d-%d" % (n, i), (), 1_700_000_000_000 + 10 * n + i)
-                await producer.send(topic, key=rec[0], value=rec[1], partition=0, timestamp_ms=rec[3])
-                if commit:
-                    committed.append(rec)
-            await producer.flush()
-            await (producer.commit_transaction() if commit else producer.abort_transaction())
-    finally:
-        await producer.stop()
+    committed = await transactions(bootstrap, topic, [True, False, True, False, False, True], 7, "lz4")
     end = (await end_offsets(bootstrap, topic, 1))[0]
     assert end == 6 * 8  # 6 transactions of 7 records and a marker each
     tp = (topic, 0)
