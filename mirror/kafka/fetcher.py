@@ -117,7 +117,7 @@ class _Partition:
         self.highwater: int | None = None
         self.error: MirrorError | None = None
         self.out_of_range = False
-        #: A fetch size raised for a batch bigger than the partition limit (0: none).
+        #: A fetch size raised for a batch bigger than the partition limit (0: none; until a seek).
         self.grow = 0
         self.retry_at = 0.0
         self.in_flight = False
@@ -504,11 +504,10 @@ class BatchFetcher:
         if was_empty and p.buffer:
             p.handed = p.fetch_offset
         p.fetch_offset = offset
-        if whole:
-            p.grow = 0
-        elif len(data) >= _LOG_OVERHEAD:
-            # only part of one batch: it is bigger than the partition limit; ask for all of it next
-            p.grow = _LENGTH.unpack_from(data, 8)[0] + _LOG_OVERHEAD
+        if not whole and len(data) >= _LOG_OVERHEAD:
+            # only part of one batch: it is bigger than the partition limit; ask for all of it from now
+            # on (until a seek), so batches of about that size do not cost a partial response each
+            p.grow = max(p.grow, _LENGTH.unpack_from(data, 8)[0] + _LOG_OVERHEAD)
         return bool(p.buffer) or p.error is not None
 
     def _chunk(
