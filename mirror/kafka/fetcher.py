@@ -97,6 +97,7 @@ class _Partition:
         "handed",
         "highwater",
         "in_flight",
+        "misses",
         "out_of_range",
         "paused",
         "retry_at",
@@ -120,6 +121,8 @@ class _Partition:
         #: A fetch size raised for a batch bigger than the partition limit (0: none; until a seek).
         self.grow = 0
         self.retry_at = 0.0
+        #: Attempts in a row that found no leader, or a leader that was not one any more.
+        self.misses = 0
         self.in_flight = False
         #: Bumped by every seek, pause and drop: a response to an older request is not used.
         self.generation = 0
@@ -378,8 +381,7 @@ class BatchFetcher:
             node = cluster.leader_for_partition(TopicPartition(*p.tp))
             if node is None or node < 0:
                 unknown.append(p.tp)
-                p.retry_at = now + self._retry_s
-                wait = _sooner(wait, self._retry_s)
+                wait = _sooner(wait, self._missed(p, now, "no leader known"))
                 continue
             if node not in self._busy:
                 by_node.setdefault(node, []).append(p)
@@ -393,6 +395,24 @@ class BatchFetcher:
                 p.in_flight = True
             self._tg.create_task(self._request(node, parts))
         return wait
+
+    def _missed(self, p: _Partition, now: float, why: str) -> float:
+        """No leader to ask for ``p``, or one that is not any more: wait longer each time in a row (up to
+        the maximum backoff), logged from the 8th time on (metadata is refreshed meanwhile)."""
+        p.misses += 1
+        delay: float = min(self._retry_s * 2.0 ** min(p.misses - 1, 16), _MAX_BACKOFF_S)
+        p.retry_at = now + delay
+        if p.misses >= 8 and p.misses & (p.misses - 1) == 0:
+            log.warning(
+                "fetch: partition has no reachable leader, retrying",
+                cluster=self.cluster.alias,
+                topic=p.tp[0],
+                partition=p.tp[1],
+                attempts=p.misses,
+                reason=why,
+                retry_in_s=round(delay, 2),
+            )
+        return delay
 
     async def _request(self, node: int, parts: list[_Partition]) -> None:
         sent = {p.tp: (p, p.generation, p.fetch_offset) for p in parts}
@@ -453,13 +473,14 @@ class BatchFetcher:
                 if p.fetch_offset != offset or p.paused:
                     continue
                 if code == 0:
+                    p.misses = 0
                     p.highwater = highwater
                     aborted = None if version < 4 else (rest[2] if version >= 5 else rest[1])
                     if self._take(p, rest[-1], aborted):
                         came = True
                 elif code in _RELOCATED:
                     relocated = True
-                    p.retry_at = now + self._retry_s
+                    self._missed(p, now, ke.for_code(code).__name__)
                 elif code == _OUT_OF_RANGE:
                     p.out_of_range = True
                     came = True

@@ -88,12 +88,12 @@ async def start(fetcher: BatchFetcher, broker: Broker, at: int = 0) -> None:
     fetcher.assign({TP: at})
 
 
-async def values(fetcher: BatchFetcher, until: int, **kw: int) -> list[bytes]:
+async def values(fetcher: BatchFetcher, until: int, timeout_ms: int = 100) -> list[bytes]:
     out: list[bytes] = []
     for _ in range(200):
         if fetcher.position(TP) >= until:
             return out
-        out += [r.value[:6] for b in await fetcher.fetch(100, **kw) for r in b.records if r.value]
+        out += [r.value[:6] for b in await fetcher.fetch(timeout_ms) for r in b.records if r.value]
     raise AssertionError(f"position {fetcher.position(TP)}, not {until}")
 
 
@@ -117,6 +117,24 @@ async def test_leader_errors_refresh_metadata_and_ask_again_without_skipping(fet
     assert await values(fetcher, 10) == [b"v%05d" % i for i in range(10)]
     assert broker.refreshes >= 2
     assert broker.requests[:3] == [(0, 1000)] * 3
+
+
+async def test_a_partition_without_a_leader_is_retried_and_logged_until_it_has_one(
+    fetcher: BatchFetcher,
+) -> None:
+    broker = Broker([batch(0, 5)])
+    lookups = [None] * 8
+
+    def leader(tp: Any) -> int | None:
+        return lookups.pop() if lookups else 1
+
+    broker.cluster = SimpleNamespace(leader_for_partition=leader)
+    with structlog.testing.capture_logs() as logs:
+        await start(fetcher, broker)
+        assert await values(fetcher, 5, timeout_ms=500) == [b"v%05d" % i for i in range(5)]
+    assert broker.refreshes == 8
+    [warning] = [e for e in logs if e["log_level"] == "warning"]
+    assert warning["attempts"] == 8 and warning["topic"] == "t" and warning["reason"] == "no leader known"
 
 
 async def test_an_unreachable_broker_is_logged_retried_and_fetch_returns_nothing_meanwhile(
