@@ -167,6 +167,9 @@ class BatchFetcher:
         self._busy: set[int] = set()  # brokers with a request in flight
         self._backoff: dict[int, Backoff] = {}
         self._failures: dict[int, int] = {}
+        self._refreshing: asyncio.Task[None] | None = None
+        self._refresh_after = 0.0
+        self._refresh_backoff = Backoff(self._retry_s, _MAX_BACKOFF_S)
         self._wake = asyncio.Event()  # something changed: the driver looks for requests to send
         self._data = asyncio.Event()  # something came in: a waiting `fetch` looks
         self._rotate = 0
@@ -366,7 +369,7 @@ class BatchFetcher:
         active = [p for p in self._partitions.values() if not p.paused]
         by_node: dict[int, list[_Partition]] = {}
         wait: float | None = None
-        unknown: list[TP] = []
+        unknown: list[_Partition] = []
         for p in active:
             if (
                 p.in_flight
@@ -380,14 +383,16 @@ class BatchFetcher:
                 continue
             node = cluster.leader_for_partition(TopicPartition(*p.tp))
             if node is None or node < 0:
-                unknown.append(p.tp)
-                wait = _sooner(wait, self._missed(p, now, "no leader known"))
+                unknown.append(p)
                 continue
             if node not in self._busy:
                 by_node.setdefault(node, []).append(p)
         if unknown:
-            log.debug("fetch: leader unknown, refreshing metadata", partitions=len(unknown))
-            self._client.force_metadata_update()
+            until = self._refresh(unknown, now)
+            if until is not None:
+                wait = _sooner(wait, until)
+        else:
+            self._refresh_backoff.reset()
         assert self._tg is not None
         for node, parts in by_node.items():
             self._busy.add(node)
@@ -396,12 +401,33 @@ class BatchFetcher:
             self._tg.create_task(self._request(node, parts))
         return wait
 
-    def _missed(self, p: _Partition, now: float, why: str) -> float:
+    def _refresh(self, unknown: list[_Partition], now: float) -> float | None:
+        """Partitions without a known leader (just assigned, or their leader is moving): a metadata
+        refresh at once, the next ones after a backoff; seconds until the next may start (None: one is
+        under way, its end wakes the driver)."""
+        if self._refreshing is not None and not self._refreshing.done():
+            return None
+        if now < self._refresh_after:
+            return self._refresh_after - now
+        self._refresh_after = now + self._refresh_backoff.next()
+        for p in unknown:
+            self._missed(p, now, "no leader known", wait=False)
+        assert self._tg is not None
+        self._refreshing = self._tg.create_task(self._metadata())
+        return None
+
+    async def _metadata(self) -> None:
+        with contextlib.suppress(ke.KafkaError, OSError, TimeoutError):
+            await asyncio.wait_for(self._client.force_metadata_update(), 30)
+        self._wake.set()
+
+    def _missed(self, p: _Partition, now: float, why: str, *, wait: bool = True) -> float:
         """No leader to ask for ``p``, or one that is not any more: wait longer each time in a row (up to
         the maximum backoff), logged from the 8th time on (metadata is refreshed meanwhile)."""
         p.misses += 1
         delay: float = min(self._retry_s * 2.0 ** min(p.misses - 1, 16), _MAX_BACKOFF_S)
-        p.retry_at = now + delay
+        if wait:
+            p.retry_at = now + delay
         if p.misses >= 8 and p.misses & (p.misses - 1) == 0:
             log.warning(
                 "fetch: partition has no reachable leader, retrying",
