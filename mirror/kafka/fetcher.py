@@ -189,8 +189,7 @@ class BatchFetcher:
         main, self._main = self._main, None
         if main is not None:
             main.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await main
+            await asyncio.wait([main])  # its outcome is of no interest; a cancel of ours still propagates
         await close_within(self._client.close())
 
     async def _main_loop(self, started: asyncio.Future[None]) -> None:
