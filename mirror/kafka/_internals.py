@@ -1,8 +1,7 @@
 """Every aiokafka private API `mirror` relies on, in one place, checked when this module is imported.
 
 aiokafka lacks a few things `mirror` needs (a raw protocol request, a metadata refresh on demand, the
-group member id, the producer's sender, fetched records without a Python wrapper,
-the fetch size changed while running);
+group member id, the producer's sender);
 they are reached through its private attributes, here only, behind typed functions. Those attributes
 may change in any aiokafka release: importing this module fails with an `ImportError` naming the
 installed and the expected version when the release series differs from the one this was written
@@ -20,9 +19,8 @@ from typing import Any, Final
 
 import aiokafka
 import aiokafka.conn as _conn
-import aiokafka.consumer.fetcher as _fetcher
 import aiokafka.errors as ke
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
 from aiokafka.producer.sender import Sender
@@ -33,8 +31,6 @@ __all__ = [
     "group_member_id",
     "kafka_client",
     "open_connection",
-    "partition_fetch_bytes",
-    "raw_records",
     "register_error",
     "sender_task",
 ]
@@ -83,13 +79,6 @@ _require(AIOKafkaConsumer, "_coordinator", set_in="__init__")
 _require(AIOKafkaProducer, "_sender", set_in="__init__")
 _require(Sender, "sender_task")
 _require(AIOKafkaClient, "force_metadata_update")
-_require(AIOKafkaConsumer, "_fetcher", set_in="start")
-_require(_fetcher.Fetcher, "_max_partition_fetch_bytes", set_in="__init__")
-_require(_fetcher.Fetcher, "_max_partition_fetch_bytes", set_in="_get_actions_per_node")
-_require(_fetcher, "PartitionRecords")
-_require(_fetcher.PartitionRecords, "_consumer_record")
-_require(_fetcher.PartitionRecords, "_key_deserializer", set_in="__init__")
-_require(_fetcher.Fetcher, "PartitionRecords", set_in="_proc_fetch_request")
 _require(_conn, "create_conn")
 _require(ke, "kafka_errors")
 
@@ -115,12 +104,6 @@ def group_member_id(consumer: AIOKafkaConsumer) -> str | None:
     return member or None
 
 
-def partition_fetch_bytes(consumer: AIOKafkaConsumer, limit: int) -> None:
-    """Set the consumer's ``max_partition_fetch_bytes`` from its next fetch request on (a started consumer:
-    aiokafka reads it per request and has no setter)."""
-    consumer._fetcher._max_partition_fetch_bytes = limit
-
-
 def sender_task(producer: AIOKafkaProducer) -> asyncio.Task[Any] | None:
     """The producer's background sender (None when it never started)."""
     sender = getattr(producer, "_sender", None)
@@ -135,30 +118,3 @@ open_connection: Callable[..., Any] = _conn.create_conn
 def register_error(cls: type[ke.BrokerResponseError]) -> None:
     """Make aiokafka raise ``cls`` for its error code (when it has no class of its own for it)."""
     ke.kafka_errors.setdefault(cls.errno, cls)
-
-
-# --- fetched records without a Python wrapper ------------------------------------------------------------
-
-
-def raw_records(key: bytes | None) -> bytes | None:  # a marker, never called
-    """The ``key_deserializer`` that makes a consumer hand out records as `SourceRecord`s
-    (`_RawPartitionRecords`)."""
-    return key
-
-
-class _RawPartitionRecords(_fetcher.PartitionRecords):  # type: ignore[misc]
-    """aiokafka wraps every fetched record in a Python ``ConsumerRecord`` (a function call, a dataclass
-    and a headers tuple per record: about half of `mirror`'s CPU on small records, measured). For the
-    replication consumer only (marked by the `raw_records` key deserializer), hand out the C-level
-    ``DefaultRecord`` itself: it has ``offset``, ``timestamp``, ``key``, ``value`` and ``headers`` (a list),
-    which is all the data path reads. CRC checks, transaction filtering and offsets are untouched."""
-
-    def _consumer_record(self, tp: TopicPartition, record: Any) -> Any:
-        if self._key_deserializer is raw_records:
-            return record
-        return super()._consumer_record(tp, record)
-
-
-# aiokafka looks the class up in its fetcher module at each fetch (`Fetcher._proc_fetch_request`);
-# other consumers behave exactly as before.
-_fetcher.PartitionRecords = _RawPartitionRecords

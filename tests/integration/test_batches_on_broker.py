@@ -62,13 +62,13 @@ async def target(cluster_b: LocalKafkaCluster, topic: str) -> AsyncIterator[Admi
         yield admin
 
 
-async def fetch_all(admin: Admin, topic: str, isolation: int) -> Fetched:
-    """Every whole batch of partition 0 up to its end (the last stable offset for read_committed)."""
+async def fetch_all(admin: Admin, topic: str, isolation: int, partition: int = 0) -> Fetched:
+    """Every whole batch of a partition up to its end (the last stable offset for read_committed)."""
     out = Fetched([], [])
     offset = 0
     while True:
         resp = await admin.raw_request(
-            FetchRequest(100, 1, 1 << 20, isolation, [(topic, [(0, offset, 1 << 20)])])
+            FetchRequest(100, 1, 1 << 20, isolation, [(topic, [(partition, offset, 1 << 20)])])
         )
         _, error, high_water, last_stable, _, aborted, _, records = resp.topics[0][1][0]
         assert error == NONE, error
@@ -194,24 +194,7 @@ async def test_a_batch_with_offset_gaps_is_refused_passed_through_and_accepted_r
 async def test_read_committed_keeps_committed_transactions_and_drops_aborted_ones_and_markers(
     cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, source: Admin, target: Admin, topic: str
 ) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=cluster_a.bootstrap_servers,
-        transactional_id=f"{topic}-txn",
-        compression_type="gzip",
-    )
-    await producer.start()
-    committed: list[Rec] = []
-    try:
-        for n, commit in enumerate([True, False, True, False, True]):
-            async with producer.transaction() if commit else _aborting(producer):
-                for i in range(5):
-                    rec: Rec = (b"t%d" % n, b"txn-%d-%d" % (n, i), (), 1_700_000_000_000 + 10 * n + i)
-                    await producer.send(topic, key=rec[0], value=rec[1], partition=0, timestamp_ms=rec[3])
-                    if commit:
-                        committed.append(rec)
-                await producer.flush()
-    finally:
-        await producer.stop()
+    committed = await transactions(cluster_a.bootstrap_servers, topic, [True, False, True, False, True], 5)
 
     fetched = await fetch_all(source, topic, READ_COMMITTED)
     assert fetched.aborted, "the broker lists the aborted transactions"
@@ -226,6 +209,30 @@ async def test_read_committed_keeps_committed_transactions_and_drops_aborted_one
             await sender.pass_through(batch)
     got = await consume_all(cluster_b.bootstrap_servers, topic, {0: committed}, timeout=60)
     assert got == {0: committed}
+
+
+async def transactions(
+    bootstrap: str, topic: str, commits: list[bool], size: int, compression: str = "gzip"
+) -> list[Rec]:
+    """One transaction of ``size`` records to partition 0 per item of ``commits``: committed when it is
+    True, else aborted; the committed records."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, transactional_id=f"{topic}-txn", compression_type=compression
+    )
+    await producer.start()
+    committed: list[Rec] = []
+    try:
+        for n, commit in enumerate(commits):
+            async with producer.transaction() if commit else _aborting(producer):
+                for i in range(size):
+                    rec: Rec = (b"t%d" % n, b"txn-%d-%d" % (n, i), (), 1_700_000_000_000 + 10 * n + i)
+                    await producer.send(topic, key=rec[0], value=rec[1], partition=0, timestamp_ms=rec[3])
+                    if commit:
+                        committed.append(rec)
+                await producer.flush()
+    finally:
+        await producer.stop()
+    return committed
 
 
 class _aborting:
