@@ -219,9 +219,11 @@ class BatchProducer:
         self._txn_added: set[tuple[str, int]] = set()
         self._txn_adding: set[tuple[str, int]] = set()
         self._txn_futures: list[asyncio.Future[Delivered]] = []
-        #: Requests sent, batches they carried (for tests and metrics).
+        #: Produce requests sent, and the batches they carried (for tests and metrics).
         self.requests_sent = 0
         self.batches_sent = 0
+        #: Batches that failed retriably and go again (for tests and metrics).
+        self.retries = 0
 
     @property
     def max_batch_bytes(self) -> int:
@@ -513,6 +515,7 @@ class BatchProducer:
         if self._fatal is not None:
             return
         pq = self._queues[tp]
+        self.retries += 1
         pq.retry(batch, error, time.monotonic(), self._backoff, self._delivery_timeout)
         self._active[tp] = pq
         self._fail_taken(pq)

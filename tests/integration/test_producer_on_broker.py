@@ -154,6 +154,7 @@ async def test_a_broker_restart_with_batches_in_flight_loses_and_duplicates_noth
         await sending
         for p in range(partitions):
             assert await acked_offsets(pendings[p]) == [i * size for i in range(batches_each)]
+        assert producer.retries > 0, "the restart met batches in flight"
     got = await consume_all(slow.bootstrap_servers, topic, expected, timeout=60)
     assert got == expected
 
@@ -232,7 +233,7 @@ async def test_nothing_is_written_after_close(slow: LocalKafkaCluster, topic: st
             started = time.monotonic()
             await producer.close(timeout=1.0)
             assert time.monotonic() - started < 5
-            assert not [t for t in asyncio.all_tasks() if t.get_name() == "batch-producer"]
+            left = [t for t in asyncio.all_tasks() if t.get_name() == "batch-producer"]
         finally:
             await asyncio.to_thread(slow.start)
     for pending in pendings:
@@ -240,6 +241,7 @@ async def test_nothing_is_written_after_close(slow: LocalKafkaCluster, topic: st
             await pending.ack()
     await asyncio.sleep(3)  # long enough for a zombie sender's retries (50 ms backoff) to land
     assert await end_offsets(slow.bootstrap_servers, topic, 1) == {0: 1}
+    assert left == []
 
 
 async def test_batches_queued_behind_a_slow_link_are_coalesced_with_their_own_offsets(
