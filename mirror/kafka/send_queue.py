@@ -7,6 +7,8 @@ and a retried one goes again with the same bytes and sequence. The queue never s
 ``window`` batches are unacknowledged (the broker remembers the last 5 batches of a producer and partition
 to recognise a retried one), and after a retriable error it sends nothing until no batch of the partition
 is in flight any more, then re-sends the unacknowledged ones in sequence order, the first one alone.
+Until the partition's first batch is acknowledged, only one is in flight: a broker that knows nothing of
+the producer yet takes any sequence, so a second batch could land before a first one that failed.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class PartitionQueue(Generic[T]):
     __slots__ = (
         "_failures",
         "_serial",
+        "confirmed",
         "dead",
         "in_flight",
         "merge_bytes",
@@ -82,6 +85,8 @@ class PartitionQueue(Generic[T]):
         self.in_flight = 0
         self.next_sequence = 0
         self.retrying = False
+        #: The broker acknowledged a batch of this partition: it knows our sequence from there on.
+        self.confirmed = False
         self.not_before = 0.0
         #: Why this partition sends nothing more (a refused batch, a delivery timeout); later sends fail.
         self.dead: BaseException | None = None
@@ -122,7 +127,7 @@ class PartitionQueue(Generic[T]):
                     return self._flying(batch)
         if not self.queued or self.dead is not None:
             return None
-        free = self.window - len(self.unacked)
+        free = (self.window if self.confirmed else 1) - len(self.unacked)
         if free <= 0:
             return None
         sends = [self.queued.popleft()]
@@ -160,6 +165,7 @@ class PartitionQueue(Generic[T]):
             batch.in_flight = False
             self.in_flight -= 1
         batch.acked = True
+        self.confirmed = True
         if self.retrying and self.unacked and self.unacked[0] is batch:
             self.retrying = False  # the first re-sent batch is in: the rest may go pipelined again
         while self.unacked and self.unacked[0].acked:

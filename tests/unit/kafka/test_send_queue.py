@@ -17,7 +17,8 @@ BACKOFF, TIMEOUT = 0.1, 1e9
 
 class Broker:
     """One partition's leader with idempotence: appends a batch whose sequence follows the last one,
-    answers a retry of one of its last 5 batches with its first offset, refuses other sequences."""
+    answers a retry of one of its last 5 batches with its first offset, refuses other sequences. Like
+    Kafka's, it takes any sequence from a producer it knows nothing of yet."""
 
     def __init__(self) -> None:
         self.log: list[tuple[int, int]] = []  # (send id, record index)
@@ -29,13 +30,13 @@ class Broker:
         for sequence, offset in self.recent:
             if sequence == batch.base_sequence:
                 return offset
-        if batch.base_sequence != self.next_sequence:
+        if self.recent and batch.base_sequence != self.next_sequence:
             return None
         offset = len(self.log)
         for send, _ in batch.parts:
             self.log += [(send.payload, i) for i in range(send.count)]
         self.recent.append((batch.base_sequence, offset))
-        self.next_sequence += batch.count
+        self.next_sequence = batch.base_sequence + batch.count
         return offset
 
 
@@ -106,17 +107,33 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
 
 
 def _queue_of(n: int, merge_bytes: int = 1000) -> PartitionQueue[int]:
+    """A queue whose first batch (send -1, sequence 0, 2 records) is acknowledged, with ``n`` sends of 2
+    records and 100 bytes queued."""
     queue: PartitionQueue[int] = PartitionQueue(merge_bytes)
+    queue.push(Send(-1, 2, 100))
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None
+    queue.acked(first)
     for i in range(n):
         queue.push(Send(i, 2, 100))
     return queue
+
+
+def test_one_batch_is_in_flight_until_the_partition_has_an_acknowledgement() -> None:
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=100)
+    for i in range(3):
+        queue.push(Send(i, 1, 100))
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None and queue.next_batch(0.0, stamp) is None
+    queue.acked(first)
+    assert queue.next_batch(0.0, stamp) is not None and queue.next_batch(0.0, stamp) is not None
 
 
 def test_sends_are_not_merged_while_the_window_has_room_for_them() -> None:
     queue = _queue_of(WINDOW)
     batches = [queue.next_batch(0.0, stamp) for _ in range(WINDOW)]
     assert [len(b.parts) for b in batches if b] == [1] * WINDOW
-    assert [b.base_sequence for b in batches if b] == [0, 2, 4, 6, 8]
+    assert [b.base_sequence for b in batches if b] == [2, 4, 6, 8, 10]
     assert queue.next_batch(0.0, stamp) is None
 
 
@@ -127,7 +144,7 @@ def test_sends_queued_behind_a_full_window_are_merged_up_to_the_batch_size() -> 
     assert [delta for _, delta in first.parts] == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]  # 10 x 100 bytes
     assert first.count == 20
     second = queue.next_batch(0.0, stamp)
-    assert second is not None and second.base_sequence == 20
+    assert second is not None and second.base_sequence == 22
 
 
 def test_a_refused_batch_fails_every_later_send_of_its_partition() -> None:
