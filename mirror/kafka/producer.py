@@ -224,6 +224,8 @@ class BatchProducer:
         self.batches_sent = 0
         #: Batches that failed retriably and go again (for tests and metrics).
         self.retries = 0
+        #: The most requests that were in flight to one broker at once.
+        self.most_in_flight = 0
 
     @property
     def max_batch_bytes(self) -> int:
@@ -282,7 +284,7 @@ class BatchProducer:
         tp = (topic, partition)
         pq = self._queues.get(tp)
         if pq is None:
-            await self._known_partition(topic, partition)
+            await known_partition(self._client, self.cluster, topic, partition)
             pq = self._queues.setdefault(tp, PartitionQueue(self._max_batch))
         while self._buffered > self._buffer_limit and self._fatal is None:
             self._room.clear()
@@ -331,25 +333,6 @@ class BatchProducer:
             raise delivery_error(self._fatal) from self._fatal
         if self._closing or self._runner is None:
             raise KafkaRequestFailed("the producer is not running (not started, or closed)")
-
-    async def _known_partition(self, topic: str, partition: int) -> None:
-        """Metadata must know the partition: refresh it once when it does not."""
-        client = self._client
-        known = client.cluster.partitions_for_topic(topic)
-        if known is not None and partition in known:
-            return
-        async with errors_translated(self.cluster):
-            await client.add_topic(topic)
-            await client.force_metadata_update()
-        known = client.cluster.partitions_for_topic(topic)
-        if topic in client.cluster.unauthorized_topics:
-            raise denied_error(
-                self.cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError()
-            )
-        if known is None or partition not in known:
-            raise KafkaRequestFailed(
-                f"partition {partition} of {topic} is not (yet) in the target's metadata"
-            )
 
     async def flush(self) -> None:
         """Wait until everything queued is acknowledged (or failed)."""
@@ -424,6 +407,7 @@ class BatchProducer:
             if not request:
                 return
             self._node_in_flight[node] += 1
+            self.most_in_flight = max(self.most_in_flight, self._node_in_flight[node])
             assert self._group is not None
             self._group.create_task(self._produce(node, request))
 
@@ -718,6 +702,21 @@ class BatchProducer:
             elif code not in _TXN_WAIT:
                 raise response_error(code, "")
             await asyncio.sleep(self._backoff)
+
+
+async def known_partition(client: Any, cluster: ClusterSettings, topic: str, partition: int) -> None:
+    """A client sends only to partitions in its metadata: refresh it once when ``partition`` is not there;
+    `AuthorizationFailed` or `KafkaRequestFailed` naming the topic when it is still not."""
+    known = client.cluster.partitions_for_topic(topic)
+    if known is not None and partition in known:
+        return
+    async with errors_translated(cluster):
+        await client.force_metadata_update()
+    known = client.cluster.partitions_for_topic(topic)
+    if topic in client.cluster.unauthorized_topics:
+        raise denied_error(cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError())
+    if known is None or partition not in known:
+        raise KafkaRequestFailed(f"partition {partition} of {topic} is not (yet) in the target's metadata")
 
 
 def _records_size(records: Sequence[RecordData]) -> int:

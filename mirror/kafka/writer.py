@@ -7,17 +7,15 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import aiokafka.errors as ke
 import structlog
 from aiokafka import AIOKafkaProducer
 
 from mirror.config import ClusterSettings
-from mirror.errors import KafkaRequestFailed
 from mirror.kafka import _internals
 from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
-from mirror.kafka.errors import denied_error, errors_translated
-from mirror.kafka.producer import Pending
+from mirror.kafka.errors import errors_translated
+from mirror.kafka.producer import Pending, known_partition
 from mirror.kafka.records import RecordData
 
 log = structlog.get_logger(__name__)
@@ -80,7 +78,7 @@ class Writer:
         """
         futures: list[tuple[Pending, int, int]] = []
         i, n = 0, len(records)
-        await self._known_partition(topic, partition)
+        await known_partition(self._producer.client, self.cluster, topic, partition)
         async with errors_translated(self.cluster):
             while i < n and (max_batches <= 0 or len(futures) < max_batches):
                 batch = self._producer.create_batch()
@@ -91,24 +89,6 @@ class Writer:
                 fut = await self._producer.send_batch(batch, topic, partition=partition)
                 futures.append((Pending(fut), start, i - start))
         return futures
-
-    async def _known_partition(self, topic: str, partition: int) -> None:
-        """The producer only sends to partitions in its metadata: refresh it when a partition is new."""
-        client = self._producer.client
-        known = client.cluster.partitions_for_topic(topic)
-        if known is not None and partition in known:
-            return
-        async with errors_translated(self.cluster):
-            await client.force_metadata_update()
-        known = client.cluster.partitions_for_topic(topic)
-        if topic in client.cluster.unauthorized_topics:
-            raise denied_error(
-                self.cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError()
-            )
-        if known is None or partition not in known:
-            raise KafkaRequestFailed(
-                f"partition {partition} of {topic} is not (yet) in the target's metadata"
-            )
 
     async def send(
         self,

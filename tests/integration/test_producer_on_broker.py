@@ -72,6 +72,33 @@ def slow(kafka: LocalKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         cluster.stop()
 
 
+async def topic_to_fill(
+    cluster: LocalKafkaCluster, topic: str, partitions: int, records: int, seed: int
+) -> dict[int, list[Rec]]:
+    """Create ``topic``; the records to write to each of its partitions."""
+    await create_topic(cluster.bootstrap_servers, topic, partitions)
+    return {p: make_records(records, seed=seed + p) for p in range(partitions)}
+
+
+async def send_paced(
+    producer: BatchProducer,
+    topic: str,
+    expected: Mapping[int, Sequence[Rec]],
+    size: int,
+    pendings: dict[int, list[Pending]],
+    ahead: int = 5,
+) -> None:
+    """Send each partition's records in batches of ``size``, round robin, with at most ``ahead`` batches of
+    a partition unacknowledged (as the data path's in-flight bound keeps them): a stream, not a heap of
+    queued batches (which would be coalesced)."""
+    batches_each = max(len(records) for records in expected.values()) // size
+    for i in range(batches_each):
+        for p, records in expected.items():
+            if len(pendings[p]) >= ahead:
+                await pendings[p][-ahead].ack()
+            pendings[p].append(await producer.send(topic, p, as_data(records[i * size : (i + 1) * size])))
+
+
 async def acked_offsets(pendings: Sequence[Pending]) -> list[int]:
     return [(await p.ack()).base_offset for p in pendings]
 
@@ -116,17 +143,15 @@ async def test_many_batches_pipelined_over_partitions_are_acked_in_order(
     cluster_b: LocalKafkaCluster, topic: str
 ) -> None:
     partitions, per_partition, size = 4, 60, 25
-    await create_topic(cluster_b.bootstrap_servers, topic, partitions)
-    expected = {p: make_records(per_partition * size, seed=100 + p) for p in range(partitions)}
+    expected = await topic_to_fill(cluster_b, topic, partitions, per_partition * size, seed=100)
     async with producing(cluster_b.bootstrap_servers) as producer:
         pendings: dict[int, list[Pending]] = {p: [] for p in range(partitions)}
-        for i in range(per_partition):
-            for p in range(partitions):
-                chunk = expected[p][i * size : (i + 1) * size]
-                pendings[p].append(await producer.send(topic, p, as_data(chunk)))
+        await send_paced(producer, topic, expected, size, pendings)
         for p in range(partitions):
             assert await acked_offsets(pendings[p]) == [i * size for i in range(per_partition)]
-        assert producer.requests_sent < partitions * per_partition  # several partitions per request
+        assert producer.batches_sent >= 0.9 * partitions * per_partition  # hardly any coalescing
+        assert producer.requests_sent < producer.batches_sent  # several partitions per request
+        assert producer.most_in_flight > 1  # requests pipelined on the connection
     got = await consume_all(cluster_b.bootstrap_servers, topic, expected, timeout=60)
     assert got == expected
 
@@ -135,20 +160,10 @@ async def test_a_broker_restart_with_batches_in_flight_loses_and_duplicates_noth
     slow: LocalKafkaCluster, topic: str
 ) -> None:
     partitions, batches_each, size = 2, 150, 20
-    await create_topic(slow.bootstrap_servers, topic, partitions)
-    expected = {p: make_records(batches_each * size, seed=200 + p) for p in range(partitions)}
+    expected = await topic_to_fill(slow, topic, partitions, batches_each * size, seed=200)
     async with producing(slow.bootstrap_servers, {"request.timeout.ms": "5000"}) as producer:
         pendings: dict[int, list[Pending]] = {p: [] for p in range(partitions)}
-
-        async def send_all() -> None:
-            for i in range(batches_each):
-                for p in range(partitions):
-                    chunk = expected[p][i * size : (i + 1) * size]
-                    pendings[p].append(await producer.send(topic, p, as_data(chunk)))
-                if i % 10 == 0:
-                    await asyncio.sleep(0.05)  # a steady stream, so that the restart meets it
-
-        sending = asyncio.create_task(send_all())
+        sending = asyncio.create_task(send_paced(producer, topic, expected, size, pendings))
         await wait_for(lambda: _some_acked(pendings[0]), timeout=30, interval=0.01)
         await asyncio.to_thread(slow.restart)
         await sending
