@@ -303,7 +303,7 @@ class BatchProducer:
         future.add_done_callback(functools.partial(self._settled, size=size))
         if self._in_txn:
             self._txn_futures.append(future)
-        pq.push(Send(job, count, size))
+        pq.push(Send(job, count, size, time.monotonic()))
         self._fail_taken(pq)
         self._active[tp] = pq
         self._wake.set()
@@ -371,6 +371,9 @@ class BatchProducer:
             leader = cluster.leader_for_partition(TopicPartition(*tp))
             if leader is None or leader < 0:
                 self._refresh_metadata()
+                pq.expire(now, self._delivery_timeout, ke.LeaderNotAvailableError(f"{tp[0]}-{tp[1]}"))
+                self._fail_taken(pq)
+                wait = min(wait, 1.0) if wait is not None else 1.0  # check again, for the timeout
                 continue
             ready[leader].append((tp, pq))
         for node in set(ready) | {n for n, c in self._carry.items() if c}:

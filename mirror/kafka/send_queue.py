@@ -26,12 +26,13 @@ T = TypeVar("T")
 
 
 class Send(Generic[T]):
-    """One queued send: what the caller gave (``payload``), its record count and its bytes."""
+    """One queued send: what the caller gave (``payload``), its record count, its bytes and when it was
+    queued (for the delivery timeout)."""
 
-    __slots__ = ("count", "payload", "size")
+    __slots__ = ("count", "payload", "queued_at", "size")
 
-    def __init__(self, payload: T, count: int, size: int) -> None:
-        self.payload, self.count, self.size = payload, count, size
+    def __init__(self, payload: T, count: int, size: int, queued_at: float = 0.0) -> None:
+        self.payload, self.count, self.size, self.queued_at = payload, count, size, queued_at
 
 
 class Stamped(Generic[T]):
@@ -197,6 +198,12 @@ class PartitionQueue(Generic[T]):
             return
         self.retrying = True
         self.not_before = max(self.not_before, now + backoff)
+
+    def expire(self, now: float, delivery_timeout: float, error: BaseException) -> None:
+        """Sends that could not even be sent (no leader known) past ``delivery_timeout`` fail with
+        ``error``, and the partition is dead."""
+        if self.queued and not self.unacked and now - self.queued[0].queued_at > delivery_timeout:
+            self._kill(error, [])
 
     def refuse(self, batch: Stamped[T], error: BaseException, behind: BaseException) -> None:
         """The broker refuses the batch for good: its sends fail with ``error``, every later one with

@@ -176,6 +176,17 @@ def test_retries_past_the_delivery_timeout_fail_the_partition() -> None:
     assert queue.dead is lost
 
 
+def test_sends_that_cannot_be_sent_fail_past_the_delivery_timeout() -> None:
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=100)
+    queue.push(Send(0, 1, 10, queued_at=0.0))
+    no_leader = LookupError("no leader")
+    queue.expire(9.0, 10.0, no_leader)
+    assert queue.take_failures() == [] and queue.dead is None
+    queue.expire(11.0, 10.0, no_leader)
+    assert [(send.payload, error) for send, error in queue.take_failures()] == [(0, no_leader)]
+    assert queue.dead is no_leader
+
+
 def test_a_batch_that_cannot_be_built_stops_the_partition() -> None:
     queue = _queue_of(2)
 
