@@ -92,7 +92,8 @@ class Pending:
             meta = await future
         except (ke.KafkaError, OSError, TimeoutError) as exc:
             raise delivery_error(exc) from exc
-        return Ack(int(meta.offset), int(getattr(meta, "count", 0)))
+        # aiokafka's RecordMetadata (the Writer's) is a named tuple: its ``count`` is tuple.count
+        return Ack(int(meta.offset), meta.count if isinstance(meta, Delivered) else 0)
 
     @property
     def acknowledged(self) -> bool:
