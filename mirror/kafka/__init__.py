@@ -8,6 +8,7 @@ Everything above it sees `mirror` types (``SourceBatch``, ``Pending``, ``Ack``, 
 - `closing`: closing a client, bounded;
 - `admin`: `Admin`, the one door for raw protocol requests;
 - `records`, `reader`, `writer`: the data path (`SourceBatch`, `Reader`, `Writer`, acknowledgements);
+- `batches`, `send_queue`, `producer`: record batches as bytes; `BatchProducer` sends them pipelined;
 - `compacted`: `read_compacted`;
 - `topic_ids`: topics with their ids (Metadata v10+, which aiokafka lacks);
 - `groups`, `configs`: consumer-group, topic-config and ACL requests aiokafka lacks;
@@ -24,7 +25,7 @@ from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.compacted import CompactedRecord, read_compacted
 from mirror.kafka.errors import as_mirror_error, denied_error, diagnose, errors_translated, security_failure
-from mirror.kafka.producer import Pending
+from mirror.kafka.producer import BatchProducer, Pending
 from mirror.kafka.reader import Reader
 from mirror.kafka.records import Ack, RecordData, SourceRecord
 from mirror.kafka.topic_ids import TopicDescription, describe_topics
@@ -33,6 +34,7 @@ from mirror.kafka.writer import BatchWriter, Writer
 __all__ = [
     "Ack",
     "Admin",
+    "BatchProducer",
     "BatchWriter",
     "CompactedRecord",
     "ConfigEntry",

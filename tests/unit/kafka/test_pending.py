@@ -9,9 +9,11 @@ from typing import Any
 
 import aiokafka.errors as ke
 import pytest
+from aiokafka.structs import RecordMetadata
 
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import Ack, Pending
+from mirror.kafka.producer import Delivered
 
 
 def _future(result: Any = None, error: BaseException | None = None) -> asyncio.Future[Any]:
@@ -27,6 +29,14 @@ async def test_an_acknowledged_batch_gives_its_base_offset() -> None:
     pending = Pending(_future(SimpleNamespace(offset=42)))
     assert pending.acknowledged
     assert await pending.ack() == Ack(42, 0)
+
+
+async def test_the_writers_record_metadata_and_the_batch_producers_answer_both_give_offsets() -> None:
+    metadata = RecordMetadata(  # a named tuple: its count is tuple.count
+        "t", 0, None, 7, -1, 0, None
+    )
+    assert await Pending(_future(metadata)).ack() == Ack(7, 0)
+    assert await Pending(_future(Delivered(9, 3))).ack() == Ack(9, 3)
 
 
 async def test_a_batch_refused_for_good_is_a_record_rejected() -> None:

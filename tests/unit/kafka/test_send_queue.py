@@ -1,0 +1,198 @@
+"""`mirror.kafka.send_queue.PartitionQueue` against a model broker (docs/record-batches.md, "Producing"):
+whatever requests are lost, answered late or refused as out of order, every send lands once, in call
+order, at the offset it is told; never more than the window unacknowledged; coalescing only when sends
+queue behind a full window."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mirror.kafka.send_queue import WINDOW, PartitionQueue, Send, Stamped
+
+BACKOFF, TIMEOUT = 0.1, 1e9
+
+
+class Broker:
+    """One partition's leader with idempotence: appends a batch whose sequence follows the last one,
+    answers a retry of one of its last 5 batches with its first offset, refuses other sequences. Like
+    Kafka's, it takes any sequence from a producer it knows nothing of yet."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[int, int]] = []  # (send id, record index)
+        self.next_sequence = 0
+        self.recent: deque[tuple[int, int]] = deque(maxlen=WINDOW)  # (base sequence, base offset)
+
+    def produce(self, batch: Stamped[int]) -> int | None:
+        """The batch's base offset, or None: out of order."""
+        for sequence, offset in self.recent:
+            if sequence == batch.base_sequence:
+                return offset
+        if self.recent and batch.base_sequence != self.next_sequence:
+            return None
+        offset = len(self.log)
+        for send, _ in batch.parts:
+            self.log += [(send.payload, i) for i in range(send.count)]
+        self.recent.append((batch.base_sequence, offset))
+        self.next_sequence = batch.base_sequence + batch.count
+        return offset
+
+
+def stamp(sends: list[Send[int]], base_sequence: int) -> bytes:
+    return b"x" * sum(s.size for s in sends)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> None:
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=data.draw(st.integers(1, 400)))
+    broker = Broker()
+    flying: deque[Stamped[int]] = deque()  # requests on one connection: answered in order
+    told: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    sequence_of: dict[int, tuple[int, int]] = {}  # batch serial -> (base sequence, count): never changes
+    now, pushed = 0.0, 0
+
+    def dispatch() -> None:
+        while (batch := queue.next_batch(now, stamp)) is not None:
+            assert batch.serial not in sequence_of or sequence_of[batch.serial] == (
+                batch.base_sequence,
+                batch.count,
+            ), "a retried batch goes with its sequence"
+            if queue.retrying:
+                assert not flying, "a retry waits for the partition's requests in flight"
+            sequence_of[batch.serial] = (batch.base_sequence, batch.count)
+            flying.append(batch)
+            assert len(queue.unacked) <= WINDOW
+
+    def answer(outcome: str) -> None:
+        batch = flying.popleft()
+        offset = broker.produce(batch) if outcome in ("ok", "lost-answer") else None
+        if outcome == "ok" and offset is not None:
+            queue.acked(batch)
+            for send, delta in batch.parts:
+                told[send.payload] = offset + delta
+        elif outcome == "ok":  # out of order: only behind an earlier batch still to land
+            assert queue.earlier_unacked(batch)
+            queue.retry(batch, RuntimeError("out of order"), now, BACKOFF, TIMEOUT)
+        else:
+            queue.retry(batch, RuntimeError(outcome), now, BACKOFF, TIMEOUT)
+
+    for _ in range(data.draw(st.integers(1, 60))):
+        step = data.draw(st.sampled_from(["push", "push", "dispatch", "answer", "answer", "wait"]))
+        if step == "push":
+            counts[pushed] = data.draw(st.integers(1, 4))
+            queue.push(Send(pushed, counts[pushed], data.draw(st.integers(1, 200))))
+            pushed += 1
+        elif step == "dispatch":
+            dispatch()
+        elif step == "answer" and flying:
+            answer(data.draw(st.sampled_from(["ok", "ok", "ok", "lost-answer", "not-delivered"])))
+        elif step == "wait":
+            now += BACKOFF
+    for _ in range(10 * pushed + 20):  # then the network heals
+        now += BACKOFF
+        dispatch()
+        while flying:
+            answer("ok")
+            dispatch()
+        if queue.idle:
+            break
+    assert queue.idle and queue.take_failures() == []
+    expected = [(send, i) for send in range(pushed) for i in range(counts[send])]
+    assert broker.log == expected
+    assert told == {send: broker.log.index((send, 0)) for send in range(pushed)}
+
+
+def _queue_of(n: int, merge_bytes: int = 1000) -> PartitionQueue[int]:
+    """A queue whose first batch (send -1, sequence 0, 2 records) is acknowledged, with ``n`` sends of 2
+    records and 100 bytes queued."""
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes)
+    queue.push(Send(-1, 2, 100))
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None
+    queue.acked(first)
+    for i in range(n):
+        queue.push(Send(i, 2, 100))
+    return queue
+
+
+def test_one_batch_is_in_flight_until_the_partition_has_an_acknowledgement() -> None:
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=100)
+    for i in range(3):
+        queue.push(Send(i, 1, 100))
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None and queue.next_batch(0.0, stamp) is None
+    queue.acked(first)
+    assert queue.next_batch(0.0, stamp) is not None and queue.next_batch(0.0, stamp) is not None
+
+
+def test_sends_are_not_merged_while_the_window_has_room_for_them() -> None:
+    queue = _queue_of(WINDOW)
+    batches = [queue.next_batch(0.0, stamp) for _ in range(WINDOW)]
+    assert [len(b.parts) for b in batches if b] == [1] * WINDOW
+    assert [b.base_sequence for b in batches if b] == [2, 4, 6, 8, 10]
+    assert queue.next_batch(0.0, stamp) is None
+
+
+def test_sends_queued_behind_a_full_window_are_merged_up_to_the_batch_size() -> None:
+    queue = _queue_of(30, merge_bytes=1000)
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None
+    assert [delta for _, delta in first.parts] == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]  # 10 x 100 bytes
+    assert first.count == 20
+    second = queue.next_batch(0.0, stamp)
+    assert second is not None and second.base_sequence == 22
+
+
+def test_a_refused_batch_fails_every_later_send_of_its_partition() -> None:
+    queue = _queue_of(3)
+    first, refused, later = (queue.next_batch(0.0, stamp) for _ in range(3))
+    assert first and refused and later
+    queue.acked(first)
+    too_large, behind = ValueError("too large"), RuntimeError("behind")
+    queue.refuse(refused, too_large, behind)
+    queue.push(Send(99, 1, 1))
+    assert queue.next_batch(1.0, stamp) is None
+    queue.refuse(later, RuntimeError("out of order"), behind)  # its answer comes later
+    failed = {send.payload: error for send, error in queue.take_failures()}
+    assert failed == {1: too_large, 2: behind, 99: behind}
+
+
+def test_retries_past_the_delivery_timeout_fail_the_partition() -> None:
+    queue = _queue_of(2)
+    first, second = queue.next_batch(0.0, stamp), queue.next_batch(0.0, stamp)
+    assert first and second
+    lost = ConnectionError("lost")
+    queue.retry(first, lost, 5.0, BACKOFF, delivery_timeout=10.0)
+    queue.retry(second, lost, 5.0, BACKOFF, delivery_timeout=10.0)
+    assert queue.next_batch(5.0, stamp) is None  # backing off
+    again = queue.next_batch(5.0 + BACKOFF, stamp)
+    assert again is first and queue.next_batch(5.0 + BACKOFF, stamp) is None  # the first one alone
+    queue.retry(first, lost, 11.0, BACKOFF, delivery_timeout=10.0)
+    assert {send.payload for send, _ in queue.take_failures()} == {0, 1}
+    assert queue.dead is lost
+
+
+def test_sends_that_cannot_be_sent_fail_past_the_delivery_timeout() -> None:
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=100)
+    queue.push(Send(0, 1, 10, queued_at=0.0))
+    no_leader = LookupError("no leader")
+    queue.expire(9.0, 10.0, no_leader)
+    assert queue.take_failures() == [] and queue.dead is None
+    queue.expire(11.0, 10.0, no_leader)
+    assert [(send.payload, error) for send, error in queue.take_failures()] == [(0, no_leader)]
+    assert queue.dead is no_leader
+
+
+def test_a_batch_that_cannot_be_built_stops_the_partition() -> None:
+    queue = _queue_of(2)
+
+    def broken(sends: list[Send[int]], base_sequence: int) -> bytes:
+        raise ValueError("corrupt")
+
+    assert queue.next_batch(0.0, broken) is None
+    assert sorted(send.payload for send, _ in queue.take_failures()) == [0, 1]
+    assert isinstance(queue.dead, ValueError)
