@@ -63,6 +63,14 @@ class ProducerFenced(MirrorError):
     kind = "fenced"
 
 
+class MergedBatchRefused(MirrorError):
+    """The target refused a batch the producer had merged of several (`mirror.kafka.send_queue`): the
+    refused record may be in any of them. The source task sends that range again unmerged, so the next
+    refusal names its records exactly."""
+
+    kind = "merged_batch_refused"
+
+
 class RecordRejected(MirrorError):
     """The target refused a batch of records for good (a timestamp outside the remote topic's
     ``message.timestamp.*.max.ms``, a record over its ``max.message.bytes``, a policy violation...).

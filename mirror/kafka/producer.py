@@ -27,7 +27,7 @@ from aiokafka.protocol.transaction import AddPartitionsToTxnRequest, EndTxnReque
 from aiokafka.structs import TopicPartition
 
 from mirror.config import ClusterSettings
-from mirror.errors import KafkaRequestFailed, MirrorError
+from mirror.errors import KafkaRequestFailed, MergedBatchRefused, MirrorError
 from mirror.kafka import batches
 from mirror.kafka.batches import Action, Codec, RawBatch
 from mirror.kafka.client_args import protocol_client
@@ -74,6 +74,16 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+class MergedBatchRefusedError(ke.KafkaError):  # type: ignore[misc]
+    """The target refused a batch this producer merged of several sends (`send_queue`, coalescing): each of
+    them fails with this, since the refused record may be in any; sent again unmerged, the refusal is
+    exact."""
+
+    def __init__(self, sends: int, error: BaseException) -> None:
+        super().__init__(f"a batch merged of {sends} sends was refused: {error}")
+        self.error = error
+
+
 class Pending:
     """The target's answer to come for one produced batch (or record), from `BatchProducer.send` or the
     `Writer`: `ack` waits for it."""
@@ -90,6 +100,8 @@ class Pending:
         future = asyncio.shield(self._future) if shield else self._future
         try:
             meta = await future
+        except MergedBatchRefusedError as exc:
+            raise MergedBatchRefused(str(exc)) from exc
         except (ke.KafkaError, OSError, TimeoutError) as exc:
             raise delivery_error(exc) from exc
         # aiokafka's RecordMetadata (the Writer's) is a named tuple: its ``count`` is tuple.count
@@ -275,10 +287,18 @@ class BatchProducer:
 
     # --- sending -------------------------------------------------------------------------------------------
 
-    async def send(self, topic: str, partition: int, batch: RawBatch | Sequence[RecordData]) -> Pending:
+    async def send(
+        self,
+        topic: str,
+        partition: int,
+        batch: RawBatch | Sequence[RecordData],
+        *,
+        mergeable: bool = True,
+    ) -> Pending:
         """Queue one batch for ``partition`` of ``topic``: a fetched v2 batch passes as its own bytes
         (re-stamped), records are built into one batch. Returns once queued; waits while the buffered
-        bytes are over ``buffer.memory``."""
+        bytes are over ``buffer.memory``. Not ``mergeable``: it goes as a batch of its own, never merged
+        with its neighbours (a refusal of it then names exactly its records)."""
         self._check_usable()
         if self._transactional_id is not None and not self._in_txn:
             raise MirrorError("a transactional producer sends inside a transaction only (begin_transaction)")
@@ -304,7 +324,7 @@ class BatchProducer:
         future.add_done_callback(functools.partial(self._settled, size=size))
         if self._in_txn:
             self._txn_futures.append(future)
-        pq.push(Send(job, count, size, time.monotonic()))
+        pq.push(Send(job, count, size, time.monotonic(), mergeable))
         self._fail_taken(pq)
         self._active[tp] = pq
         self._wake.set()
@@ -496,6 +516,8 @@ class BatchProducer:
         else:
             behind = ke.OutOfOrderSequenceNumber(f"behind a batch the target refused on {tp[0]}-{tp[1]}")
             log.warning("target refused a batch", topic=tp[0], partition=tp[1], error=str(error))
+            if len(batch.parts) > 1:  # which of the merged sends holds the refused record is unknown
+                error = MergedBatchRefusedError(len(batch.parts), error)
             pq.refuse(batch, error, behind)
         self._fail_taken(pq)
 

@@ -26,13 +26,16 @@ T = TypeVar("T")
 
 
 class Send(Generic[T]):
-    """One queued send: what the caller gave (``payload``), its record count, its bytes and when it was
-    queued (for the delivery timeout)."""
+    """One queued send: what the caller gave (``payload``), its record count, its bytes, when it was
+    queued (for the delivery timeout) and whether it may be merged with its neighbours."""
 
-    __slots__ = ("count", "payload", "queued_at", "size")
+    __slots__ = ("count", "mergeable", "payload", "queued_at", "size")
 
-    def __init__(self, payload: T, count: int, size: int, queued_at: float = 0.0) -> None:
+    def __init__(
+        self, payload: T, count: int, size: int, queued_at: float = 0.0, mergeable: bool = True
+    ) -> None:
         self.payload, self.count, self.size, self.queued_at = payload, count, size, queued_at
+        self.mergeable = mergeable
 
 
 class Stamped(Generic[T]):
@@ -132,9 +135,9 @@ class PartitionQueue(Generic[T]):
         if free <= 0:
             return None
         sends = [self.queued.popleft()]
-        if len(self.queued) >= free:  # more batches than free slots: merge consecutive ones
+        if len(self.queued) >= free and sends[0].mergeable:  # more than the free slots: merge them
             size = sends[0].size
-            while self.queued and size + self.queued[0].size <= self.merge_bytes:
+            while self.queued and self.queued[0].mergeable and size + self.queued[0].size <= self.merge_bytes:
                 size += self.queued[0].size
                 sends.append(self.queued.popleft())
         try:

@@ -142,12 +142,14 @@ class BatchWriter:
         """The target batches ``chunks`` go as (`batches.pieces`, at most this producer's batch size)."""
         return pieces(chunks, per_batch, self._producer.max_batch_bytes)
 
-    async def send_chunk(self, topic: str, partition: int, chunk: Chunk) -> Pending:
-        """Queue one target batch (a piece from `pieces`); its acknowledgement to come."""
+    async def send_chunk(
+        self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True
+    ) -> Pending:
+        """Queue one target batch (a piece from `pieces`); its acknowledgement to come. Not ``mergeable``:
+        the producer never merges it with its neighbours (`BatchProducer.send`)."""
+        data = chunk.raw if chunk.raw is not None else chunk.records
         async with errors_translated(self.cluster):
-            return await self._producer.send(
-                topic, partition, chunk.raw if chunk.raw is not None else chunk.records
-            )
+            return await self._producer.send(topic, partition, data, mergeable=mergeable)
 
     async def send(
         self,

@@ -14,7 +14,7 @@ import time
 
 import structlog
 
-from mirror.errors import RecordRejected
+from mirror.errors import MergedBatchRefused, RecordRejected
 from mirror.kafka import Pending, SourceBatch, SourceRecord
 from mirror.kafka.batches import Chunk
 from mirror.kafka.writer import BatchWriter
@@ -58,6 +58,9 @@ class Delivery:
         self.dead_letter_topic = dead_letter_topic
         # partitions this session's producer wrote to, and when the target last acknowledged them
         self.confirmed: dict[TP, float] = {}
+        # a batch the producer merged of several was refused: up to this source offset, each target batch
+        # goes unmerged, so the next refusal names exactly its records
+        self.unmerged: dict[TP, int] = {}
 
     async def send_all(self, writer: BatchWriter, batches: list[SourceBatch]) -> list[InFlight]:
         """Queue every fetched batch on the writer: the partitions side by side, the batches of one
@@ -134,7 +137,13 @@ class Delivery:
     async def _send(self, writer: BatchWriter, batch: SourceBatch) -> InFlight:
         tp = (batch.topic, batch.partition)
         remote = self.observed.remote_topic(batch.topic)
-        targets = writer.pieces(batch.chunks, self.halting.per_batch(tp, batch.first_offset))
+        per_batch = self.halting.per_batch(tp, batch.first_offset)
+        targets = writer.pieces(batch.chunks, per_batch)
+        unmerged = self.unmerged.get(tp, -1)
+        if unmerged < batch.first_offset:
+            self.unmerged.pop(tp, None)
+        # narrowing down on a refused record (or keeping batches small for the target): never merged
+        merged_up_to = batch.last_offset if per_batch > 0 else unmerged
         futures: list[tuple[Pending, Chunk]] = []
         confirmed = self.confirmed.get(tp)
         if not self.exactly_once and (confirmed is None or time.monotonic() - confirmed >= _CONFIRMED_FOR):
@@ -144,7 +153,9 @@ class Delivery:
             # alone, and the rest follows once it is in (after that, a refused batch makes the broker
             # refuse those behind it as out of sequence).
             first = targets[0]
-            pending = await writer.send_chunk(remote, batch.partition, first)
+            pending = await writer.send_chunk(
+                remote, batch.partition, first, mergeable=first.first_offset > merged_up_to
+            )
             try:
                 await pending.ack(shield=True)
             except RecordRejected as exc:
@@ -152,7 +163,10 @@ class Delivery:
             self.confirmed[tp] = time.monotonic()
             futures.append((pending, first))
             targets = targets[1:]
-        futures += [(await writer.send_chunk(remote, batch.partition, piece), piece) for piece in targets]
+        futures += [
+            (await writer.send_chunk(remote, batch.partition, p, mergeable=p.first_offset > merged_up_to), p)
+            for p in targets
+        ]
         self.positions.position[tp] = batch.last_offset + 1
         newest = max(c.newest_timestamp for c in batch.chunks)
         resets = self.positions.resets.get(tp, 0)
@@ -169,6 +183,12 @@ class Delivery:
                 for later, _ in entry.futures:  # refused too, or out of sequence: nothing to report
                     later.ignore_failure()
                 raise _refused(exc, entry.tp, chunk) from exc
+            except MergedBatchRefused:
+                for later, _ in entry.futures:
+                    later.ignore_failure()
+                sent = self.positions.position.get(entry.tp, entry.last_offset + 1) - 1
+                self.unmerged[entry.tp] = max(sent, self.unmerged.get(entry.tp, -1))
+                raise
         return bases
 
     async def complete(self, entry: InFlight) -> None:
@@ -196,7 +216,7 @@ class Delivery:
                 count += chunk.count
                 gaps = None if chunk.contiguous else [r.offset for r in chunk.records]
                 self.syncs.acked(entry.tp, chunk.first_offset, base, chunk.count, gaps)
-        except RecordRejected:
+        except (RecordRejected, MergedBatchRefused):
             # the batches of this entry before the refused one were acknowledged: they count
             for fut, chunk in entry.futures:
                 if not fut.acknowledged:

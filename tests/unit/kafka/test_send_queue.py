@@ -147,6 +147,18 @@ def test_sends_queued_behind_a_full_window_are_merged_up_to_the_batch_size() -> 
     assert second is not None and second.base_sequence == 22
 
 
+def test_sends_that_are_not_mergeable_go_as_batches_of_their_own() -> None:
+    """A source task narrowing down on a refused record (or re-sending a refused merged batch) needs each
+    of its batches refused or taken alone: such sends are never merged, before or after a mergeable one."""
+    queue = _queue_of(0)
+    for i in range(30):
+        queue.push(Send(i, 2, 100, mergeable=i not in (3, 4)))
+    got = []
+    while (batch := queue.next_batch(0.0, stamp)) is not None:
+        got.append([s.payload for s, _ in batch.parts])
+    assert got == [[0, 1, 2], [3], [4], list(range(5, 15)), list(range(15, 25))]  # a full window
+
+
 def test_a_refused_batch_fails_every_later_send_of_its_partition() -> None:
     queue = _queue_of(3)
     first, refused, later = (queue.next_batch(0.0, stamp) for _ in range(3))

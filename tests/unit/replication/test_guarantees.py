@@ -71,7 +71,7 @@ class FakeWriter(_Pieces):
         self.cancelled = False
         self.per_batch: list[int] = []
 
-    async def send_chunk(self, topic: str, partition: int, chunk: Chunk) -> Any:
+    async def send_chunk(self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True) -> Any:
         self.per_batch.append(chunk.count)
         if partition == 0:
             await self.waiting.wait()
@@ -132,6 +132,7 @@ class Target(_Pieces):
         self.chunks: list[list[int]] = []  # the offsets of every batch sent, in order
         self.dead: list[Any] = []  # what the dead-letter topic holds
         self.dead_refuses = False
+        self.merged_ok: list[tuple[int, bool]] = []  # (records, mergeable) of every batch sent
 
     #: a batch of this producer was refused: the ones after it are refused as out of sequence
     behind_refused = False
@@ -157,7 +158,7 @@ class Target(_Pieces):
             fut0.set_result(SimpleNamespace(offset=len(self.dead) - 1))
         return Pending(fut0)
 
-    async def send_chunk(self, topic: str, partition: int, piece: Chunk) -> Any:
+    async def send_chunk(self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True) -> Any:
         from aiokafka.errors import (  # noqa: PLC0415
             InvalidTimestampError,
             MessageSizeTooLargeError,
@@ -165,6 +166,7 @@ class Target(_Pieces):
         )
 
         chunk = [r.offset for r in piece.records]
+        self.merged_ok.append((len(chunk), mergeable))
         self.batches += 1
         self.chunks.append(chunk)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -218,6 +220,9 @@ async def test_a_refused_record_is_found_by_halving_and_halts_its_partition(tmp_
     assert task.status.halted[("t", 0)].offset == 137
     assert "InvalidTimestampError" in task.status.halted[("t", 0)].reason
     assert sessions <= 10  # halving: log2(100) + a few, not one session per record
+    # while narrowing down, no batch may be merged with its neighbours (a refusal must be exact)
+    probing = [ok for n, ok in target.merged_ok if n < 100]  # the batches halving made smaller
+    assert probing and not any(probing)
     assert [e["offset"] for e in logs if e["log_level"] == "error"] == [137]
     gauge = metrics.REGISTRY.get_sample_value(
         "mirror_partition_halted", {"source": "A", "target": "B", "topic": "A.t", "partition": "0"}
@@ -297,7 +302,7 @@ class QueueingWriter(_Pieces):
         self.size, self.refused = size, refused
         self.sent: list[list[int]] = []
 
-    async def send_chunk(self, topic: str, partition: int, chunk: Chunk) -> Any:
+    async def send_chunk(self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True) -> Any:
         from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
 
         self.sent.append([r.offset for r in chunk.records])
