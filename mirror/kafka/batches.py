@@ -357,11 +357,21 @@ class Chunk:
     when `records` is asked for) or its records (decoded, to be built into a new batch). Offsets are
     the source's; ``newest_timestamp`` is the batch's newest record time; ``size`` its bytes."""
 
-    __slots__ = ("_records", "count", "first_offset", "last_offset", "newest_timestamp", "raw", "size")
+    __slots__ = (
+        "_records",
+        "_value_bytes",
+        "count",
+        "first_offset",
+        "last_offset",
+        "newest_timestamp",
+        "raw",
+        "size",
+    )
 
     def __init__(self, raw: RawBatch | None = None, records: list[SourceRecord] | None = None) -> None:
         self.raw = raw
         self._records = records
+        self._value_bytes: int | None = None
         if raw is not None and raw.header is not None:
             h = raw.header
             self.first_offset, self.last_offset = h.base_offset, h.last_offset
@@ -370,7 +380,7 @@ class Chunk:
             self.first_offset, self.last_offset = int(records[0].offset), int(records[-1].offset)
             self.count = len(records)
             self.newest_timestamp = max(records[-1].timestamp, records[0].timestamp)
-            self.size = sum([len(v) for r in records if (v := r.value) is not None])
+            self.size = self._value_bytes = sum([len(v) for r in records if (v := r.value) is not None])
         else:
             raise ValueError("a chunk is a v2 batch to pass through, or at least one record")
 
@@ -385,6 +395,19 @@ class Chunk:
             assert self.raw is not None
             self._records = decode(self.raw)
         return self._records
+
+    @property
+    def value_bytes(self) -> int:
+        """The bytes of its records' values (what `mirror_bytes_total` and the throttle count, as Java's
+        ``byte-count``): a pass-through batch is walked in C for it, once, without keeping its records."""
+        if self._value_bytes is None:
+            if self._records is not None:
+                self._value_bytes = sum([len(v) for r in self._records if (v := r.value) is not None])
+            else:
+                assert self.raw is not None
+                walked = DefaultRecordBatch(bytes(self.raw.data))
+                self._value_bytes = sum([len(v) for r in walked if (v := r.value) is not None])
+        return self._value_bytes
 
     @property
     def contiguous(self) -> bool:
@@ -429,8 +452,8 @@ class SourceBatch:
         return sum([c.count for c in self.chunks])
 
     def value_bytes(self) -> int:
-        """Its bytes (a pass-through chunk counts its batch's bytes, a decoded one its values)."""
-        return sum([c.size for c in self.chunks])
+        """The bytes of its records' values (`Chunk.value_bytes`)."""
+        return sum([c.value_bytes for c in self.chunks])
 
     def __repr__(self) -> str:
         return f"SourceBatch({self.topic!r}, {self.partition}, {self.first_offset}..{self.last_offset})"

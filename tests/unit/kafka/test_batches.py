@@ -381,6 +381,7 @@ def test_a_pass_through_chunk_is_decoded_only_when_its_records_are_asked_for() -
     assert chunk._records is None
     assert (chunk.first_offset, chunk.last_offset, chunk.newest_timestamp) == (40, 44, 1_700_000_000_004)
     assert chunk.size == raw.size
+    assert chunk.value_bytes == sum(range(5)) and chunk._records is None  # walked, not kept
     assert [r.offset for r in chunk.records] == [40, 41, 42, 43, 44]
     with pytest.raises(ValueError, match="at least one record"):
         batches.Chunk.of([])
