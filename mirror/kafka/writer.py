@@ -25,15 +25,10 @@ log = structlog.get_logger(__name__)
 
 
 class Writer:
-    """A producer that writes whole batches to fixed partitions of the target (no per-record send)."""
+    """aiokafka's producer, for the internal topics (checkpoints, heartbeats, offset syncs, progress,
+    controls): records one by one, acknowledged through `Pending`."""
 
-    def __init__(
-        self,
-        cluster: ClusterSettings,
-        client_id: str,
-        overrides: Mapping[str, str],
-        transactional_id: str | None = None,
-    ) -> None:
+    def __init__(self, cluster: ClusterSettings, client_id: str, overrides: Mapping[str, str]) -> None:
         self.cluster = cluster
         kwargs = client_kwargs(cluster, "producer", overrides, client_id=client_id)
         kwargs.setdefault("max_batch_size", 1024 * 1024)
@@ -41,8 +36,6 @@ class Writer:
         kwargs.setdefault("enable_idempotence", True)
         kwargs.setdefault("acks", "all")
         kwargs.setdefault("request_timeout_ms", 30000)
-        if transactional_id is not None:
-            kwargs["transactional_id"] = transactional_id
         self._producer = AIOKafkaProducer(**kwargs)
 
     async def start(self) -> None:
@@ -89,20 +82,6 @@ class Writer:
     async def flush(self) -> None:
         async with errors_translated(self.cluster):
             await self._producer.flush()
-
-    # Transactions (exactly-once mode; needs ``transactional_id``). Starting the producer already
-    # fenced every older producer with the same transactional id.
-    async def begin_transaction(self) -> None:
-        async with errors_translated(self.cluster):
-            await self._producer.begin_transaction()
-
-    async def commit_transaction(self) -> None:
-        async with errors_translated(self.cluster):
-            await self._producer.commit_transaction()
-
-    async def abort_transaction(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._producer.abort_transaction(), 10)
 
 
 @dataclass(frozen=True, slots=True)
