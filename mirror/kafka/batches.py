@@ -65,6 +65,7 @@ _CODEC_MASK: Final = 0x07
 _TIMESTAMP_TYPE_MASK: Final = 0x08
 _TRANSACTIONAL_MASK: Final = 0x10
 _CONTROL_MASK: Final = 0x20
+_DELETE_HORIZON_MASK: Final = 0x40
 _LOG_APPEND_TIME: Final = 1
 _NO_PRODUCER_ID: Final = -1
 _NO_LEADER_EPOCH: Final = -1
@@ -164,6 +165,12 @@ class BatchHeader:
         return bool(self.attributes & _TIMESTAMP_TYPE_MASK)
 
     @property
+    def delete_horizon(self) -> bool:
+        """The log cleaner set a delete horizon: the first timestamp is that horizon, not a record's time
+        (docs/record-batches.md)."""
+        return bool(self.attributes & _DELETE_HORIZON_MASK)
+
+    @property
     def last_offset(self) -> int:
         return self.base_offset + self.last_offset_delta
 
@@ -220,7 +227,7 @@ def plan(batch: RawBatch) -> Action:
         return Action.REBUILD  # magic 0/1: a v2 batch of the same records
     if h.is_control or h.record_count == 0:
         return Action.DROP
-    if h.has_gaps or h.log_append_time:
+    if h.has_gaps or h.log_append_time or h.delete_horizon:
         return Action.REBUILD
     return Action.PASS
 

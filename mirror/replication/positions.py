@@ -247,7 +247,10 @@ class Positions:
                 )
                 metrics.errors_total.labels(*self._labels, SourceOutOfRange.kind).inc()
             else:
-                continue  # back in range by now (say, a leader change): read on as we were
+                # back in range by now (say, a leader change): read on as we were; the seek is still
+                # needed, the reader raises SourceOutOfRange for the partition until one
+                reader.seek({tp: pos})
+                continue
             self.position[tp] = start
             reader.seek({tp: start})
 

@@ -17,8 +17,8 @@ import pytest
 from bench.wan import Toxiproxy
 from mirror.config import ClusterSettings
 from mirror.errors import KafkaRequestFailed, ProducerFenced, RecordRejected
-from mirror.kafka import Admin, BatchProducer, Pending
-from mirror.kafka.batches import Codec
+from mirror.kafka import Admin, BatchProducer, Pending, batches
+from mirror.kafka.batches import Codec, RawBatch
 from mirror.local.kafka import LocalKafka, LocalKafkaCluster
 
 from .support import Rec, consume_all, create_topic, end_offsets, make_records, produce, wait_for
@@ -277,3 +277,60 @@ async def test_batches_queued_behind_a_slow_link_are_coalesced_with_their_own_of
         assert producer.requests_sent < 100
     got = await consume_all(slow.bootstrap_servers, topic, {0: records}, timeout=60)
     assert got == {0: records}
+
+
+_DELETE_HORIZON = 0x40  # batch attribute bit 6: the log cleaner set a delete horizon (the base timestamp)
+
+
+async def test_a_batch_the_source_cleaner_gave_a_delete_horizon_reaches_the_target_without_it(
+    cluster_a: LocalKafkaCluster, cluster_b: LocalKafkaCluster, topic: str
+) -> None:
+    # A compacted source's cleaner rewrites a batch holding a tombstone with a delete horizon (attribute
+    # bit 6; the base timestamp is then the horizon, the records' times are relative to it), even when it
+    # removes nothing. Passed through as it is, the target's cleaner would read the source's horizon and
+    # drop the tombstone by the source's clock, not its own delete.retention.ms.
+    bootstrap = cluster_a.bootstrap_servers
+    configs = {
+        "cleanup.policy": "compact",
+        "segment.ms": "100",
+        "min.cleanable.dirty.ratio": "0.01",
+        "min.compaction.lag.ms": "0",
+        "delete.retention.ms": "86400000",
+    }
+    await create_topic(bootstrap, topic, 1, configs)
+    await create_topic(cluster_b.bootstrap_servers, topic, 1)
+    now = int(time.time() * 1000)
+    # every key its own: the cleaner removes nothing, a batch keeps its offsets without gaps
+    records: list[Rec] = [(b"k%d" % i, None if i % 5 == 4 else b"v%d" % i, (), now + i) for i in range(20)]
+    await produce(bootstrap, topic, {0: records})
+    source = Admin(ClusterSettings(alias="source", bootstrap_servers=bootstrap), "test-src")
+    await source.start()
+    try:
+
+        async def horizon_set() -> list[RawBatch]:
+            await asyncio.sleep(0.12)
+            roll = b"roll-%d" % time.monotonic_ns()  # a new segment: the old one can be cleaned
+            await produce(bootstrap, topic, {0: [(roll, roll, (), int(time.time() * 1000))]})
+            fetched = (await fetch_all(source, topic, READ_UNCOMMITTED)).batches
+            marked = [b for b in fetched if b.header and b.header.attributes & _DELETE_HORIZON]
+            return [b for b in marked if b.header and not b.header.has_gaps]
+
+        [cleaned, *_] = await wait_for(horizon_set, timeout=90, interval=2)
+    finally:
+        await source.close()
+    expected = [(r.key, r.value, r.timestamp) for r in batches.decode(cleaned)]
+    assert cleaned.header is not None and expected[0][2] < cleaned.header.first_timestamp  # the horizon
+    produced = {k: (k, v, ts) for k, v, _, ts in records}
+    assert expected == [produced[k] for k, _, _ in expected], "decoded with the records' own times"
+
+    async with producing(cluster_b.bootstrap_servers) as producer:
+        await (await producer.send(topic, 0, cleaned)).ack()
+    target = Admin(ClusterSettings(alias="target", bootstrap_servers=cluster_b.bootstrap_servers), "test-dst")
+    await target.start()
+    try:
+        [written] = (await fetch_all(target, topic, READ_UNCOMMITTED)).batches
+    finally:
+        await target.close()
+    assert written.header is not None
+    assert not written.header.attributes & _DELETE_HORIZON
+    assert [(r.key, r.value, r.timestamp) for r in batches.decode(written)] == expected

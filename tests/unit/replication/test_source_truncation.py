@@ -8,11 +8,14 @@ from typing import Any
 import structlog
 
 from mirror import metrics
-from mirror.config import load_settings
+from mirror.config import ClusterSettings, load_settings
+from mirror.errors import SourceOutOfRange
+from mirror.kafka.fetcher import BatchFetcher
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask
 from mirror.replication.topology import make_policy
 from mirror.types import TP
+from tests.unit.kafka.test_fetcher import OUT_OF_RANGE, Broker, batch
 
 
 class FakeReader:
@@ -117,3 +120,51 @@ async def test_a_source_log_cut_below_the_position_is_read_again_from_its_start(
     errors = [e for e in logs if e["log_level"] == "error"]
     assert len(errors) == 1 and errors[0]["log_end_offset"] == 50 and errors[0]["position"] == 80
     assert _lost("kept") == before  # nothing the source still had was skipped
+
+
+class FetcherReader(FakeReader):
+    """Offset lookups as a FakeReader; fetches and seeks through a real `BatchFetcher` on a fake broker."""
+
+    def __init__(self, starts: dict[TP, int], fetcher: BatchFetcher) -> None:
+        super().__init__(starts)
+        self.fetcher = fetcher
+
+    def seek(self, positions: dict[TP, int]) -> None:
+        super().seek(positions)
+        self.fetcher.seek(positions)
+
+
+async def test_a_position_back_in_range_reads_on_after_an_out_of_range_answer(tmp_path: Path) -> None:
+    # the source answered "out of range" for offset 10 once (a leader that had not caught up, or a
+    # log end read a moment too early); when the task looks, 10 is in range again: it must read on from
+    # there, not have the fetcher raise SourceOutOfRange for ever (nothing of the task's partitions would
+    # be handed out again)
+    task = _task(tmp_path, {}, created=set())
+    tp = ("kept", 0)
+    broker = Broker([batch(0, 5), batch(5, 5), batch(10, 5)])
+    answers = [(OUT_OF_RANGE, b"")]
+
+    async def once_out_of_range(offset: int, max_bytes: int) -> tuple[int, bytes]:
+        if offset >= 10 and answers:
+            return answers.pop()
+        return 0, broker.log[offset // 5]  # one batch per response
+
+    broker.answer = once_out_of_range
+    fetcher = BatchFetcher(ClusterSettings(alias="A", bootstrap_servers="a:9092"), "t", {}, "read_committed")
+    fetcher._client = broker  # type: ignore[assignment]
+    await fetcher.start()
+    try:
+        fetcher.assign({tp: 0})
+        reader = FetcherReader({tp: 0}, fetcher)
+        reader.ends[tp] = 15
+        got: list[int] = []
+        for _ in range(100):
+            if fetcher.position(tp) >= 15:
+                break
+            try:
+                got += [r.offset for b in await fetcher.fetch(50) for r in b.records]
+            except SourceOutOfRange as exc:
+                await task._out_of_range(reader, exc.positions)  # type: ignore[arg-type]
+        assert got == list(range(15))
+    finally:
+        await fetcher.close()
