@@ -160,6 +160,9 @@ class Delivery:
                 await pending.ack(shield=True)
             except RecordRejected as exc:
                 raise _refused(exc, tp, first) from exc
+            except MergedBatchRefused:  # merged with batches still queued from an earlier fetch
+                self._unmerge(tp, first.last_offset)
+                raise
             self.confirmed[tp] = time.monotonic()
             futures.append((pending, first))
             targets = targets[1:]
@@ -171,6 +174,11 @@ class Delivery:
         newest = max(c.newest_timestamp for c in batch.chunks)
         resets = self.positions.resets.get(tp, 0)
         return InFlight(tp, remote, newest, batch.value_bytes(), futures, resets=resets)
+
+    def _unmerge(self, tp: TP, last_offset: int) -> None:
+        """A merged batch of ``tp`` was refused: what was sent of it so far goes unmerged next time."""
+        sent = self.positions.position.get(tp, last_offset + 1) - 1
+        self.unmerged[tp] = max(sent, last_offset, self.unmerged.get(tp, -1))
 
     async def acks_of(self, entry: InFlight) -> list[int]:
         """The target's base offset of each batch of ``entry``; a refused batch raises `RecordRejected`
@@ -186,8 +194,7 @@ class Delivery:
             except MergedBatchRefused:
                 for later, _ in entry.futures:
                     later.ignore_failure()
-                sent = self.positions.position.get(entry.tp, entry.last_offset + 1) - 1
-                self.unmerged[entry.tp] = max(sent, self.unmerged.get(entry.tp, -1))
+                self._unmerge(entry.tp, entry.last_offset)
                 raise
         return bases
 
