@@ -66,6 +66,9 @@ _DELIVERY_TIMEOUT_KEY: Final = "delivery.timeout.ms"
 _IN_FLIGHT_KEY: Final = "max.in.flight.requests.per.connection"
 _BUFFER_KEY: Final = "buffer.memory"
 _ABORT_TIMEOUT: Final = 10.0
+#: Queued batches are merged only while a partition's acknowledgements take this long (seconds): a
+#: long round trip (a WAN), not a fast network, where each source batch goes as it came.
+_COALESCE_AFTER: Final = 0.03
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -306,7 +309,7 @@ class BatchProducer:
         pq = self._queues.get(tp)
         if pq is None:
             await known_partition(self._client, self.cluster, topic, partition)
-            pq = self._queues.setdefault(tp, PartitionQueue(self._max_batch))
+            pq = self._queues.setdefault(tp, PartitionQueue(self._max_batch, coalesce_after=_COALESCE_AFTER))
         while self._buffered > self._buffer_limit and self._fatal is None:
             self._room.clear()
             await self._room.wait()
@@ -496,7 +499,7 @@ class BatchProducer:
         pq = self._queues[tp]
         code, offset = int(answer[1]), int(answer[2])
         if code == 0:
-            pq.acked(batch)
+            pq.acked(batch, time.monotonic())
             for send, delta in batch.parts:
                 job = send.payload
                 if not job.future.done():

@@ -69,6 +69,7 @@ class PartitionQueue(Generic[T]):
     __slots__ = (
         "_failures",
         "_serial",
+        "coalesce_after",
         "confirmed",
         "dead",
         "in_flight",
@@ -77,12 +78,18 @@ class PartitionQueue(Generic[T]):
         "not_before",
         "queued",
         "retrying",
+        "rtt",
         "unacked",
         "window",
     )
 
-    def __init__(self, merge_bytes: int, window: int = WINDOW) -> None:
+    def __init__(self, merge_bytes: int, window: int = WINDOW, coalesce_after: float = 0.0) -> None:
         self.merge_bytes, self.window = merge_bytes, window
+        #: Merge queued sends only while acknowledgements take at least this long (seconds): over a long
+        #: round trip merging buys throughput; on a fast network the batches go as they are (no re-encoding).
+        self.coalesce_after = coalesce_after
+        #: How long the partition's acknowledgements take, smoothed (seconds since the batch's first send).
+        self.rtt = 0.0
         self.queued: deque[Send[T]] = deque()
         #: Stamped, not acknowledged batches, in sequence order (in flight or waiting to be re-sent).
         self.unacked: deque[Stamped[T]] = deque()
@@ -135,7 +142,7 @@ class PartitionQueue(Generic[T]):
         if free <= 0:
             return None
         sends = [self.queued.popleft()]
-        if len(self.queued) >= free and sends[0].mergeable:  # more than the free slots: merge them
+        if len(self.queued) >= free and sends[0].mergeable and self.rtt >= self.coalesce_after:
             size = sends[0].size
             while self.queued and self.queued[0].mergeable and size + self.queued[0].size <= self.merge_bytes:
                 size += self.queued[0].size
@@ -163,8 +170,11 @@ class PartitionQueue(Generic[T]):
 
     # --- answers -------------------------------------------------------------------------------------------
 
-    def acked(self, batch: Stamped[T]) -> None:
-        """The broker appended it (or recognised it as a retry of an appended one)."""
+    def acked(self, batch: Stamped[T], now: float | None = None) -> None:
+        """The broker appended it (or recognised it as a retry of an appended one) at ``now``."""
+        if now is not None and self.confirmed:  # the first one may have waited for a new leader: not counted
+            took = max(0.0, now - batch.first_sent)
+            self.rtt = took if self.rtt == 0.0 else 0.8 * self.rtt + 0.2 * took
         if batch.in_flight:
             batch.in_flight = False
             self.in_flight -= 1
