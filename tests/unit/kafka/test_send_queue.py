@@ -147,6 +147,29 @@ def test_sends_queued_behind_a_full_window_are_merged_up_to_the_batch_size() -> 
     assert second is not None and second.base_sequence == 22
 
 
+def test_sends_are_merged_only_while_acknowledgements_are_slow() -> None:
+    """On a fast network each send goes as it came (no re-encoding); once acknowledgements take at least
+    ``coalesce_after`` (the partition's first one not counted), sends queued behind the window merge."""
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=1000, coalesce_after=0.03)
+    queue.push(Send(-1, 1, 100))
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None
+    queue.acked(first, now=5.0)  # waited for a new leader: not counted
+    for i in range(20):
+        queue.push(Send(i, 1, 100))
+    fast = [queue.next_batch(5.0, stamp) for _ in range(WINDOW)]
+    assert [len(b.parts) for b in fast if b] == [1] * WINDOW
+    for b in fast:
+        assert b is not None
+        queue.acked(b, now=5.01)  # 10 ms
+    assert queue.rtt < 0.03
+    quick = queue.next_batch(5.01, stamp)
+    assert quick is not None and len(quick.parts) == 1
+    queue.acked(quick, now=5.2)  # a slow one: 190 ms
+    slow = queue.next_batch(5.2, stamp)
+    assert queue.rtt >= 0.03 and slow is not None and len(slow.parts) > 1
+
+
 def test_sends_that_are_not_mergeable_go_as_batches_of_their_own() -> None:
     """A source task narrowing down on a refused record (or re-sending a refused merged batch) needs each
     of its batches refused or taken alone: such sends are never merged, before or after a mergeable one."""
