@@ -35,7 +35,7 @@ from mirror.kafka.batches import (
     decode,
     plan,
     split,
-    verify,
+    verified,
 )
 from mirror.kafka.client_args import protocol_client
 from mirror.kafka.closing import close_within
@@ -571,8 +571,7 @@ class BatchFetcher:
         if action is Action.PASS:
             assert h is not None
             if h.base_offset >= offset:
-                verify(batch)
-                return Chunk(raw=batch), h.next_offset, batch.size
+                return Chunk(raw=verified(batch)), h.next_offset, batch.size
         records = decode(batch)  # rebuilt, or a batch that starts before the position: cut
         if records and records[0].offset < offset:
             records = [r for r in records if r.offset >= offset]
