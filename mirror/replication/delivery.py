@@ -114,8 +114,15 @@ class Delivery:
         partition halts at it (`RecordRejected`). Exactly once, it is part of the open transaction."""
         remote = self.observed.remote_topic(tp[0])
         letter = DeadLetter.of(record, tp, remote, reason)
+        # never merged (with another partition's dead letter): refused, it must name its record
         pending = await writer.send(
-            self.dead_letter_topic, letter.key, letter.value, 0, letter.timestamp, headers=letter.headers
+            self.dead_letter_topic,
+            letter.key,
+            letter.value,
+            0,
+            letter.timestamp,
+            headers=letter.headers,
+            mergeable=False,
         )
         try:
             await pending.ack(shield=True)

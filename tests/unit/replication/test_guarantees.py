@@ -146,6 +146,7 @@ class Target(_Pieces):
         timestamp_ms: Any = None,
         *,
         headers: Any = None,
+        mergeable: bool = True,
     ) -> Any:
         from aiokafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
 
@@ -739,3 +740,67 @@ async def test_with_the_dead_letter_policy_refused_records_next_to_each_other_al
     assert not task.status.halted and not task._halting.dead_letter
     assert task._positions.acked[("t", 0)] == 199
     assert sessions <= 25, sessions  # about 7 halvings per refused record
+
+
+class MergingDeadLetters(_Pieces):
+    """A fake producer's dead-letter partition that merges what is queued together, as the producer does
+    when more is queued than its window takes (`send_queue`): a merged batch the topic refuses fails
+    each of its sends with `MergedBatchRefusedError`; a batch of one send, with the topic's own error."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[asyncio.Future[Any], bool]] = []
+        self.mergeable: list[bool] = []
+
+    async def send(
+        self,
+        topic: str,
+        key: Any,
+        value: Any,
+        partition: int,
+        timestamp_ms: Any = None,
+        *,
+        headers: Any = None,
+        mergeable: bool = True,
+    ) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self.queued:
+            asyncio.get_running_loop().call_soon(self._sender)
+        self.queued.append((fut, mergeable))
+        self.mergeable.append(mergeable)
+        return Pending(fut)
+
+    def _sender(self) -> None:
+        from aiokafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
+
+        from mirror.kafka.producer import MergedBatchRefusedError  # noqa: PLC0415
+
+        while self.queued:
+            batch = [self.queued.pop(0)]
+            while batch[0][1] and self.queued and self.queued[0][1]:
+                batch.append(self.queued.pop(0))
+            for fut, _ in batch:
+                refused = MessageSizeTooLargeError()
+                fut.set_exception(
+                    refused if len(batch) == 1 else MergedBatchRefusedError(len(batch), refused)
+                )
+
+
+async def test_dead_letters_refused_there_too_halt_their_partitions_even_when_written_together(
+    tmp_path: Path,
+) -> None:
+    """Two partitions send a refused record each to the dead-letter topic at once, and it refuses them
+    too: each partition halts at its record. Merged into one batch by the producer, the refusal would
+    name neither (a new session at once, merged again: never halted, sessions without end)."""
+    task = _task(tmp_path, "A->B.rejected.records.policy = dead-letter\n")
+    for p in (0, 1):
+        task._halting.dead_letter[("t", p)] = {5: "InvalidTimestampError"}
+    writer = MergingDeadLetters()
+    batches = [SourceBatch("t", 0, _records(5, 3)), SourceBatch("t", 1, _records(5, 3))]
+    with pytest.raises(ExceptionGroup) as info:
+        await task._delivery.send_all(writer, batches)  # type: ignore[arg-type]
+    leaves = info.value.exceptions
+    assert all(isinstance(e, RecordRejected) for e in leaves), leaves
+    assert writer.mergeable == [False, False]
+    for exc in leaves:
+        assert task._session_failed(exc) is None  # type: ignore[arg-type]
+    assert {tp: h.offset for tp, h in task.status.halted.items()} == {("t", 0): 5, ("t", 1): 5}
