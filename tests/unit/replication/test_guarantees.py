@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import structlog
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from mirror import metrics
 from mirror.config import ConfigError, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import Pending, SourceBatch, Writer
-from mirror.kafka.batches import Chunk, pieces
+from mirror.kafka.batches import Chunk, crc32c, pieces, split
 from mirror.replication.inflight import InFlight as _InFlight
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask, _unwrapped
@@ -185,9 +187,35 @@ class Target(_Pieces):
         return Pending(fut)
 
 
-async def _sessions(task: SourceTask, target: Target, records: list[Any], limit: int = 40) -> int:
+def _raw_chunks(records: list[Any], start: int, size: int) -> list[Chunk]:
+    """``records`` as a fetch from ``start`` hands them out: source batches of ``size`` consecutive
+    offsets passed through as bytes; the batch holding ``start`` decoded and cut there (as the fetcher
+    does), as is every batch with offset gaps."""
+    out = []
+    for first in range(records[0].offset, records[-1].offset + 1, size):
+        rs = [r for r in records if first <= r.offset < first + size]
+        if not rs or rs[-1].offset < start:
+            continue
+        if rs[0].offset < start or rs[-1].offset - rs[0].offset + 1 != len(rs):
+            out.append(Chunk.of([r for r in rs if r.offset >= start]))
+            continue
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 30)
+        for r in rs:
+            builder.append(r.offset - rs[0].offset, r.timestamp, r.key, r.value, r.headers)
+        raw = builder.build()
+        struct.pack_into(">qi", raw, 0, rs[0].offset, len(raw) - 12)
+        struct.pack_into(">I", raw, 17, crc32c(memoryview(raw)[21:]))
+        [batch] = split(bytes(raw))
+        out.append(Chunk(batch))
+    return out
+
+
+async def _sessions(
+    task: SourceTask, target: Target, records: list[Any], limit: int = 40, raw: int = 0
+) -> int:
     """Run fetch-send-ack sessions over ``records`` (partition ("t", 0)) until everything not halted is
-    copied; each session has a new producer, as a real one. Returns the number of sessions."""
+    copied; each session has a new producer, as a real one. Returns the number of sessions. ``raw``:
+    the source batches hold that many offsets each and are passed through (`_raw_chunks`)."""
     tp = ("t", 0)
     for session in range(1, limit + 1):
         target.behind_refused = False  # a new producer
@@ -195,7 +223,11 @@ async def _sessions(task: SourceTask, target: Target, records: list[Any], limit:
         task._positions.position = {}
         start = task._positions.acked.get(tp, records[0].offset - 1) + 1
         batch = [r for r in records if r.offset >= start]
-        kept = task._halting.cut(FakeReader(), [SourceBatch("t", 0, batch)] if batch else [])  # type: ignore[arg-type]
+        fetched = []
+        if batch:
+            chunks = _raw_chunks(records, start, raw) if raw else [Chunk.of(batch)]
+            fetched = [SourceBatch("t", 0, chunks=chunks)]
+        kept = task._halting.cut(FakeReader(), fetched)  # type: ignore[arg-type]
         if not kept:
             return session
 
@@ -804,3 +836,34 @@ async def test_dead_letters_refused_there_too_halt_their_partitions_even_when_wr
     for exc in leaves:
         assert task._session_failed(exc) is None  # type: ignore[arg-type]
     assert {tp: h.offset for tp, h in task.status.halted.items()} == {("t", 0): 5, ("t", 1): 5}
+
+
+@pytest.mark.parametrize("policy", ["halt", "dead-letter"])
+@pytest.mark.parametrize(("raw", "gaps"), [(7, False), (7, True), (64, False), (1, False)])
+async def test_refused_records_in_passed_through_batches_are_found_exactly(
+    tmp_path: Path, policy: str, raw: int, gaps: bool
+) -> None:
+    """The source batches are passed through as bytes (some decoded: offset gaps, or cut where a session
+    starts): the refused records are still found exactly, the partition halts at the first one (halt)
+    or each goes to the dead-letter topic (dead-letter), every other record is copied once, in order;
+    offset syncs map each source offset to its own record."""
+    task = _task(tmp_path, f"A->B.rejected.records.policy = {policy}\noffset.lag.max = 0\n")
+    records = [r for r in _records(0, 200) if not gaps or r.offset % 11 != 3]
+    bad = frozenset({40, 41, 137})
+    target = Target(size=30, bad=bad)
+    syncs: list[Any] = []
+    for _ in range(60):
+        with contextlib.suppress(AssertionError):
+            await _sessions(task, target, records, limit=1, raw=raw)
+        task._syncs._syncs.promote_delayed()
+        syncs += task._syncs._syncs.take_pending(10_000)
+    offsets = [r.offset for r in records]
+    if policy == "halt":
+        assert target.written == [o for o in offsets if o < 40]
+        assert task.status.halted[("t", 0)].offset == 40
+    else:
+        assert target.written == [o for o in offsets if o not in bad]
+        letters = [int(dict(r.headers)["mirror.dead-letter.source.offset"]) for r in target.dead]
+        assert sorted(set(letters)) == sorted(bad)
+        assert not task.status.halted
+    assert syncs and all(target.written[s.downstream_offset] == s.upstream_offset for s in syncs)
