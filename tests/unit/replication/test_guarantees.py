@@ -17,7 +17,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from mirror import metrics
 from mirror.config import ConfigError, load_settings
-from mirror.errors import KafkaUnavailable, RecordRejected
+from mirror.errors import KafkaUnavailable, MergedBatchRefused, RecordRejected
 from mirror.kafka import Pending, SourceBatch, Writer
 from mirror.kafka.batches import Chunk, crc32c, pieces, split
 from mirror.replication.inflight import InFlight as _InFlight
@@ -239,6 +239,8 @@ async def _sessions(
             await _unwrapped(one())
         except RecordRejected as exc:
             task._halting.rejected(exc)
+        except MergedBatchRefused:
+            pass  # a new session at once, as the task's: the range goes unmerged
     raise AssertionError(f"not done after {limit} sessions")
 
 
@@ -867,3 +869,89 @@ async def test_refused_records_in_passed_through_batches_are_found_exactly(
         assert sorted(set(letters)) == sorted(bad)
         assert not task.status.halted
     assert syncs and all(target.written[s.downstream_offset] == s.upstream_offset for s in syncs)
+
+
+@pytest.mark.parametrize("raw", [7, 64])
+async def test_passed_through_batches_too_large_for_the_target_are_split_until_they_fit(
+    tmp_path: Path, raw: int
+) -> None:
+    """The remote topic takes at most 5 records per batch, the source batches are passed through as
+    bytes: they are decoded and cut until they fit; nothing halts, nothing is lost or repeated."""
+    task = _task(tmp_path)
+    target = Target(size=100, max_records=5)
+    await _sessions(task, target, _records(0, 300), raw=raw)
+    assert target.written == list(range(300))
+    assert not task.status.halted and task._halting.cap[("t", 0)] <= 5
+
+
+class MergingTarget(Target):
+    """A `Target` whose producer merges the mergeable batches queued together (within one turn of the
+    event loop), as it does when more are queued than its window takes: a merged batch holding a bad
+    offset fails each of its sends with `MergedBatchRefusedError`."""
+
+    def __init__(self, size: int, bad: frozenset[int] = frozenset()) -> None:
+        super().__init__(size, bad)
+        self.queue: list[tuple[Chunk, bool, asyncio.Future[Any]]] = []
+        self.merged: list[list[int]] = []  # the offsets of every merged batch sent
+
+    async def send_chunk(self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self.queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.queue.append((piece, mergeable, fut))
+        self.merged_ok.append((piece.count, mergeable))
+        return Pending(fut)
+
+    def _flush(self) -> None:
+        from aiokafka.errors import InvalidTimestampError, OutOfOrderSequenceNumber  # noqa: PLC0415
+
+        from mirror.kafka.producer import MergedBatchRefusedError  # noqa: PLC0415
+
+        while self.queue:
+            group = [self.queue.pop(0)]
+            while group[0][1] and self.queue and self.queue[0][1]:
+                group.append(self.queue.pop(0))
+            offsets = [r.offset for piece, _, _ in group for r in piece.records]
+            if len(group) > 1:
+                self.merged.append(offsets)
+            self.batches += 1
+            self.chunks.append(offsets)
+            if self.behind_refused:
+                for _, _, fut in group:
+                    fut.set_exception(OutOfOrderSequenceNumber())
+            elif self.bad & set(offsets):
+                self.behind_refused = True
+                for _, _, fut in group:
+                    refused = InvalidTimestampError()
+                    fut.set_exception(
+                        refused if len(group) == 1 else MergedBatchRefusedError(len(group), refused)
+                    )
+            else:
+                for piece, _, fut in group:
+                    fut.set_result(SimpleNamespace(offset=len(self.written)))
+                    self.written += [r.offset for r in piece.records]
+
+
+@pytest.mark.parametrize("policy", ["halt", "dead-letter"])
+@pytest.mark.parametrize("raw", [0, 7])
+async def test_a_refused_merged_batch_is_sent_again_unmerged_and_the_refused_record_found(
+    tmp_path: Path, policy: str, raw: int
+) -> None:
+    """The producer merges the batches queued together; one holding a refused record fails each of its
+    sends as merged: the range goes again unmerged, the refused record is found exactly and the
+    partition halts there (or it goes to the dead-letter topic); every other record is copied once, in
+    order, in a bounded number of sessions."""
+    task = _task(tmp_path, f"A->B.rejected.records.policy = {policy}\n")
+    bad = frozenset({73, 74, 150})
+    target = MergingTarget(size=10, bad=bad)
+    records = _records(0, 200)
+    sessions = await _sessions(task, target, records, limit=60, raw=raw)
+    if policy == "halt":
+        assert target.written == list(range(73))
+        assert task.status.halted[("t", 0)].offset == 73
+    else:
+        assert target.written == [o for o in range(200) if o not in bad]
+        letters = [int(dict(r.headers)["mirror.dead-letter.source.offset"]) for r in target.dead]
+        assert sorted(set(letters)) == sorted(bad)
+    assert target.merged  # the producer did merge
+    assert sessions <= 40, sessions
