@@ -955,3 +955,60 @@ async def test_a_refused_merged_batch_is_sent_again_unmerged_and_the_refused_rec
         assert sorted(set(letters)) == sorted(bad)
     assert target.merged  # the producer did merge
     assert sessions <= 40, sessions
+
+
+@pytest.mark.parametrize("halt", [10, 14, 7, 3])
+async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passed_through_batches(
+    tmp_path: Path, halt: int
+) -> None:
+    """Exactly once, a fetch of passed-through source batches (7 offsets each) of a partition halted at
+    ``halt``: the transaction holds exactly the records before it (the batch holding it cut there, those
+    before it passed through whole) and commits that progress, nothing after it."""
+    task = _task(tmp_path, "A->B.exactly.once.support = required\n")
+    task._halting.rejected(
+        RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=halt, count=1)
+    )
+    task._partitions_changed.clear()
+    sent: list[list[int]] = []
+    progress: list[dict[TP, int]] = []
+    calls: list[str] = []
+    records = _records(0, 21)
+
+    class Reader(FakeReader):
+        async def fetch(self, _timeout: int) -> list[SourceBatch]:
+            task._stopping.set()  # one round
+            return [SourceBatch("t", 0, chunks=_raw_chunks(records, 0, 7))]
+
+        def highwater(self, _topic: str, _partition: int) -> int:
+            return 21
+
+    class TxnWriter(_Pieces):
+        async def begin_transaction(self) -> None:
+            calls.append("begin")
+
+        async def commit_transaction(self) -> None:
+            calls.append("commit")
+
+        async def abort_transaction(self) -> None:
+            calls.append("abort")
+
+        async def send_chunk(
+            self, _topic: str, _partition: int, chunk: Chunk, *, mergeable: bool = True
+        ) -> Any:
+            sent.append([r.offset for r in chunk.records])
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_result(SimpleNamespace(offset=sum(len(s) for s in sent) - len(sent[-1])))
+            return Pending(fut)
+
+    class Progress:
+        async def send_with(self, _writer: Any, last: dict[TP, int], _ids: Any = None) -> list[Any]:
+            progress.append(dict(last))
+            return []
+
+    task.progress = Progress()  # type: ignore[assignment]
+    await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
+    assert calls == ["begin", "commit"]
+    assert [o for s in sent for o in s] == list(range(halt))
+    assert progress == [{("t", 0): halt - 1}]
+    whole = [list(range(f, f + 7)) for f in range(0, halt - halt % 7, 7)]
+    assert sent[: len(whole)] == whole  # the batches before the halt's went as they were
