@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import structlog
@@ -25,6 +26,8 @@ from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask, _unwrapped
 from mirror.replication.topology import make_policy
 from mirror.types import TP
+
+_Q = TypeVar("_Q")
 
 BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
 
@@ -597,6 +600,22 @@ def test_a_generations_task_counts_do_not_outlive_it() -> None:
     assert seen == [{}]
 
 
+class Transactions(_Pieces):
+    """A fake transactional writer: ``calls`` says what it was asked to do."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+
 async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tmp_path: Path) -> None:
     """A partition started at its end (latest) that then copies nothing — its only record was refused and
     it is halted — still commits where it started: else a restart would start it at the end again, past
@@ -611,23 +630,13 @@ async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tm
             task._stopping.set()  # one round
             return []
 
-    class TxnWriter:
-        async def begin_transaction(self) -> None:
-            calls.append("begin")
-
-        async def commit_transaction(self) -> None:
-            calls.append("commit")
-
-        async def abort_transaction(self) -> None:
-            calls.append("abort")
-
     class Progress:
         async def send_with(self, _writer: Any, progress: dict[TP, int], _ids: Any = None) -> list[Any]:
             calls.append(f"progress {progress}")
             return []
 
     task.progress = Progress()  # type: ignore[assignment]
-    await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
+    await task._transaction_loop(Reader(), Transactions(calls))  # type: ignore[arg-type]
     assert calls == ["begin", "progress {('t', 0): 2}", "commit"]
     assert task._positions.initial_unstored == {} and task._positions.loaded[("t", 0)] == 2
 
@@ -776,6 +785,16 @@ async def test_with_the_dead_letter_policy_refused_records_next_to_each_other_al
     assert sessions <= 25, sessions  # about 7 halvings per refused record
 
 
+def _merged(queue: list[_Q], mergeable: Callable[[_Q], bool]) -> Iterator[list[_Q]]:
+    """Take ``queue``'s sends as the producer batches them: a mergeable one with the mergeable ones
+    right behind it, any other alone."""
+    while queue:
+        group = [queue.pop(0)]
+        while mergeable(group[0]) and queue and mergeable(queue[0]):
+            group.append(queue.pop(0))
+        yield group
+
+
 class MergingDeadLetters(_Pieces):
     """A fake producer's dead-letter partition that merges what is queued together, as the producer does
     when more is queued than its window takes (`send_queue`): a merged batch the topic refuses fails
@@ -785,17 +804,7 @@ class MergingDeadLetters(_Pieces):
         self.queued: list[tuple[asyncio.Future[Any], bool]] = []
         self.mergeable: list[bool] = []
 
-    async def send(
-        self,
-        topic: str,
-        key: Any,
-        value: Any,
-        partition: int,
-        timestamp_ms: Any = None,
-        *,
-        headers: Any = None,
-        mergeable: bool = True,
-    ) -> Any:
+    async def send(self, *_record: Any, mergeable: bool = True, **_fields: Any) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.queued:
             asyncio.get_running_loop().call_soon(self._sender)
@@ -808,10 +817,7 @@ class MergingDeadLetters(_Pieces):
 
         from mirror.kafka.producer import MergedBatchRefusedError  # noqa: PLC0415
 
-        while self.queued:
-            batch = [self.queued.pop(0)]
-            while batch[0][1] and self.queued and self.queued[0][1]:
-                batch.append(self.queued.pop(0))
+        for batch in _merged(self.queued, lambda q: q[1]):
             for fut, _ in batch:
                 refused = MessageSizeTooLargeError()
                 fut.set_exception(
@@ -907,10 +913,7 @@ class MergingTarget(Target):
 
         from mirror.kafka.producer import MergedBatchRefusedError  # noqa: PLC0415
 
-        while self.queue:
-            group = [self.queue.pop(0)]
-            while group[0][1] and self.queue and self.queue[0][1]:
-                group.append(self.queue.pop(0))
+        for group in _merged(self.queue, lambda q: q[1]):
             offsets = [r.offset for piece, _, _ in group for r in piece.records]
             if len(group) > 1:
                 self.merged.append(offsets)
@@ -982,16 +985,7 @@ async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passe
         def highwater(self, _topic: str, _partition: int) -> int:
             return 21
 
-    class TxnWriter(_Pieces):
-        async def begin_transaction(self) -> None:
-            calls.append("begin")
-
-        async def commit_transaction(self) -> None:
-            calls.append("commit")
-
-        async def abort_transaction(self) -> None:
-            calls.append("abort")
-
+    class TxnWriter(Transactions):
         async def send_chunk(
             self, _topic: str, _partition: int, chunk: Chunk, *, mergeable: bool = True
         ) -> Any:
@@ -1006,7 +1000,7 @@ async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passe
             return []
 
     task.progress = Progress()  # type: ignore[assignment]
-    await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
+    await task._transaction_loop(Reader(), TxnWriter(calls))  # type: ignore[arg-type]
     assert calls == ["begin", "commit"]
     assert [o for s in sent for o in s] == list(range(halt))
     assert progress == [{("t", 0): halt - 1}]
