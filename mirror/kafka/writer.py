@@ -139,11 +139,14 @@ class BatchWriter:
         timestamp_ms: int | None = None,
         *,
         headers: Sequence[tuple[str, bytes | None]] | None = None,
+        mergeable: bool = True,
     ) -> Pending:
-        """Queue one record in a batch of its own (progress records in exactly-once mode, dead letters)."""
+        """Queue one record in a batch of its own (progress records in exactly-once mode, dead letters).
+        Not ``mergeable``: the producer never merges it with its neighbours (`BatchProducer.send`)."""
         stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+        record = [_Record(stamp, key, value, headers or [])]
         async with errors_translated(self.cluster):
-            return await self._producer.send(topic, partition, [_Record(stamp, key, value, headers or [])])
+            return await self._producer.send(topic, partition, record, mergeable=mergeable)
 
     async def flush(self) -> None:
         async with errors_translated(self.cluster):

@@ -114,8 +114,15 @@ class Delivery:
         partition halts at it (`RecordRejected`). Exactly once, it is part of the open transaction."""
         remote = self.observed.remote_topic(tp[0])
         letter = DeadLetter.of(record, tp, remote, reason)
+        # never merged (with another partition's dead letter): refused, it must name its record
         pending = await writer.send(
-            self.dead_letter_topic, letter.key, letter.value, 0, letter.timestamp, headers=letter.headers
+            self.dead_letter_topic,
+            letter.key,
+            letter.value,
+            0,
+            letter.timestamp,
+            headers=letter.headers,
+            mergeable=False,
         )
         try:
             await pending.ack(shield=True)
@@ -219,18 +226,21 @@ class Delivery:
             return
         count = 0
         try:
-            for base, (_fut, chunk) in zip(await self.acks_of(entry), entry.futures, strict=True):
-                count += chunk.count
-                gaps = None if chunk.contiguous else [r.offset for r in chunk.records]
-                self.syncs.acked(entry.tp, chunk.first_offset, base, chunk.count, gaps)
+            bases = await self.acks_of(entry)
         except (RecordRejected, MergedBatchRefused):
-            # the batches of this entry before the refused one were acknowledged: they count
+            # the batches of this entry before the refused one were acknowledged: they count, and get
+            # their offset syncs (a partition halting on the refused record stays where they left it)
             for fut, chunk in entry.futures:
                 if not fut.acknowledged:
                     break
+                self._synced(entry.tp, chunk, (await fut.ack()).base_offset)
                 if self.positions.ack(entry.tp, chunk.last_offset, entry.resets):
                     self.positions.dirty.add(entry.tp)
+            self.syncs.notify()
             raise
+        for base, (_fut, chunk) in zip(bases, entry.futures, strict=True):
+            count += chunk.count
+            self._synced(entry.tp, chunk, base)
         self.syncs.notify()
         last = entry.last_offset
         self.positions.ack(entry.tp, last, entry.resets)
@@ -240,6 +250,11 @@ class Delivery:
             self.confirmed[entry.tp] = time.monotonic()
         self.status.records += count
         self.observed.completed(entry, count)
+
+    def _synced(self, tp: TP, chunk: Chunk, base: int) -> None:
+        """The target took ``chunk`` at ``base``: its offset syncs."""
+        gaps = None if chunk.contiguous else [r.offset for r in chunk.records]
+        self.syncs.acked(tp, chunk.first_offset, base, chunk.count, gaps)
 
 
 def _refused(exc: RecordRejected, tp: TP, chunk: Chunk) -> RecordRejected:

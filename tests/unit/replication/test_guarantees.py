@@ -6,23 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import structlog
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from mirror import metrics
 from mirror.config import ConfigError, load_settings
-from mirror.errors import KafkaUnavailable, RecordRejected
+from mirror.errors import KafkaUnavailable, MergedBatchRefused, RecordRejected
 from mirror.kafka import Pending, SourceBatch, Writer
-from mirror.kafka.batches import Chunk, pieces
+from mirror.kafka.batches import Chunk, crc32c, pieces, split
 from mirror.replication.inflight import InFlight as _InFlight
 from mirror.replication.progress import ProgressStore
 from mirror.replication.task import SourceTask, _unwrapped
 from mirror.replication.topology import make_policy
 from mirror.types import TP
+
+_Q = TypeVar("_Q")
 
 BASE = "clusters = A, B\nA.bootstrap.servers = a:9092\nB.bootstrap.servers = b:9092\nA->B.enabled = true\n"
 
@@ -146,6 +151,7 @@ class Target(_Pieces):
         timestamp_ms: Any = None,
         *,
         headers: Any = None,
+        mergeable: bool = True,
     ) -> Any:
         from aiokafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
 
@@ -184,9 +190,35 @@ class Target(_Pieces):
         return Pending(fut)
 
 
-async def _sessions(task: SourceTask, target: Target, records: list[Any], limit: int = 40) -> int:
+def _raw_chunks(records: list[Any], start: int, size: int) -> list[Chunk]:
+    """``records`` as a fetch from ``start`` hands them out: source batches of ``size`` consecutive
+    offsets passed through as bytes; the batch holding ``start`` decoded and cut there (as the fetcher
+    does), as is every batch with offset gaps."""
+    out = []
+    for first in range(records[0].offset, records[-1].offset + 1, size):
+        rs = [r for r in records if first <= r.offset < first + size]
+        if not rs or rs[-1].offset < start:
+            continue
+        if rs[0].offset < start or rs[-1].offset - rs[0].offset + 1 != len(rs):
+            out.append(Chunk.of([r for r in rs if r.offset >= start]))
+            continue
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 30)
+        for r in rs:
+            builder.append(r.offset - rs[0].offset, r.timestamp, r.key, r.value, r.headers)
+        raw = builder.build()
+        struct.pack_into(">qi", raw, 0, rs[0].offset, len(raw) - 12)
+        struct.pack_into(">I", raw, 17, crc32c(memoryview(raw)[21:]))
+        [batch] = split(bytes(raw))
+        out.append(Chunk(batch))
+    return out
+
+
+async def _sessions(
+    task: SourceTask, target: Target, records: list[Any], limit: int = 40, raw: int = 0
+) -> int:
     """Run fetch-send-ack sessions over ``records`` (partition ("t", 0)) until everything not halted is
-    copied; each session has a new producer, as a real one. Returns the number of sessions."""
+    copied; each session has a new producer, as a real one. Returns the number of sessions. ``raw``:
+    the source batches hold that many offsets each and are passed through (`_raw_chunks`)."""
     tp = ("t", 0)
     for session in range(1, limit + 1):
         target.behind_refused = False  # a new producer
@@ -194,7 +226,11 @@ async def _sessions(task: SourceTask, target: Target, records: list[Any], limit:
         task._positions.position = {}
         start = task._positions.acked.get(tp, records[0].offset - 1) + 1
         batch = [r for r in records if r.offset >= start]
-        kept = task._halting.cut(FakeReader(), [SourceBatch("t", 0, batch)] if batch else [])  # type: ignore[arg-type]
+        fetched = []
+        if batch:
+            chunks = _raw_chunks(records, start, raw) if raw else [Chunk.of(batch)]
+            fetched = [SourceBatch("t", 0, chunks=chunks)]
+        kept = task._halting.cut(FakeReader(), fetched)  # type: ignore[arg-type]
         if not kept:
             return session
 
@@ -206,6 +242,8 @@ async def _sessions(task: SourceTask, target: Target, records: list[Any], limit:
             await _unwrapped(one())
         except RecordRejected as exc:
             task._halting.rejected(exc)
+        except MergedBatchRefused:
+            pass  # a new session at once, as the task's: the range goes unmerged
     raise AssertionError(f"not done after {limit} sessions")
 
 
@@ -562,6 +600,22 @@ def test_a_generations_task_counts_do_not_outlive_it() -> None:
     assert seen == [{}]
 
 
+class Transactions(_Pieces):
+    """A fake transactional writer: ``calls`` says what it was asked to do."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+
+    async def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit")
+
+    async def abort_transaction(self) -> None:
+        self.calls.append("abort")
+
+
 async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tmp_path: Path) -> None:
     """A partition started at its end (latest) that then copies nothing — its only record was refused and
     it is halted — still commits where it started: else a restart would start it at the end again, past
@@ -576,23 +630,13 @@ async def test_an_exactly_once_start_is_committed_even_when_nothing_is_copied(tm
             task._stopping.set()  # one round
             return []
 
-    class TxnWriter:
-        async def begin_transaction(self) -> None:
-            calls.append("begin")
-
-        async def commit_transaction(self) -> None:
-            calls.append("commit")
-
-        async def abort_transaction(self) -> None:
-            calls.append("abort")
-
     class Progress:
         async def send_with(self, _writer: Any, progress: dict[TP, int], _ids: Any = None) -> list[Any]:
             calls.append(f"progress {progress}")
             return []
 
     task.progress = Progress()  # type: ignore[assignment]
-    await task._transaction_loop(Reader(), TxnWriter())  # type: ignore[arg-type]
+    await task._transaction_loop(Reader(), Transactions(calls))  # type: ignore[arg-type]
     assert calls == ["begin", "progress {('t', 0): 2}", "commit"]
     assert task._positions.initial_unstored == {} and task._positions.loaded[("t", 0)] == 2
 
@@ -739,3 +783,226 @@ async def test_with_the_dead_letter_policy_refused_records_next_to_each_other_al
     assert not task.status.halted and not task._halting.dead_letter
     assert task._positions.acked[("t", 0)] == 199
     assert sessions <= 25, sessions  # about 7 halvings per refused record
+
+
+def _merged(queue: list[_Q], mergeable: Callable[[_Q], bool]) -> Iterator[list[_Q]]:
+    """Take ``queue``'s sends as the producer batches them: a mergeable one with the mergeable ones
+    right behind it, any other alone."""
+    while queue:
+        group = [queue.pop(0)]
+        while mergeable(group[0]) and queue and mergeable(queue[0]):
+            group.append(queue.pop(0))
+        yield group
+
+
+class MergingDeadLetters(_Pieces):
+    """A fake producer's dead-letter partition that merges what is queued together, as the producer does
+    when more is queued than its window takes (`send_queue`): a merged batch the topic refuses fails
+    each of its sends with `MergedBatchRefusedError`; a batch of one send, with the topic's own error."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[asyncio.Future[Any], bool]] = []
+        self.mergeable: list[bool] = []
+
+    async def send(self, *_record: Any, mergeable: bool = True, **_fields: Any) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self.queued:
+            asyncio.get_running_loop().call_soon(self._sender)
+        self.queued.append((fut, mergeable))
+        self.mergeable.append(mergeable)
+        return Pending(fut)
+
+    def _sender(self) -> None:
+        from aiokafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
+
+        from mirror.kafka.producer import MergedBatchRefusedError  # noqa: PLC0415
+
+        for batch in _merged(self.queued, lambda q: q[1]):
+            for fut, _ in batch:
+                refused = MessageSizeTooLargeError()
+                fut.set_exception(
+                    refused if len(batch) == 1 else MergedBatchRefusedError(len(batch), refused)
+                )
+
+
+async def test_dead_letters_refused_there_too_halt_their_partitions_even_when_written_together(
+    tmp_path: Path,
+) -> None:
+    """Two partitions send a refused record each to the dead-letter topic at once, and it refuses them
+    too: each partition halts at its record. Merged into one batch by the producer, the refusal would
+    name neither (a new session at once, merged again: never halted, sessions without end)."""
+    task = _task(tmp_path, "A->B.rejected.records.policy = dead-letter\n")
+    for p in (0, 1):
+        task._halting.dead_letter[("t", p)] = {5: "InvalidTimestampError"}
+    writer = MergingDeadLetters()
+    batches = [SourceBatch("t", 0, _records(5, 3)), SourceBatch("t", 1, _records(5, 3))]
+    with pytest.raises(ExceptionGroup) as info:
+        await task._delivery.send_all(writer, batches)  # type: ignore[arg-type]
+    leaves = info.value.exceptions
+    assert all(isinstance(e, RecordRejected) for e in leaves), leaves
+    assert writer.mergeable == [False, False]
+    for exc in leaves:
+        assert task._session_failed(exc) is None  # type: ignore[arg-type]
+    assert {tp: h.offset for tp, h in task.status.halted.items()} == {("t", 0): 5, ("t", 1): 5}
+
+
+@pytest.mark.parametrize("policy", ["halt", "dead-letter"])
+@pytest.mark.parametrize(("raw", "gaps"), [(7, False), (7, True), (64, False), (1, False)])
+async def test_refused_records_in_passed_through_batches_are_found_exactly(
+    tmp_path: Path, policy: str, raw: int, gaps: bool
+) -> None:
+    """The source batches are passed through as bytes (some decoded: offset gaps, or cut where a session
+    starts): the refused records are still found exactly, the partition halts at the first one (halt)
+    or each goes to the dead-letter topic (dead-letter), every other record is copied once, in order;
+    offset syncs map each source offset to its own record."""
+    task = _task(tmp_path, f"A->B.rejected.records.policy = {policy}\noffset.lag.max = 0\n")
+    records = [r for r in _records(0, 200) if not gaps or r.offset % 11 != 3]
+    bad = frozenset({40, 41, 137})
+    target = Target(size=30, bad=bad)
+    syncs: list[Any] = []
+    for _ in range(60):
+        with contextlib.suppress(AssertionError):
+            await _sessions(task, target, records, limit=1, raw=raw)
+        task._syncs._syncs.promote_delayed()
+        syncs += task._syncs._syncs.take_pending(10_000)
+    offsets = [r.offset for r in records]
+    if policy == "halt":
+        assert target.written == [o for o in offsets if o < 40]
+        assert task.status.halted[("t", 0)].offset == 40
+    else:
+        assert target.written == [o for o in offsets if o not in bad]
+        letters = [int(dict(r.headers)["mirror.dead-letter.source.offset"]) for r in target.dead]
+        assert sorted(set(letters)) == sorted(bad)
+        assert not task.status.halted
+    assert syncs and all(target.written[s.downstream_offset] == s.upstream_offset for s in syncs)
+
+
+@pytest.mark.parametrize("raw", [7, 64])
+async def test_passed_through_batches_too_large_for_the_target_are_split_until_they_fit(
+    tmp_path: Path, raw: int
+) -> None:
+    """The remote topic takes at most 5 records per batch, the source batches are passed through as
+    bytes: they are decoded and cut until they fit; nothing halts, nothing is lost or repeated."""
+    task = _task(tmp_path)
+    target = Target(size=100, max_records=5)
+    await _sessions(task, target, _records(0, 300), raw=raw)
+    assert target.written == list(range(300))
+    assert not task.status.halted and task._halting.cap[("t", 0)] <= 5
+
+
+class MergingTarget(Target):
+    """A `Target` whose producer merges the mergeable batches queued together (within one turn of the
+    event loop), as it does when more are queued than its window takes: a merged batch holding a bad
+    offset fails each of its sends with `MergedBatchRefusedError`."""
+
+    def __init__(self, size: int, bad: frozenset[int] = frozenset()) -> None:
+        super().__init__(size, bad)
+        self.queue: list[tuple[Chunk, bool, asyncio.Future[Any]]] = []
+        self.merged: list[list[int]] = []  # the offsets of every merged batch sent
+
+    async def send_chunk(self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True) -> Any:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if not self.queue:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.queue.append((piece, mergeable, fut))
+        self.merged_ok.append((piece.count, mergeable))
+        return Pending(fut)
+
+    def _flush(self) -> None:
+        from aiokafka.errors import InvalidTimestampError, OutOfOrderSequenceNumber  # noqa: PLC0415
+
+        from mirror.kafka.producer import MergedBatchRefusedError  # noqa: PLC0415
+
+        for group in _merged(self.queue, lambda q: q[1]):
+            offsets = [r.offset for piece, _, _ in group for r in piece.records]
+            if len(group) > 1:
+                self.merged.append(offsets)
+            self.batches += 1
+            self.chunks.append(offsets)
+            if self.behind_refused:
+                for _, _, fut in group:
+                    fut.set_exception(OutOfOrderSequenceNumber())
+            elif self.bad & set(offsets):
+                self.behind_refused = True
+                for _, _, fut in group:
+                    refused = InvalidTimestampError()
+                    fut.set_exception(
+                        refused if len(group) == 1 else MergedBatchRefusedError(len(group), refused)
+                    )
+            else:
+                for piece, _, fut in group:
+                    fut.set_result(SimpleNamespace(offset=len(self.written)))
+                    self.written += [r.offset for r in piece.records]
+
+
+@pytest.mark.parametrize("policy", ["halt", "dead-letter"])
+@pytest.mark.parametrize("raw", [0, 7])
+async def test_a_refused_merged_batch_is_sent_again_unmerged_and_the_refused_record_found(
+    tmp_path: Path, policy: str, raw: int
+) -> None:
+    """The producer merges the batches queued together; one holding a refused record fails each of its
+    sends as merged: the range goes again unmerged, the refused record is found exactly and the
+    partition halts there (or it goes to the dead-letter topic); every other record is copied once, in
+    order, in a bounded number of sessions."""
+    task = _task(tmp_path, f"A->B.rejected.records.policy = {policy}\n")
+    bad = frozenset({73, 74, 150})
+    target = MergingTarget(size=10, bad=bad)
+    records = _records(0, 200)
+    sessions = await _sessions(task, target, records, limit=60, raw=raw)
+    if policy == "halt":
+        assert target.written == list(range(73))
+        assert task.status.halted[("t", 0)].offset == 73
+    else:
+        assert target.written == [o for o in range(200) if o not in bad]
+        letters = [int(dict(r.headers)["mirror.dead-letter.source.offset"]) for r in target.dead]
+        assert sorted(set(letters)) == sorted(bad)
+    assert target.merged  # the producer did merge
+    assert sessions <= 40, sessions
+
+
+@pytest.mark.parametrize("halt", [10, 14, 7, 3])
+async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passed_through_batches(
+    tmp_path: Path, halt: int
+) -> None:
+    """Exactly once, a fetch of passed-through source batches (7 offsets each) of a partition halted at
+    ``halt``: the transaction holds exactly the records before it (the batch holding it cut there, those
+    before it passed through whole) and commits that progress, nothing after it."""
+    task = _task(tmp_path, "A->B.exactly.once.support = required\n")
+    task._halting.rejected(
+        RecordRejected("InvalidTimestampError", topic="t", partition=0, offset=halt, count=1)
+    )
+    task._partitions_changed.clear()
+    sent: list[list[int]] = []
+    progress: list[dict[TP, int]] = []
+    calls: list[str] = []
+    records = _records(0, 21)
+
+    class Reader(FakeReader):
+        async def fetch(self, _timeout: int) -> list[SourceBatch]:
+            task._stopping.set()  # one round
+            return [SourceBatch("t", 0, chunks=_raw_chunks(records, 0, 7))]
+
+        def highwater(self, _topic: str, _partition: int) -> int:
+            return 21
+
+    class TxnWriter(Transactions):
+        async def send_chunk(
+            self, _topic: str, _partition: int, chunk: Chunk, *, mergeable: bool = True
+        ) -> Any:
+            sent.append([r.offset for r in chunk.records])
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_result(SimpleNamespace(offset=sum(len(s) for s in sent) - len(sent[-1])))
+            return Pending(fut)
+
+    class Progress:
+        async def send_with(self, _writer: Any, last: dict[TP, int], _ids: Any = None) -> list[Any]:
+            progress.append(dict(last))
+            return []
+
+    task.progress = Progress()  # type: ignore[assignment]
+    await task._transaction_loop(Reader(), TxnWriter(calls))  # type: ignore[arg-type]
+    assert calls == ["begin", "commit"]
+    assert [o for s in sent for o in s] == list(range(halt))
+    assert progress == [{("t", 0): halt - 1}]
+    whole = [list(range(f, f + 7)) for f in range(0, halt - halt % 7, 7)]
+    assert sent[: len(whole)] == whole  # the batches before the halt's went as they were
