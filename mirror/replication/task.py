@@ -30,7 +30,6 @@ import structlog
 from mirror import metrics
 from mirror.config import ClusterSettings, FlowSettings
 from mirror.errors import (
-    MergedBatchRefused,
     MirrorError,
     ProducerFenced,
     RecordRejected,
@@ -217,11 +216,6 @@ class SourceTask:
         """A session failed: the error to report and back off on, or None to start a new session at once."""
         if isinstance(exc, SourceTopicsRecreated):
             return None  # a new session at once, reading those topics from their start
-        if isinstance(exc, MergedBatchRefused):
-            self._log.warning(
-                "target refused a merged batch; sending its batches again one by one", error=str(exc)
-            )
-            return None  # a new session at once: the range goes unmerged (`Delivery.unmerged`)
         if isinstance(exc, RecordRejected) and None not in (exc.topic, exc.partition, exc.offset):
             self._halting.rejected(exc)
             metrics.errors_total.labels(*self._labels, exc.kind).inc()
