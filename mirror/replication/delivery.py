@@ -250,6 +250,8 @@ class Delivery:
             self.confirmed[entry.tp] = time.monotonic()
         self.status.records += count
         self.observed.completed(entry, count)
+        if self.observed.lag_of(entry.tp) == 0:
+            self.syncs.caught_up()
 
     def _synced(self, tp: TP, chunk: Chunk, base: int) -> None:
         """The target took ``chunk`` at ``base``: its offset syncs."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Sequence
 
 from mirror import metrics
@@ -18,6 +19,9 @@ from mirror.replication.topology import offset_syncs_location
 from mirror.types import TP
 
 __all__ = ["OffsetSyncEmitter"]
+
+#: A caught-up task promotes its partitions' delayed syncs at most this often (seconds).
+_CAUGHT_UP_EVERY = 1.0
 
 
 class OffsetSyncEmitter:
@@ -33,6 +37,7 @@ class OffsetSyncEmitter:
         self._ready = asyncio.Event()
         self._labels = (flow.source, flow.target)
         self._headers = [(WRITER_HEADER, secrets.token_bytes(8))]
+        self._promoted_at = 0.0  # when delayed syncs were last promoted (monotonic)
 
     def writer(self, client: str) -> Writer | None:
         """The producer of a session (None: syncs are not emitted)."""
@@ -55,8 +60,16 @@ class OffsetSyncEmitter:
 
     def tick(self) -> None:
         """Like Java's commit(): idle partitions get an exact sync for their last record."""
+        self._promoted_at = time.monotonic()
         self._syncs.promote_delayed()
         self._ready.set()
+
+    def caught_up(self) -> None:
+        """A partition has copied everything its source had: its last record's sync goes out now (at most
+        once a second per task), not at the next flush (Java waits for its offset commit): a group that
+        read to the end is translated exactly by the next checkpoint."""
+        if time.monotonic() - self._promoted_at >= _CAUGHT_UP_EVERY:
+            self.tick()
 
     def remove_partitions(self, partitions: Sequence[TP]) -> None:
         self._syncs.remove_partitions(partitions)
