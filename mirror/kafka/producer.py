@@ -69,6 +69,8 @@ _ABORT_TIMEOUT: Final = 10.0
 #: Queued batches are merged only while a partition's acknowledgements take this long (seconds): a
 #: long round trip (a WAN), not a fast network, where each source batch goes as it came.
 _COALESCE_AFTER: Final = 0.03
+#: ...or while they queue as batches smaller than this (bytes), whatever the round trip.
+_SMALL_BATCH: Final = 16 * 1024
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -309,7 +311,9 @@ class BatchProducer:
         pq = self._queues.get(tp)
         if pq is None:
             await known_partition(self._client, self.cluster, topic, partition)
-            pq = self._queues.setdefault(tp, PartitionQueue(self._max_batch, coalesce_after=_COALESCE_AFTER))
+            pq = self._queues.setdefault(
+                tp, PartitionQueue(self._max_batch, coalesce_after=_COALESCE_AFTER, small=_SMALL_BATCH)
+            )
         while self._buffered > self._buffer_limit and self._fatal is None:
             self._room.clear()
             await self._room.wait()

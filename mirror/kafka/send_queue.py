@@ -79,15 +79,21 @@ class PartitionQueue(Generic[T]):
         "queued",
         "retrying",
         "rtt",
+        "small",
         "unacked",
         "window",
     )
 
-    def __init__(self, merge_bytes: int, window: int = WINDOW, coalesce_after: float = 0.0) -> None:
+    def __init__(
+        self, merge_bytes: int, window: int = WINDOW, coalesce_after: float = 0.0, small: int = 0
+    ) -> None:
         self.merge_bytes, self.window = merge_bytes, window
         #: Merge queued sends only while acknowledgements take at least this long (seconds): over a long
         #: round trip merging buys throughput; on a fast network the batches go as they are (no re-encoding).
         self.coalesce_after = coalesce_after
+        #: ...and whatever the round trip, sends smaller than this (bytes): a stream of tiny source
+        #: batches costs more per batch sent than the re-encoding of their few records
+        self.small = small
         #: How long the partition's acknowledgements take, smoothed (seconds since the batch's first send).
         self.rtt = 0.0
         self.queued: deque[Send[T]] = deque()
@@ -142,7 +148,8 @@ class PartitionQueue(Generic[T]):
         if free <= 0:
             return None
         sends = [self.queued.popleft()]
-        if len(self.queued) >= free and sends[0].mergeable and self.rtt >= self.coalesce_after:
+        slow = self.rtt >= self.coalesce_after or sends[0].size < self.small
+        if len(self.queued) >= free and sends[0].mergeable and slow:
             size = sends[0].size
             while self.queued and self.queued[0].mergeable and size + self.queued[0].size <= self.merge_bytes:
                 size += self.queued[0].size

@@ -170,6 +170,21 @@ def test_sends_are_merged_only_while_acknowledgements_are_slow() -> None:
     assert queue.rtt >= 0.03 and slow is not None and len(slow.parts) > 1
 
 
+def test_small_sends_queued_behind_a_full_window_merge_even_on_a_fast_network() -> None:
+    """Tiny source batches (a producer with no linger) cost more per batch sent than their re-encoding:
+    behind a full window they merge whatever the round trip; large ones still go as they came."""
+    for size, merged in ((100, True), (50_000, False)):
+        queue: PartitionQueue[int] = PartitionQueue(merge_bytes=1 << 20, coalesce_after=0.03, small=16384)
+        queue.push(Send(-1, 1, size))
+        first = queue.next_batch(0.0, stamp)
+        assert first is not None
+        queue.acked(first, now=0.001)
+        for i in range(20):
+            queue.push(Send(i, 1, size))
+        batches = [queue.next_batch(0.001, stamp) for _ in range(WINDOW)]
+        assert (max(len(b.parts) for b in batches if b) > 1) is merged, size
+
+
 def test_sends_that_are_not_mergeable_go_as_batches_of_their_own() -> None:
     """A source task narrowing down on a refused record (or re-sending a refused merged batch) needs each
     of its batches refused or taken alone: such sends are never merged, before or after a mergeable one."""
