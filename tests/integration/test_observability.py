@@ -211,12 +211,13 @@ async def test_status_command_shows_lag_per_topic_while_a_load_runs(
     a, b = cluster_a.bootstrap_servers, cluster_b.bootstrap_servers
     await create_topic(a, topic, 2)
     await produce(a, topic, {p: records(15_000, 50, p) for p in range(2)})
-    # small fetches, so that copying takes a few seconds and the lag can be seen
+    # a throttled flow (the data path copies 1.5 MB in well under a second), so that copying takes
+    # seconds and the lag can be seen
     settings = settings_for(
         tmp_path,
         {"A": a, "B": b},
         ["A->B"],
-        **{"A->B.topics": topic, "A->B.consumer.max.poll.records": "20"},
+        **{"A->B.topics": topic, "A->B.throttle.bytes.per.second": "100000"},
     )
     env = {**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     async with running(settings) as worker, serving(worker) as server:
