@@ -9,7 +9,7 @@ from typing import Protocol
 
 
 class RecordData(Protocol):
-    """What `Writer.send_records` copies of a record."""
+    """What the data path copies of a record (`batches.rebuild`, `BatchProducer.send`)."""
 
     @property
     def timestamp(self) -> int: ...
