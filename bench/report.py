@@ -32,8 +32,14 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for w in results["workloads"]:
-        label = f"{w['records'] / 1e6:g}M x {w['size']} B" + (
-            f" {w['compression']}" if w["compression"] != "none" else ""
+        label = (
+            f"{w['records'] / 1e6:g}M x {w['size']} B"
+            + (f" {w['compression']}" if w["compression"] != "none" else "")
+            + (
+                f" in {w['source_batch'] // 1024} KB batches"
+                if w.get("source_batch", 1 << 20) != 1 << 20
+                else ""
+            )
         )
         java = w["median"].get("java-mm2", {})
         ceil = w.get("ceiling") or {}

@@ -7,7 +7,8 @@ Each run measures:
 
 - backlog drain: records/s and MB/s from the first record seen on the target to the last one, the tool's
   CPU seconds (user+sys of its process tree, /proc) over that window, per million records;
-- then, with the tool caught up, a fixed-rate load: a producer on A writes ``--rate`` records/s stamped with
+- then, with the tool caught up, a fixed-rate load: a producer on A writes ``--rate`` records/s (into a topic
+  of the run's own, so every run drains the same preloaded batches) stamped with
   the wall clock; a consumer on B takes receive time - record timestamp: p50/p99 replication latency;
 - the tool's peak RSS (VmHWM) over the whole run.
 
@@ -58,10 +59,16 @@ class Workload:
     size: int
     compression: str = "none"  # of the source batches, and of the target producers (both tools alike)
     partitions: int = 12
+    source_batch: int = 1024 * 1024  # the preload producer's batch.size: the source's batches
 
     @property
     def topic(self) -> str:
         return f"bench-{self.name}"
+
+    def latency_topic(self, seq: int) -> str:
+        """Run ``seq``'s fixed-rate load goes here, not into the preloaded topic: every run drains the same
+        batches (the loads of earlier runs are small batches the next tool would otherwise drain too)."""
+        return f"bench-{self.name}-load{seq}"
 
 
 FULL: tuple[Workload, ...] = (
@@ -69,12 +76,14 @@ FULL: tuple[Workload, ...] = (
     Workload("100B", 5_000_000, 100),
     Workload("100B-zstd", 2_000_000, 100, "zstd"),
     Workload("10KB", 100_000, 10 * 1024),
+    Workload("1KB-16KB-batches", 1_000_000, 1024, source_batch=16 * 1024),
 )
 QUICK: tuple[Workload, ...] = (
     Workload("1KB", 200_000, 1024),
     Workload("100B", 1_000_000, 100),
     Workload("100B-zstd", 500_000, 100, "zstd"),
     Workload("10KB", 20_000, 10 * 1024),
+    Workload("1KB-16KB-batches", 200_000, 1024, source_batch=16 * 1024),
 )
 
 
@@ -139,7 +148,7 @@ async def fill(bootstrap: str, w: Workload) -> None:
     await create_topic(bootstrap, w.topic, w.partitions)
     codec = None if w.compression == "none" else w.compression
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, max_batch_size=1024 * 1024, acks=1, compression_type=codec
+        bootstrap_servers=bootstrap, max_batch_size=w.source_batch, acks=1, compression_type=codec
     )
     await producer.start()
     values = payloads(w.size)
@@ -163,13 +172,13 @@ async def fill(bootstrap: str, w: Workload) -> None:
 # --- the two tools ---------------------------------------------------------------------------------
 
 
-def properties(a: str, b: str, w: Workload, tasks: int, http_port: int) -> str:
+def properties(a: str, b: str, w: Workload, tasks: int, *, http_port: int, load_topic: str) -> str:
     """One mm2.properties for both tools: the same tasks, fetch sizes, producer batching, compression."""
     return f"""clusters = A, B
 A.bootstrap.servers = {a}
 B.bootstrap.servers = {b}
 A->B.enabled = true
-A->B.topics = {w.topic}
+A->B.topics = {w.topic}, {load_topic}
 B->A.enabled = false
 tasks.max = {tasks}
 emit.heartbeats.enabled = false
@@ -291,10 +300,13 @@ async def drain(
             await asyncio.sleep(0.1)
 
 
-async def latency(a: str, b: str, w: Workload, rate: int, seconds: float) -> tuple[list[float], int]:
-    """Produce ``rate`` rec/s on A for ``seconds`` stamped with the wall clock; latencies (ms) seen on B."""
+async def latency(
+    a: str, b: str, w: Workload, topic: str, *, rate: int, seconds: float
+) -> tuple[list[float], int]:
+    """Produce ``rate`` rec/s into ``topic`` on A for ``seconds`` stamped with the wall clock; latencies
+    (ms) seen on B."""
     codec = None if w.compression == "none" else w.compression
-    remote = f"A.{w.topic}"
+    remote = f"A.{topic}"
     consumer = AIOKafkaConsumer(bootstrap_servers=b, enable_auto_commit=False, fetch_max_wait_ms=100)
     producer = AIOKafkaProducer(bootstrap_servers=a, linger_ms=0, acks=1, compression_type=codec)
     await consumer.start()
@@ -326,7 +338,7 @@ async def latency(a: str, b: str, w: Workload, rate: int, seconds: float) -> tup
             while produced < due:
                 value = values[produced % len(values)]
                 key = b"L%d" % produced
-                await producer.send(w.topic, value, key, produced % w.partitions, timestamp_ms=ts)
+                await producer.send(topic, value, key, produced % w.partitions, timestamp_ms=ts)
                 produced += 1
             await asyncio.sleep(0.005)
         await producer.flush()
@@ -380,8 +392,9 @@ async def one_run(
     work.mkdir()
     config = work / "mm2.properties"
     tool_a, tool_b = (wan.address(kafka["A"]), wan.address(target)) if wan else (a, b)
-    config.write_text(properties(tool_a, tool_b, w, args.tasks, free_port()))
-    # the source holds the preloaded records plus the fixed-rate loads of earlier runs
+    load_topic = w.latency_topic(seq)
+    await create_topic(a, load_topic, w.partitions)
+    config.write_text(properties(tool_a, tool_b, w, args.tasks, http_port=free_port(), load_topic=load_topic))
     async with TargetWatch(a, w.topic) as source:
         expected = await source.count()
     proc = start_tool(tool, config, work / f"{tool}.log", args.mirror_workers)
@@ -408,7 +421,8 @@ async def one_run(
             spy.wait(60)
         print(f"[{w.name}] {tool}: drained in {seconds:.1f}s; fixed-rate load", file=sys.stderr, flush=True)
         samples, produced = await asyncio.wait_for(
-            latency(a, b, w, args.rate, args.latency_seconds), args.latency_seconds + 90
+            latency(a, b, w, load_topic, rate=args.rate, seconds=args.latency_seconds),
+            args.latency_seconds + 90,
         )
         rss = procs.peak_rss_mb(proc.pid)
     except Exception:
@@ -529,6 +543,7 @@ async def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.to_thread(fresh_cluster, kafka, "A", wan)
                 t0 = time.monotonic()
                 await fill(kafka["A"].bootstrap_servers, w)
+                await asyncio.to_thread(os.sync)  # the preload's writeback does not land in the first run
                 took = time.monotonic() - t0
                 print(f"[{w.name}] filled {w.records} x {w.size} B in {took:.1f}s", file=sys.stderr)
                 tools = tuple(args.tools)
@@ -567,11 +582,15 @@ def main() -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smaller workloads (default: 1 run each)")
     size.add_argument(
-        "--full", action="store_true", help="1M x 1 KB, 5M x 100 B, 2M x 100 B zstd, 100k x 10 KB (default)"
+        "--full",
+        action="store_true",
+        help="1M x 1 KB, 5M x 100 B, 2M x 100 B zstd, 100k x 10 KB, 1M x 1 KB in 16 KB batches (default)",
     )
     parser.add_argument("--runs", type=int, help="runs per tool and workload (quick: 1, full: 3)")
     parser.add_argument(
-        "--workload", action="append", help="only these workloads (1KB, 100B, 100B-zstd, 10KB)"
+        "--workload",
+        action="append",
+        help="only these workloads (1KB, 100B, 100B-zstd, 10KB, 1KB-16KB-batches)",
     )
     parser.add_argument("--tasks", type=int, default=2, help="tasks.max for both tools (default 2)")
     parser.add_argument("--mirror-workers", type=int, default=1, help="mirror run --workers N (default 1)")
