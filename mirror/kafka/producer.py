@@ -329,7 +329,7 @@ class BatchProducer:
             if not batch:
                 raise ValueError("a record batch needs at least one record")
             job = _Job(tp, None, batch, self._codec, future)
-            count, size = len(batch), _records_size(batch)
+            count, size = len(batch), batches.records_size(batch)
         self._outstanding.add(future)
         self._buffered += size
         future.add_done_callback(functools.partial(self._settled, size=size))
@@ -764,8 +764,3 @@ async def known_partition(client: Any, cluster: ClusterSettings, topic: str, par
         raise denied_error(cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError())
     if known is None or partition not in known:
         raise KafkaRequestFailed(f"partition {partition} of {topic} is not (yet) in the target's metadata")
-
-
-def _records_size(records: Sequence[RecordData]) -> int:
-    """Bytes of the records' keys and values (what back-pressure and coalescing count)."""
-    return sum([len(r.value or b"") + len(r.key or b"") for r in records]) + 16 * len(records)
