@@ -176,6 +176,174 @@ group_offsets_synced_total = Counter(
     registry=REGISTRY,
 )
 
+# --- the data path's clients: the replication consumer's fetcher and producer (mirror.kafka) ------------
+# Counted per request or per batch (never per record), labelled by flow only: a flow's tasks on this worker
+# add up. A client built without meters (a command's reader, a test) counts nowhere.
+
+_FLOW = ("source", "target")
+_REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+fetch_requests_total = Counter(
+    "mirror_fetch_requests",
+    "Fetch requests the replication consumers sent to source brokers",
+    _FLOW,
+    registry=REGISTRY,
+)
+fetch_errors_total = Counter(
+    "mirror_fetch_errors",
+    "Fetch errors by Kafka error name: a failed request (the broker unreachable...) counts once, a "
+    "partition error of a response once per partition; each is retried (after a metadata refresh where "
+    "the leader may have moved)",
+    (*_FLOW, "error"),
+    registry=REGISTRY,
+)
+fetch_buffered_bytes = Gauge(
+    "mirror_fetch_buffered_bytes",
+    "Bytes fetched from the source and not handed to the tasks yet (bounded by fetch.max.bytes per task): "
+    "near the bound, the target side is the slow one",
+    _FLOW,
+    registry=REGISTRY,
+)
+fetch_request_seconds = Histogram(
+    "mirror_fetch_request_seconds",
+    "Round trip of each answered fetch request; a broker with nothing new waits up to fetch.max.wait.ms "
+    "before it answers",
+    _FLOW,
+    buckets=_REQUEST_BUCKETS,
+    registry=REGISTRY,
+)
+produce_requests_total = Counter(
+    "mirror_produce_requests",
+    "Produce requests the replication producers sent to target brokers",
+    _FLOW,
+    registry=REGISTRY,
+)
+produce_batches_total = Counter(
+    "mirror_produce_batches",
+    "Record batches sent in produce requests (one request carries up to one per partition of a broker; a "
+    "re-sent batch counts again)",
+    _FLOW,
+    registry=REGISTRY,
+)
+produce_retries_total = Counter(
+    "mirror_produce_retries",
+    "Batches sent again after a retriable failure, by Kafka error name (the request failed, or the broker "
+    "answered a retriable error for the batch)",
+    (*_FLOW, "error"),
+    registry=REGISTRY,
+)
+produce_merged_batches_total = Counter(
+    "mirror_produce_merged_batches",
+    "Batches built by merging several queued batches of one partition (over a long round trip, or of "
+    'small batches; docs/record-batches.md, "Producing")',
+    _FLOW,
+    registry=REGISTRY,
+)
+produce_in_flight_batches = Gauge(
+    "mirror_produce_in_flight_batches",
+    "Batches in produce requests not answered yet (at most max.in.flight.requests.per.connection requests "
+    "per broker); 0 at rest",
+    _FLOW,
+    registry=REGISTRY,
+)
+produce_request_seconds = Histogram(
+    "mirror_produce_request_seconds",
+    "Round trip of each answered produce request (acks=all: until every in-sync replica has the batches)",
+    _FLOW,
+    buckets=_REQUEST_BUCKETS,
+    registry=REGISTRY,
+)
+produce_refused_batches_total = Counter(
+    "mirror_produce_refused_batches",
+    "Batches the target refused for good, by Kafka error name (a record too large, a policy...; the task "
+    "halts or dead-letters the record, rejected.records.policy), or after which the producer cannot go on "
+    "(fenced, out of sequence)",
+    (*_FLOW, "error"),
+    registry=REGISTRY,
+)
+
+
+class FetchMeters:
+    """The series of one replication consumer's fetcher (`mirror.kafka.fetcher.BatchFetcher`), bound to
+    its flow; ``FetchMeters()`` counts nowhere. Its share of ``mirror_fetch_buffered_bytes`` is what it
+    last reported: `buffered` adds the difference, so a flow's tasks add up and a closed fetcher
+    reports 0."""
+
+    __slots__ = ("_buffered", "_flow", "_now", "_requests", "_seconds")
+
+    def __init__(self, source: str | None = None, target: str | None = None) -> None:
+        self._flow = None if source is None or target is None else (source, target)
+        self._now = 0
+        if self._flow is not None:
+            self._requests = fetch_requests_total.labels(*self._flow)
+            self._seconds = fetch_request_seconds.labels(*self._flow)
+            self._buffered = fetch_buffered_bytes.labels(*self._flow)
+
+    def request(self, seconds: float | None) -> None:
+        """A fetch request was sent: answered after ``seconds``, or failed (None)."""
+        if self._flow is not None:
+            self._requests.inc()
+            if seconds is not None:
+                self._seconds.observe(seconds)
+
+    def error(self, name: str) -> None:
+        """A fetch request failed, or a partition of a response has an error: ``name`` says which."""
+        if self._flow is not None:
+            fetch_errors_total.labels(*self._flow, name).inc()
+
+    def buffered(self, nbytes: int) -> None:
+        """The fetcher holds ``nbytes`` fetched and not handed out now."""
+        delta, self._now = nbytes - self._now, nbytes
+        if delta and self._flow is not None:
+            self._buffered.inc(delta)
+
+
+class ProduceMeters:
+    """The series of one replication producer (`mirror.kafka.producer.BatchProducer`), bound to its flow;
+    ``ProduceMeters()`` counts nowhere."""
+
+    __slots__ = ("_batches", "_flow", "_in_flight", "_merged", "_requests", "_seconds")
+
+    def __init__(self, source: str | None = None, target: str | None = None) -> None:
+        self._flow = None if source is None or target is None else (source, target)
+        if self._flow is None:
+            return
+        self._requests = produce_requests_total.labels(*self._flow)
+        self._batches = produce_batches_total.labels(*self._flow)
+        self._in_flight = produce_in_flight_batches.labels(*self._flow)
+        self._seconds = produce_request_seconds.labels(*self._flow)
+        self._merged = produce_merged_batches_total.labels(*self._flow)
+
+    def sent(self, batches: int) -> None:
+        """A produce request carrying ``batches`` batches was sent."""
+        if self._flow is not None:
+            self._requests.inc()
+            self._batches.inc(batches)
+            self._in_flight.inc(batches)
+
+    def done(self, batches: int, seconds: float | None) -> None:
+        """A produce request of ``batches`` batches ended: answered after ``seconds``, or failed (None)."""
+        if self._flow is not None:
+            self._in_flight.dec(batches)
+            if seconds is not None:
+                self._seconds.observe(seconds)
+
+    def merged(self) -> None:
+        """A batch was built of several queued ones."""
+        if self._flow is not None:
+            self._merged.inc()
+
+    def retried(self, error: str) -> None:
+        """A batch goes again after a retriable ``error``."""
+        if self._flow is not None:
+            produce_retries_total.labels(*self._flow, error).inc()
+
+    def refused(self, error: str) -> None:
+        """The target refused a batch for good with ``error``."""
+        if self._flow is not None:
+            produce_refused_batches_total.labels(*self._flow, error).inc()
+
+
 # --- live state, read from the running worker at each scrape (mirror.service.http takes the snapshot) -----
 # State is not an event stream: a snapshot per scrape has no stale series when a task moves to another
 # worker, and the hot path never touches it.

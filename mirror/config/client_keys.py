@@ -4,9 +4,11 @@ Client overrides (``A.consumer.max.poll.records``, ``A->B.producer.linger.ms``, 
 are Java client keys. :data:`CLIENT_KEYS` says, per role, which ones mirror passes on to its Kafka clients:
 the client's keyword argument, how the text becomes its value, and what is allowed in words.
 :data:`IGNORED_CLIENT_KEYS` lists the Java keys that have no equivalent here: they are accepted and ignored
-without a warning, so an unchanged Java file loads cleanly. :func:`client_key_problems` checks one key at
-load time: a bad value is a :class:`~mirror.config.problems.ConfigProblem`, an unknown key a warning naming
-the closest known key. docs/configuration.md lists the same keys (a unit test keeps them in step).
+without a warning, so an unchanged Java file loads cleanly. :data:`REPLICATION_PRODUCER_KEYS` are producer
+keys only the replication producer of a flow honours (it reads them itself). :func:`client_key_problems`
+checks one key at load time: a bad value is a :class:`~mirror.config.problems.ConfigProblem`, an unknown key
+a warning naming the closest known key. docs/configuration.md lists the same keys (a unit test keeps them
+in step).
 
 Pure module: no Kafka client library is imported.
 """
@@ -191,11 +193,8 @@ IGNORED_CLIENT_KEYS: Mapping[Role, frozenset[str]] = {
         "key.serializer",
         "value.serializer",
         "interceptor.classes",
-        "buffer.memory",
         "retries",
         "max.block.ms",
-        "delivery.timeout.ms",
-        "max.in.flight.requests.per.connection",
         "partitioner.class",
         "partitioner.ignore.keys",
         "partitioner.adaptive.partitioning.enable",
@@ -217,10 +216,28 @@ IGNORED_CLIENT_KEYS: Mapping[Role, frozenset[str]] = {
 
 _IGNORED_PREFIXES = ("ssl.", "sasl.")
 
+#: Java producer keys that the replication producer of a flow (`mirror.kafka.producer.BatchProducer`, which
+#: writes the copied records, and the dead letters and exactly-once progress that go with them) reads
+#: itself, since aiokafka's producer has no such option: ``argument`` is the key itself. mirror's other
+#: producers, those of its internal topics, ignore them.
+REPLICATION_PRODUCER_KEYS: Mapping[str, ClientKey] = {
+    key: ClientKey(key, _integer(1), "an integer >= 1")
+    for key in ("delivery.timeout.ms", "max.in.flight.requests.per.connection", "buffer.memory")
+}
+
+#: Who ignores a :data:`REPLICATION_PRODUCER_KEYS` key set for a whole cluster (docs/configuration.md).
+INTERNAL_PRODUCERS = "heartbeats, checkpoints, offset syncs, progress, controls"
+
 
 def is_known_client_key(role: Role, key: str) -> bool:
-    """Whether ``key`` is a Java client key of ``role`` (used or deliberately ignored)."""
-    return key in CLIENT_KEYS[role] or key in IGNORED_CLIENT_KEYS[role] or key.startswith(_IGNORED_PREFIXES)
+    """Whether ``key`` is a Java client key of ``role`` (used, used by the replication producer only, or
+    deliberately ignored)."""
+    return (
+        key in CLIENT_KEYS[role]
+        or key in IGNORED_CLIENT_KEYS[role]
+        or key.startswith(_IGNORED_PREFIXES)
+        or (role == "producer" and key in REPLICATION_PRODUCER_KEYS)
+    )
 
 
 @dataclass(frozen=True)
@@ -231,29 +248,51 @@ class ClientKeyFindings:
     warning: str | None = None
 
 
-def client_key_problems(role: Role, key: str, value: object, *, written: str) -> ClientKeyFindings:
+def client_key_problems(
+    role: Role, key: str, value: object, *, written: str, of_cluster: bool = False
+) -> ClientKeyFindings:
     """Check one client override of ``role``: ``key`` is the Java client key, ``written`` the key as the user
-    wrote it (``A->B.consumer.max.poll.records``, or the variable holding a JSON mapping).
+    wrote it (``A->B.consumer.max.poll.records``, or the variable holding a JSON mapping); ``of_cluster``:
+    set for a whole cluster (``B.producer.*``), not for one flow.
 
     A value that the key does not allow is a problem naming ``written``, the value and what is allowed; an
-    unknown key is a warning naming the closest known key. Secret values are never shown."""
+    unknown key is a warning naming the closest known key. A key only the replication producer honours,
+    set for a whole cluster, is a warning naming the producers that ignore it. Secret values are never
+    shown."""
     spec = CLIENT_KEYS[role].get(key)
-    if spec is not None:
+    own = REPLICATION_PRODUCER_KEYS.get(key) if role == "producer" else None
+    checked = spec if spec is not None else own
+    if checked is not None:
         text = value if isinstance(value, str) else str(value)
         try:
-            spec.value(text)
+            checked.value(text)
         except ValueError:
             inner = not written.endswith(key)
             problem = f"invalid value for {key}" if inner else "invalid value"
             shown = MASK if is_secret_key(key) or is_secret_key(written) else text
-            return ClientKeyFindings(problem=ConfigProblem(written, shown, spec.allowed, problem))
+            return ClientKeyFindings(problem=ConfigProblem(written, shown, checked.allowed, problem))
+        if own is not None and of_cluster:
+            return ClientKeyFindings(warning=replication_only_warning(key, written))
         return ClientKeyFindings()
     if is_known_client_key(role, key):
         return ClientKeyFindings()
-    known = [*CLIENT_KEYS[role], *IGNORED_CLIENT_KEYS[role]]
+    known = [
+        *CLIENT_KEYS[role],
+        *IGNORED_CLIENT_KEYS[role],
+        *(REPLICATION_PRODUCER_KEYS if role == "producer" else ()),
+    ]
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else "no similar key is known"
     return ClientKeyFindings(warning=f"unknown {role} key {key!r} in {written} ({hint})")
+
+
+def replication_only_warning(key: str, written: str) -> str:
+    """What a :data:`REPLICATION_PRODUCER_KEYS` key set for a whole cluster does, and does not."""
+    return (
+        f"producer key {key!r} in {written} is honoured by the replication producer of each flow writing to "
+        f"this cluster only; mirror's producers of its internal topics ({INTERNAL_PRODUCERS}) ignore it "
+        "(set it per flow, A->B.producer.*, to silence this)"
+    )
 
 
 def client_arguments(role: Role, overrides: Mapping[str, str]) -> dict[str, ClientValue]:

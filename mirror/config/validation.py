@@ -72,7 +72,7 @@ def _client_key_problems(
             continue  # absent, or not a mapping of Java values (already reported)
         for key, value in overrides.items():
             written = layer.origins.get((*path, role, key)) or layer.origin((*path, role))
-            found = client_key_problems(role, key, value, written=written)
+            found = client_key_problems(role, key, value, written=written, of_cluster=path[0] == "clusters")
             if found.problem is not None:
                 problems.append(found.problem)
             if found.warning is not None:

@@ -478,16 +478,26 @@ class SourceBatch:
         return f"SourceBatch({self.topic!r}, {self.partition}, {self.first_offset}..{self.last_offset})"
 
 
-#: Bytes a record adds to a batch beyond its key, value and headers (varints, attributes, deltas): an
-#: upper bound, so pieces cut by `pieces` stay under their size.
-_RECORD_OVERHEAD: Final = 24
+#: Bytes a record adds to a v2 batch beyond its key, value and headers, at most: its length, key length,
+#: value length, header count and offset delta (varints, 5 bytes each at most), its timestamp delta (a
+#: varlong, 10) and its attributes (1) (docs/record-batches.md, "The v2 batch").
+RECORD_OVERHEAD: Final = 36
+#: ...and each header beyond its name (UTF-8) and value: their lengths (varints, 5 bytes each at most).
+HEADER_OVERHEAD: Final = 10
 
 
-def _record_size(r: RecordData) -> int:
-    size = _RECORD_OVERHEAD + len(r.key or b"") + len(r.value or b"")
+def record_size(r: RecordData) -> int:
+    """At most the bytes ``r`` takes in an uncompressed v2 batch, whatever else the batch holds."""
+    size = RECORD_OVERHEAD + len(r.key or b"") + len(r.value or b"")
     for name, value in r.headers:
-        size += len(name) + len(value or b"") + 10
+        size += HEADER_OVERHEAD + len(name.encode()) + len(value or b"")
     return size
+
+
+def records_size(records: Sequence[RecordData]) -> int:
+    """At most the bytes ``records`` take in an uncompressed v2 batch beyond its header (`HEADER_SIZE`):
+    a batch of them is at most ``HEADER_SIZE + records_size(records)`` bytes."""
+    return sum([record_size(r) for r in records])
 
 
 def pieces(chunks: Sequence[Chunk], per_batch: int, max_bytes: int) -> list[Chunk]:
@@ -502,10 +512,10 @@ def pieces(chunks: Sequence[Chunk], per_batch: int, max_bytes: int) -> list[Chun
         run: list[SourceRecord] = []
         size = 0
         for r in chunk.records:
-            grown = size + _record_size(r)
+            grown = size + record_size(r)
             if run and ((0 < per_batch <= len(run)) or grown > max_bytes):
                 out.append(Chunk.of(run))
-                run, grown = [], _record_size(r)
+                run, grown = [], record_size(r)
             run.append(r)
             size = grown
         if run:

@@ -40,6 +40,7 @@ from mirror.kafka.batches import (
 from mirror.kafka.client_args import protocol_client
 from mirror.kafka.closing import close_within
 from mirror.kafka.errors import denied_error, error_for_code, errors_translated
+from mirror.metrics import FetchMeters
 from mirror.retry import Backoff
 
 __all__ = ["BatchFetcher"]
@@ -145,12 +146,19 @@ class _Partition:
 
 
 class BatchFetcher:
-    """Fetches assigned source partitions as `SourceBatch`es of `Chunk`s, in the background."""
+    """Fetches assigned source partitions as `SourceBatch`es of `Chunk`s, in the background; ``meters``:
+    where its requests, errors and buffered bytes are counted (`mirror.metrics.FetchMeters`)."""
 
     def __init__(
-        self, cluster: ClusterSettings, client_id: str, overrides: Mapping[str, str], isolation_level: str
+        self,
+        cluster: ClusterSettings,
+        client_id: str,
+        overrides: Mapping[str, str],
+        isolation_level: str,
+        meters: FetchMeters | None = None,
     ) -> None:
         self.cluster = cluster
+        self._meters = FetchMeters() if meters is None else meters
         self._client, options = protocol_client(cluster, "consumer", overrides, client_id)
         isolation = str(options.get("isolation_level", isolation_level))
         if isolation not in _ISOLATION:
@@ -190,6 +198,7 @@ class BatchFetcher:
         if main is not None:
             main.cancel()
             await asyncio.wait([main])  # its outcome is of no interest; a cancel of ours still propagates
+        self._meters.buffered(0)
         await close_within(self._client.close())
 
     async def _main_loop(self, started: asyncio.Future[None]) -> None:
@@ -332,12 +341,14 @@ class BatchFetcher:
                     count += chunk.count
             if chunks:
                 out.append(SourceBatch(p.tp[0], p.tp[1], chunks=chunks))
+        self._meters.buffered(self._buffered)
         self._wake.set()  # room in the buffer
         return out
 
     def _drop(self, p: _Partition, offset: int) -> None:
         self._buffered -= p.buffered
         p.reset(offset)
+        self._meters.buffered(self._buffered)
 
     # --- the background: requests and responses -----------------------------------------------------
 
@@ -447,15 +458,22 @@ class BatchFetcher:
         request = FetchRequest(
             self._max_wait_ms, self._min_bytes, self._bound, self._isolation, list(topics.items())
         )
+        meters = self._meters
+        sent_at = time.monotonic()
         try:
             try:
                 response = await self._client.send(node, request)
             except (ke.KafkaError, OSError, TimeoutError) as exc:
+                meters.request(None)
+                meters.error(type(exc).__name__)
                 self._failed(node, parts, exc)
                 return
+            meters.request(time.monotonic() - sent_at)
             error_code = getattr(response, "error_code", 0)
             if error_code:
-                self._failed(node, parts, ke.for_code(error_code)())
+                error = ke.for_code(error_code)()
+                meters.error(type(error).__name__)
+                self._failed(node, parts, error)
                 return
             self._backoff.pop(node, None)
             if self._failures.pop(node, 0):
@@ -497,6 +515,8 @@ class BatchFetcher:
                     continue  # sought, paused or unassigned meanwhile
                 if p.fetch_offset != offset or p.paused:
                     continue
+                if code != 0:
+                    self._meters.error(ke.for_code(code).__name__)
                 if code == 0:
                     p.misses = 0
                     p.highwater = highwater
@@ -520,6 +540,7 @@ class BatchFetcher:
                     p.error = error_for_code(code, what, cluster=self.cluster)
                     p.retry_at = now + self._retry_s
                     came = True
+        self._meters.buffered(self._buffered)
         if relocated:
             self._client.force_metadata_update()
         if came:

@@ -35,6 +35,7 @@ from mirror.kafka.closing import close_within
 from mirror.kafka.errors import delivery_error, denied_error, errors_translated
 from mirror.kafka.records import Ack, RecordData
 from mirror.kafka.send_queue import PartitionQueue, Send, Stamped
+from mirror.metrics import ProduceMeters
 
 log = structlog.get_logger(__name__)
 
@@ -191,7 +192,8 @@ class BatchProducer:
     """Whole batches to fixed partitions of the target: pipelined, idempotent, optionally transactional.
 
     `send` queues one batch per call (in call order per partition) and returns its `Pending`; a
-    background dispatcher sends them. Every task it runs is in one task group that `close` ends."""
+    background dispatcher sends them. Every task it runs is in one task group that `close` ends.
+    ``meters``: where its requests, batches, retries and refusals are counted (`mirror.metrics`)."""
 
     def __init__(
         self,
@@ -199,8 +201,10 @@ class BatchProducer:
         client_id: str,
         overrides: Mapping[str, str],
         transactional_id: str | None = None,
+        meters: ProduceMeters | None = None,
     ) -> None:
         self.cluster = cluster
+        self._meters = ProduceMeters() if meters is None else meters
         self._client, options = protocol_client(cluster, "producer", overrides, client_id)
         java = {**cluster.producer, **overrides}
         self._max_batch = int(options.get("max_batch_size", 1024 * 1024))
@@ -325,7 +329,7 @@ class BatchProducer:
             if not batch:
                 raise ValueError("a record batch needs at least one record")
             job = _Job(tp, None, batch, self._codec, future)
-            count, size = len(batch), _records_size(batch)
+            count, size = len(batch), batches.records_size(batch)
         self._outstanding.add(future)
         self._buffered += size
         future.add_done_callback(functools.partial(self._settled, size=size))
@@ -445,6 +449,8 @@ class BatchProducer:
     def _stamp(self, sends: list[Send[_Job]], base_sequence: int) -> bytearray:
         first = sends[0].payload
         pid, epoch, txn = self._producer_id, self._epoch, self._transactional_id is not None
+        if len(sends) > 1:
+            self._meters.merged()
         if len(sends) == 1 and first.raw is not None:
             return batches.restamp(
                 first.raw,
@@ -471,6 +477,8 @@ class BatchProducer:
             sent[tp] = batch
         self.requests_sent += 1
         self.batches_sent += len(request)
+        self._meters.sent(len(request))
+        sent_at, took = time.monotonic(), None
         try:
             try:
                 response = await self._client.send(
@@ -484,6 +492,7 @@ class BatchProducer:
                 for tp, batch in request:
                     self._retry(tp, batch, exc)
                 return
+            took = time.monotonic() - sent_at
             for topic, partitions in response.topics:
                 for answer in partitions:
                     batch = sent.pop((topic, answer[0]))
@@ -494,6 +503,7 @@ class BatchProducer:
             log.exception("producer failed", error=str(exc))
             self._die(exc)
         finally:
+            self._meters.done(len(request), took)
             self._node_in_flight[node] -= 1
             self._wake.set()
 
@@ -519,8 +529,10 @@ class BatchProducer:
         elif code == _OUT_OF_ORDER_SEQUENCE and pq.earlier_unacked(batch):
             self._retry(tp, batch, error)  # an earlier batch is being retried: this one goes after it
         elif code in _FATAL:
+            self._meters.refused(type(error).__name__)
             self._die(error)
         else:
+            self._meters.refused(type(error).__name__)
             behind = ke.OutOfOrderSequenceNumber(f"behind a batch the target refused on {tp[0]}-{tp[1]}")
             log.warning("target refused a batch", topic=tp[0], partition=tp[1], error=str(error))
             if len(batch.parts) > 1:  # which of the merged sends holds the refused record is unknown
@@ -534,6 +546,8 @@ class BatchProducer:
         pq = self._queues[tp]
         self.retries += 1
         pq.retry(batch, error, time.monotonic(), self._backoff, self._delivery_timeout)
+        if pq.dead is None:
+            self._meters.retried(type(error).__name__)
         self._active[tp] = pq
         self._fail_taken(pq)
 
@@ -750,8 +764,3 @@ async def known_partition(client: Any, cluster: ClusterSettings, topic: str, par
         raise denied_error(cluster, "DESCRIBE/WRITE", f"topic '{topic}'", ke.TopicAuthorizationFailedError())
     if known is None or partition not in known:
         raise KafkaRequestFailed(f"partition {partition} of {topic} is not (yet) in the target's metadata")
-
-
-def _records_size(records: Sequence[RecordData]) -> int:
-    """Bytes of the records' keys and values (what back-pressure and coalescing count)."""
-    return sum([len(r.value or b"") + len(r.key or b"") for r in records]) + 16 * len(records)

@@ -16,13 +16,20 @@ from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.errors import errors_translated
 from mirror.kafka.fetcher import BatchFetcher
+from mirror.metrics import FetchMeters
 
 
 class Reader:
-    """A group-less reader with manual assignment, reading source partitions in batches."""
+    """A group-less reader with manual assignment, reading source partitions in batches; ``meters``: where
+    its fetcher counts (`mirror.metrics.FetchMeters`; none: nowhere)."""
 
     def __init__(
-        self, cluster: ClusterSettings, client_id: str, overrides: Mapping[str, str], isolation_level: str
+        self,
+        cluster: ClusterSettings,
+        client_id: str,
+        overrides: Mapping[str, str],
+        isolation_level: str,
+        meters: FetchMeters | None = None,
     ) -> None:
         self.cluster = cluster
         kwargs = client_kwargs(cluster, "consumer", overrides, client_id=client_id)
@@ -36,7 +43,7 @@ class Reader:
         self._offsets = AIOKafkaConsumer(**kwargs)
         # Never jump by itself when a position is out of range: records deleted ahead of us would be
         # skipped silently. `fetch` raises SourceOutOfRange; the task reports and re-seeks.
-        self._fetcher = BatchFetcher(cluster, client_id, overrides, str(kwargs["isolation_level"]))
+        self._fetcher = BatchFetcher(cluster, client_id, overrides, str(kwargs["isolation_level"]), meters)
 
     async def start(self) -> None:
         async with errors_translated(self.cluster):

@@ -20,6 +20,7 @@ from mirror.kafka.client_args import client_kwargs
 from mirror.kafka.closing import close_within
 from mirror.kafka.errors import errors_translated
 from mirror.kafka.producer import BatchProducer, Pending
+from mirror.metrics import ProduceMeters
 
 log = structlog.get_logger(__name__)
 
@@ -97,7 +98,8 @@ class _Record:
 class BatchWriter:
     """The data path's writer: fetched chunks go to fixed partitions of the target as batches, through
     `mirror.kafka.producer.BatchProducer` — a pass-through chunk as the source batch's own bytes, decoded
-    records in batches of their own (`batches.pieces` cuts them)."""
+    records in batches of their own (`batches.pieces` cuts them). ``meters``: where its producer counts
+    (`mirror.metrics.ProduceMeters`; none: nowhere)."""
 
     def __init__(
         self,
@@ -105,9 +107,10 @@ class BatchWriter:
         client_id: str,
         overrides: Mapping[str, str],
         transactional_id: str | None = None,
+        meters: ProduceMeters | None = None,
     ) -> None:
         self.cluster = cluster
-        self._producer = BatchProducer(cluster, client_id, overrides, transactional_id)
+        self._producer = BatchProducer(cluster, client_id, overrides, transactional_id, meters)
 
     async def start(self) -> None:
         async with errors_translated(self.cluster):

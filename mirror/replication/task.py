@@ -251,9 +251,13 @@ class SourceTask:
     async def _session(self) -> None:
         client = f"{self.flow.source}->{self.flow.target}|MirrorSourceConnector-{self.index}"
         isolation = self.flow.consumer.get("isolation.level", "read_committed")
-        reader = Reader(self.source, f"{client}|replication-consumer", self.flow.consumer, isolation)
+        fetched = metrics.FetchMeters(*self._labels)
+        reader = Reader(self.source, f"{client}|replication-consumer", self.flow.consumer, isolation, fetched)
         txn_id = self.transactional_id if self.exactly_once else None
-        writer = BatchWriter(self.target, f"{client}|replication-producer", self.flow.producer, txn_id)
+        produced = metrics.ProduceMeters(*self._labels)
+        writer = BatchWriter(
+            self.target, f"{client}|replication-producer", self.flow.producer, txn_id, produced
+        )
         syncs = self._syncs.writer(client)
         self._inflight = InFlightQueue()
         stored = False

@@ -134,6 +134,18 @@ async def test_metrics_during_replication(
             return scraped if done else None
 
         scraped = await wait_for(caught_up, timeout=45)
+
+        async def at_rest() -> Samples | None:
+            """Nothing in produce requests, nothing fetched and not handed out (the heartbeats flowing
+            through may be, now and then)."""
+            scraped = samples((await http_get(server.port, "/metrics"))[1])
+            idle = [
+                series(scraped, name, **ours)
+                for name in ("mirror_produce_in_flight_batches", "mirror_fetch_buffered_bytes")
+            ]
+            return scraped if all(values and all(v == 0 for _, v in values) for values in idle) else None
+
+        rest = await wait_for(at_rest, timeout=15)
         _, body = await http_get(server.port, "/metrics")
 
     assert total(scraped, "mirror_records_total", topic=remote) == produced
@@ -146,6 +158,20 @@ async def test_metrics_during_replication(
         assert total(scraped, f"{histogram}_sum", **ours) > 0, histogram
     assert total(scraped, "mirror_checkpoint_latency_seconds_count", **ours) > 0
     assert total(scraped, "mirror_offset_syncs_total", **ours) > 0
+    # the data path's clients: what they sent and how long it took, and nothing left over at rest
+    for name in (
+        "mirror_fetch_requests_total",
+        "mirror_fetch_request_seconds_count",
+        "mirror_produce_requests_total",
+        "mirror_produce_request_seconds_count",
+    ):
+        assert total(rest, name, **ours) > 0, name
+    assert total(rest, "mirror_fetch_request_seconds_count", **ours) <= total(
+        rest, "mirror_fetch_requests_total", **ours
+    )
+    assert total(rest, "mirror_produce_batches_total", **ours) >= total(
+        rest, "mirror_produce_requests_total", **ours
+    ), "a request carries at least one batch"
     assert total(scraped, "mirror_task_state", **ours, task="0", state="running") == 1
     assert total(scraped, "mirror_cluster_reachable", **ours, cluster=src) == 1
     assert total(scraped, "mirror_cluster_reachable", **ours, cluster=tgt) == 1

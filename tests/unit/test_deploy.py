@@ -453,3 +453,16 @@ async def _run(command: list[str], env: dict[str, str]) -> int:
         stderr=asyncio.subprocess.DEVNULL,
     )
     return await asyncio.wait_for(proc.wait(), 30)
+
+
+def test_the_readme_lists_every_exported_metric() -> None:
+    """README *Metrics* names every family the registry exports (a counter with its ``_total``)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Metrics") :]
+    section = section[: section.index("\n### ", 1)]
+    listed = set(re.findall(r"`(mirror_\w+)`", section))
+    exported = {
+        family.name + ("_total" if family.type == "counter" else "") for family in metrics.REGISTRY.collect()
+    }
+    assert exported - listed == set(), "add these to the README's metrics table"
+    assert listed - exported == set(), "the README lists metrics the service does not export"

@@ -14,7 +14,9 @@ from mirror.config import ConfigError, LoadedSettings, load_settings
 from mirror.config.client_keys import (
     CLIENT_KEYS,
     IGNORED_CLIENT_KEYS,
+    REPLICATION_PRODUCER_KEYS,
     ROLES,
+    ClientKeyFindings,
     client_arguments,
     client_key_problems,
     is_known_client_key,
@@ -193,11 +195,43 @@ def test_properties_producer_typo_is_a_warning(tmp_path: Path) -> None:
 def test_java_only_client_keys_load_without_warnings(tmp_path: Path) -> None:
     text = MINIMAL + (
         "A.consumer.key.deserializer = org.apache.kafka.common.serialization.ByteArrayDeserializer\n"
-        "B.producer.buffer.memory = 33554432\n"
+        "B.producer.max.block.ms = 60000\n"
+        "A->B.producer.buffer.memory = 33554432\n"
         "A->B.producer.interceptor.classes = com.example.Interceptor\n"
         "B.admin.default.api.timeout.ms = 60000\n"
     )
     assert load(tmp_path, text).warnings == []
+
+
+REPLICATION_ONLY = (
+    "producer key 'delivery.timeout.ms' in {written} is honoured by the replication producer of each flow "
+    "writing to this cluster only; mirror's producers of its internal topics (heartbeats, checkpoints, "
+    "offset syncs, progress, controls) ignore it (set it per flow, A->B.producer.*, to silence this)"
+)
+
+
+@pytest.mark.parametrize("key", sorted(REPLICATION_PRODUCER_KEYS))
+def test_replication_producer_keys_are_checked_and_not_passed_to_aiokafka(key: str) -> None:
+    """Only the replication producer reads them (`BatchProducer`): a bad value is a problem at load time,
+    and aiokafka's producers never get them."""
+    found = client_key_problems("producer", key, "0", written=f"A->B.producer.{key}")
+    assert str(found.problem) == f"A->B.producer.{key}: invalid value '0' (allowed: an integer >= 1)"
+    assert client_key_problems("producer", key, "7", written=f"A->B.producer.{key}") == ClientKeyFindings()
+    assert client_arguments("producer", {key: "7"}) == {}
+    assert not is_known_client_key("consumer", key)
+
+
+def test_replication_producer_keys_of_a_cluster_warn_which_producers_ignore_them(tmp_path: Path) -> None:
+    """Set for the target cluster, the warning says exactly who honours the key; set for a flow (only its
+    replication producer reads a flow's producer keys) there is nothing to say."""
+    loaded = load(tmp_path, MINIMAL + "B.producer.delivery.timeout.ms = 60000\n")
+    assert loaded.warnings == [REPLICATION_ONLY.format(written="B.producer.delivery.timeout.ms")]
+    assert load(tmp_path, MINIMAL + "A->B.producer.delivery.timeout.ms = 60000\n").warnings == []
+    yaml = MINIMAL_YAML + "  X: {bootstrap_servers: 'x:9092', producer: {delivery.timeout.ms: '1'}}\n"
+    assert len(load(tmp_path, yaml, "mirror.yaml").warnings) == 1
+    assert "B.producer.delivery.timeout.ms: invalid value 'soon'" in config_error(
+        tmp_path, MINIMAL + "B.producer.delivery.timeout.ms = soon\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -328,6 +362,8 @@ def test_docs_list_every_registry_key_and_no_other() -> None:
     documented = _documented_client_keys()
     for role in ROLES:
         registry = set(CLIENT_KEYS[role]) | IGNORED_CLIENT_KEYS[role]
+        if role == "producer":
+            registry |= set(REPLICATION_PRODUCER_KEYS)
         assert registry - documented[role] == set(), f"{role} keys missing in docs/configuration.md"
         assert documented[role] - registry == set(), f"{role} keys in docs/configuration.md but not known"
 

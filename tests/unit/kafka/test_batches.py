@@ -375,7 +375,7 @@ def test_pieces_carry_every_record_once_in_order_within_their_limits(
             assert per_batch == 0 or piece.count <= per_batch
         else:
             assert per_batch == 0 or piece.count <= per_batch
-            assert piece.count == 1 or sum(batches._record_size(r) for r in piece.records) <= max_bytes
+            assert piece.count == 1 or sum(batches.record_size(r) for r in piece.records) <= max_bytes
 
 
 def test_a_pass_through_chunk_is_decoded_only_when_its_records_are_asked_for() -> None:

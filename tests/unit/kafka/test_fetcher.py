@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 import structlog
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from mirror import metrics
 from mirror.config import ClusterSettings
 from mirror.errors import SourceOutOfRange
 from mirror.kafka.batches import CorruptBatch
@@ -227,3 +229,50 @@ async def test_fetching_stops_at_the_buffer_bound_and_goes_on_when_the_caller_ta
     await asyncio.sleep(0.3)
     assert len(broker.requests) == asked, "not asked for more while the buffer is full"
     assert await values(fetcher, 1000) == [b"v%05d" % i for i in range(1000)]
+
+
+def sample(name: str, flow: tuple[str, str], **labels: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name, {"source": flow[0], "target": flow[1], **labels})
+    return 0.0 if value is None else value
+
+
+async def test_requests_errors_round_trips_and_buffered_bytes_are_counted_per_flow() -> None:
+    """Every request counts once (answered ones with their round trip), each error by its Kafka name, and
+    the buffered-bytes gauge follows what is held, back to 0 when the fetcher closes."""
+    flow = (f"src-{uuid.uuid4().hex[:6]}", "tgt")
+    overrides = {"max.partition.fetch.bytes": "1000", "retry.backoff.ms": "10", "fetch.max.bytes": "5000"}
+    settings = ClusterSettings(alias="src", bootstrap_servers="127.0.0.1:1")
+    fetcher = BatchFetcher(settings, "t", overrides, "read_committed", metrics.FetchMeters(*flow))
+    broker = Broker([batch(i * 10, 10, 40) for i in range(20)])
+    failures = [ke.KafkaConnectionError("refused"), NOT_LEADER]
+
+    async def flaky(offset: int, max_bytes: int) -> tuple[int, bytes]:
+        if failures:
+            failure = failures.pop()
+            if isinstance(failure, Exception):
+                raise failure
+            return failure, b""
+        return await broker.read(offset, max_bytes)
+
+    broker.answer = flaky
+    try:
+        await start(fetcher, broker)
+        await wait_until(lambda: fetcher.buffered >= 4000)
+        assert sample("mirror_fetch_buffered_bytes", flow) == fetcher.buffered
+        assert await values(fetcher, 200) == [b"v%05d" % i for i in range(200)]
+        assert sample("mirror_fetch_buffered_bytes", flow) == fetcher.buffered
+    finally:
+        await fetcher.close()
+    assert sample("mirror_fetch_buffered_bytes", flow) == 0
+    requests = len(broker.requests)
+    assert sample("mirror_fetch_requests_total", flow) == requests
+    assert sample("mirror_fetch_request_seconds_count", flow) == requests - 1  # the refused connection
+    assert sample("mirror_fetch_errors_total", flow, error="NotLeaderForPartitionError") == 1
+    assert sample("mirror_fetch_errors_total", flow, error="KafkaConnectionError") == 1
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

@@ -1,10 +1,21 @@
 """`mirror.kafka.producer`: produce error codes become aiokafka's errors, which `Pending.ack` translates as
-the `Writer`'s are (docs/record-batches.md, "Producing"); the producer keys it reads itself are checked."""
+the `Writer`'s are (docs/record-batches.md, "Producing"); the producer keys it reads itself are checked;
+what it counts, against a fake broker."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import struct
+import uuid
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.protocol.transaction import InitProducerIdRequest
+
+from mirror import metrics
 from mirror.config import ClusterSettings
 from mirror.errors import AuthorizationFailed, KafkaRequestFailed, MirrorError, ProducerFenced, RecordRejected
 from mirror.kafka import BatchProducer
@@ -50,3 +61,102 @@ async def test_the_batch_size_bounds_the_batches_it_builds() -> None:
     cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
     assert BatchProducer(cluster, "test", {}).max_batch_bytes == 1024 * 1024
     assert BatchProducer(cluster, "test", {"batch.size": "65536"}).max_batch_bytes == 65536
+
+
+@dataclass(frozen=True)
+class R:
+    """A record as `BatchProducer.send` takes it."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp: int = 1_700_000_000_000
+
+
+class Target:
+    """A fake target broker (node 1) for `BatchProducer`: it answers produce requests with the error codes
+    queued per partition (then 0), each after ``gate`` opens."""
+
+    def __init__(self, errors: dict[int, list[int]]) -> None:
+        self.errors = errors
+        self.gate = asyncio.Event()
+        self.asked = asyncio.Event()
+        self.requests: list[list[tuple[str, int, int]]] = []  # per request: (topic, partition, records)
+        self.ends: dict[int, int] = {}
+        self.cluster = SimpleNamespace(
+            leader_for_partition=lambda tp: 1,
+            partitions_for_topic=lambda topic: {0, 1},
+            unauthorized_topics=set(),
+        )
+
+    async def bootstrap(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def get_random_node(self) -> int:
+        return 1
+
+    def force_metadata_update(self) -> asyncio.Future[bool]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(True)
+        return done
+
+    async def send(self, node: int, request: Any, **_: Any) -> Any:
+        if isinstance(request, InitProducerIdRequest):
+            return SimpleNamespace(error_code=0, producer_id=7, producer_epoch=0)
+        assert isinstance(request, ProduceRequest)
+        carried = [
+            (topic, partition, struct.unpack_from(">i", data, 57)[0])
+            for topic, parts in request._topics
+            for partition, data in parts
+        ]
+        self.requests.append(carried)
+        self.asked.set()
+        await self.gate.wait()
+        answers: dict[str, list[tuple[Any, ...]]] = {}
+        for topic, partition, count in carried:
+            pending = self.errors.get(partition, [])
+            code = pending.pop(0) if pending else 0
+            offset = self.ends.get(partition, 0)
+            if code == 0:
+                self.ends[partition] = offset + count
+            answers.setdefault(topic, []).append((partition, code, offset, -1, -1, [], None))
+        return SimpleNamespace(topics=list(answers.items()))
+
+
+def sample(name: str, flow: tuple[str, str], **labels: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(name, {"source": flow[0], "target": flow[1], **labels})
+    return 0.0 if value is None else value
+
+
+async def test_requests_batches_retries_merges_refusals_and_batches_in_flight_are_counted() -> None:
+    """Requests and the batches they carry count as sent, a retried batch by its error's name, a batch
+    merged of several sends once, a refused one by its error's name; the in-flight gauge holds the
+    batches of unanswered requests and is 0 again at rest."""
+    flow = ("src", f"tgt-{uuid.uuid4().hex[:6]}")
+    target = Target({0: [6], 1: [10]})  # NOT_LEADER_OR_FOLLOWER once on partition 0; 1 refuses: too large
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {"retry.backoff.ms": "10"}, None, metrics.ProduceMeters(*flow))
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    try:
+        pending = [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in range(30)]
+        refused = await producer.send("t", 1, [R(b"k", b"x")])
+        await asyncio.wait_for(target.asked.wait(), 5)
+        assert sample("mirror_produce_in_flight_batches", flow) == len(target.requests[0]) == 2
+        target.gate.set()
+        acks = [await p.ack() for p in pending]
+        with pytest.raises(RecordRejected):
+            await refused.ack()
+    finally:
+        await producer.close()
+    assert sum(a.count for a in acks) == 30 and target.ends == {0: 30}
+    assert sample("mirror_produce_in_flight_batches", flow) == 0
+    assert sample("mirror_produce_requests_total", flow) == len(target.requests)
+    assert sample("mirror_produce_request_seconds_count", flow) == len(target.requests)
+    assert sample("mirror_produce_batches_total", flow) == sum(len(r) for r in target.requests)
+    assert sample("mirror_produce_retries_total", flow, error="NotLeaderForPartitionError") == 1
+    assert sample("mirror_produce_refused_batches_total", flow, error="MessageSizeTooLargeError") == 1
+    # the 30 sends queued at once went as one merged batch, sent twice (the retry): built, and counted, once
+    assert target.requests == [[("t", 0, 30), ("t", 1, 1)], [("t", 0, 30)]]
+    assert sample("mirror_produce_merged_batches_total", flow) == 1

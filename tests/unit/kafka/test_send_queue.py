@@ -6,10 +6,13 @@ queue behind a full window."""
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mirror.kafka import batches
+from mirror.kafka.batches import Codec
 from mirror.kafka.send_queue import WINDOW, PartitionQueue, Send, Stamped
 
 BACKOFF, TIMEOUT = 0.1, 1e9
@@ -246,3 +249,59 @@ def test_a_batch_that_cannot_be_built_stops_the_partition() -> None:
     assert queue.next_batch(0.0, broken) is None
     assert sorted(send.payload for send, _ in queue.take_failures()) == [0, 1]
     assert isinstance(queue.dead, ValueError)
+
+
+@dataclass(frozen=True)
+class Rec:
+    """A record as `BatchProducer.send` takes it."""
+
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
+
+
+record = st.builds(
+    Rec,
+    timestamp=st.integers(0, 1 << 42),
+    key=st.none() | st.binary(max_size=200),
+    value=st.none() | st.binary(max_size=300),
+    headers=st.lists(st.tuples(st.text(max_size=20), st.none() | st.binary(max_size=300)), max_size=6),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sends=st.lists(st.lists(record, min_size=1, max_size=4), min_size=2, max_size=12),
+    merge=st.integers(1, 4000),
+)
+def test_a_merged_batch_of_records_stays_within_the_batch_size_and_its_header(
+    sends: list[list[Rec]], merge: int
+) -> None:
+    """Sends of records counted as `batches.records_size` (what `BatchProducer.send` counts them as) merge
+    into batches of at most the batch size plus a batch header, encoded as the producer encodes them
+    (docs/record-batches.md, "Producing"), headers and all."""
+    queue: PartitionQueue[list[Rec]] = PartitionQueue(merge, window=1)  # merged whenever one waits
+    queue.push(Send([], 1, 1))
+    first = queue.next_batch(0.0, lambda s, q: b"")
+    assert first is not None
+    queue.acked(first)
+    for records in sends:
+        queue.push(Send(records, len(records), batches.records_size(records)))
+
+    def rebuild(merged: list[Send[list[Rec]]], base_sequence: int) -> bytes:
+        data = batches.rebuild(
+            [r for s in merged for r in s.payload],
+            codec=Codec.NONE,
+            producer_id=1,
+            producer_epoch=0,
+            base_sequence=base_sequence,
+            transactional=False,
+        )
+        return bytes(data)
+
+    while (batch := queue.next_batch(0.0, rebuild)) is not None:
+        queue.acked(batch)
+        if len(batch.parts) > 1:
+            assert len(batch.data) <= merge + batches.HEADER_SIZE, (len(batch.data), merge)
+    assert queue.idle
