@@ -72,6 +72,15 @@ _LOG_OVERHEAD: Final = 12
 _MAX_BACKOFF_S: Final = 10.0
 
 
+async def _woken(event: asyncio.Event, timeout: float | None) -> None:
+    """Until ``event`` is set or ``timeout`` seconds passed (None: no limit). Not ``asyncio.wait_for``: on
+    Python 3.11 it drops a cancellation that comes in the same turn of the loop as the event (it returns
+    instead), and a cancelled driver then ran on for ever, with `BatchFetcher.close` waiting for it."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 def _sooner(wait: float | None, seconds: float) -> float:
     return seconds if wait is None else min(wait, seconds)
 
@@ -288,8 +297,7 @@ class BatchFetcher:
             if left <= 0:
                 return []
             self._data.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._data.wait(), left)
+            await _woken(self._data, left)
 
     # --- handing out --------------------------------------------------------------------------------
 
@@ -367,8 +375,7 @@ class BatchFetcher:
         while True:
             self._wake.clear()
             delay = self._dispatch()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await _woken(self._wake, delay)
 
     def _dispatch(self) -> float | None:
         """Send a request to each idle leader of partitions to fetch; seconds until a backoff ends."""

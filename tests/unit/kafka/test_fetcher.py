@@ -276,3 +276,57 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+async def _held(broker: Broker) -> asyncio.Event:
+    """Every request waits (for ever): the fetcher's driver sits waiting to be woken. Set when one came."""
+    held = asyncio.Event()
+
+    async def never(offset: int, max_bytes: int) -> tuple[int, bytes]:
+        held.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    broker.answer = never
+    return held
+
+
+async def test_close_ends_the_fetcher_also_when_it_is_woken_as_it_is_cancelled(fetcher: BatchFetcher) -> None:
+    """A wake-up (a response, a resume, the caller taking what is buffered) in the same turn of the loop as
+    the close's cancellation, while the driver waits with a timeout (a backoff, a partition without a
+    leader): on Python 3.11 ``asyncio.wait_for`` then returns the wake-up and drops the cancellation, and
+    the driver ran on for ever, with ``close`` waiting for it (a task session that never ended: a topic
+    re-created with fewer partitions never copied)."""
+    broker = Broker([batch(0, 5)])
+    held = await _held(broker)
+    # a second partition without a leader (a deleted one, say) keeps the driver in a timed wait
+    broker.cluster = SimpleNamespace(leader_for_partition=lambda tp: 1 if tp.partition == 0 else None)
+    await start(fetcher, broker)
+    fetcher.assign({TP: 0, ("t", 1): 0})
+    await held.wait()
+    await asyncio.sleep(0.05)
+    main = fetcher._main
+    assert main is not None
+    fetcher.resume([TP])  # wakes the driver
+    try:
+        await asyncio.wait_for(fetcher.close(), 2)
+    finally:
+        main.cancel()  # (should the close not have ended it)
+    assert main.done()
+
+
+async def test_a_fetch_cancelled_as_data_comes_in_is_cancelled(fetcher: BatchFetcher) -> None:
+    """The caller's cancellation (its task group ending) is never dropped for a response arriving in the
+    same turn of the loop: the fetch raises CancelledError instead of waiting on until its timeout."""
+    broker = Broker([batch(0, 5)])
+    held = await _held(broker)
+    await start(fetcher, broker)
+    await held.wait()
+    waiting = asyncio.create_task(fetcher.fetch(3000))
+    await asyncio.sleep(0.05)
+    fetcher._data.set()  # what a response does
+    waiting.cancel()
+    started = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert time.monotonic() - started < 1
