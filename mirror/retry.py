@@ -73,8 +73,9 @@ async def pause(stopping: asyncio.Event, seconds: float) -> bool:
     if seconds <= 0:
         await asyncio.sleep(0)
     else:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), seconds)
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can drop a cancellation (3.11)
+            async with asyncio.timeout(seconds):
+                await stopping.wait()
     return stopping.is_set()
 
 

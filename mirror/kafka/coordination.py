@@ -194,8 +194,9 @@ class GroupMembership:
                 # getmany's own timeout does not hold while a rebalance waits for a coordinator that
                 # cannot be reached: bound it here, or a stop would wait for the cluster to come back
                 async with errors_translated():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(consumer.getmany(timeout_ms=500), 1.0)
+                    with contextlib.suppress(TimeoutError):  # (not wait_for: it can drop a cancellation)
+                        async with asyncio.timeout(1.0):
+                            await consumer.getmany(timeout_ms=500)
             await before_leaving()
         finally:
             await close_within(consumer.stop(), 5)

@@ -352,8 +352,9 @@ class SourceTask:
         # a halted partition stays paused on resume until its retry; one whose retry is under way goes on
         await self._gate.apply(reader, self._partitions, self.status.halted.keys() - self._halting.retrying)
         if not self._partitions:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._partitions_changed.wait(), 1.0)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can drop a cancellation (3.11)
+                async with asyncio.timeout(1.0):
+                    await self._partitions_changed.wait()
             return []
         if self.status.halted and not self._partitions_changed.is_set():  # (else: assigned first)
             self._retry_halted(reader)
