@@ -369,8 +369,9 @@ def rebuild(
     transactional: bool,
 ) -> bytearray:
     """One v2 batch of ``records`` (timestamps, keys, values, headers kept; offset deltas 0..n-1),
-    compressed with ``codec`` (aiokafka's builder sends it uncompressed when compression would not
-    shrink it), stamped for the target's producer like `restamp` does.
+    compressed with ``codec`` (aiokafka's C builder always compresses; its Python builder, used below,
+    leaves a batch uncompressed when compression would not shrink it), stamped for the target's producer
+    like `restamp` does.
 
     Records without a timestamp (`NO_TIMESTAMP`) keep it, as in Kafka's own builder. aiokafka's C
     builder takes a first timestamp of -1 for "no record yet": a batch starting with such records and
