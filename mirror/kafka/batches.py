@@ -6,8 +6,9 @@ CRC-32C recomputed, or it is decoded and rebuilt, or it is dropped (control batc
 transactions, batches compaction emptied). `plan` decides from the header alone; `AbortedTransactions`
 adds what a ``read_committed`` fetch response says about aborted transactions.
 
-The records are decoded (`decode`) and built (`rebuild`) with aiokafka's C record classes; the CRC is
-the `crc32c` package's (`crc32c_native` says whether it uses the CPU's CRC instructions).
+The records are decoded (`decode`) and built (`rebuild`) with aiokafka's C record classes (its Python
+builder for a batch that starts with records without a timestamp, see `rebuild`); the CRC is the
+`crc32c` package's (`crc32c_native` says whether it uses the CPU's CRC instructions).
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from enum import Enum, IntEnum
 from typing import Final
 
 import crc32c as _crc32c
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.default_records import (
+    DefaultRecordBatch,
+    DefaultRecordBatchBuilder,
+    _DefaultRecordBatchBuilderPy,
+)
 from aiokafka.record.memory_records import MemoryRecords
 
 from mirror.errors import MirrorError
 from mirror.kafka.records import RecordData, SourceRecord
 
 __all__ = [
+    "NO_TIMESTAMP",
     "AbortedTransactions",
     "Action",
     "BatchHeader",
@@ -75,6 +81,9 @@ _SEQUENCE_MODULUS: Final = 1 << 31
 #: A control record's key: version (Int16), type (Int16); type 0 is an abort marker, 1 a commit marker.
 _CONTROL_KEY: Final = struct.Struct(">hh")
 _ABORT_MARKER: Final = 0
+#: The timestamp of a record that has none (Kafka's ``RecordBatch.NO_TIMESTAMP``): every magic 0 record,
+#: and records written or up-converted without one (docs/record-batches.md, "Records without a timestamp").
+NO_TIMESTAMP: Final = -1
 #: The rebuilt batch holds every record given: no size cap in the builder.
 _UNBOUNDED: Final = (1 << 31) - 1
 
@@ -335,7 +344,19 @@ def decode(batch: RawBatch) -> list[SourceRecord]:
         raise CorruptBatch(f"record batch at offset {batch.base_offset}: not a whole batch")
     if not found.validate_crc():
         raise CorruptBatch(f"record batch at offset {batch.base_offset}: CRC does not match its bytes")
-    return list(found)
+    # aiokafka reads "no timestamp" (magic 0; -1 in magic 1) as None; a consumer reads -1
+    return [r if r.timestamp is not None else _Untimed(r.offset, r.key, r.value) for r in found]
+
+
+@dataclass(frozen=True, slots=True)
+class _Untimed:
+    """An old-format record without a timestamp, as a consumer reads it (`NO_TIMESTAMP`)."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int = NO_TIMESTAMP
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def rebuild(
@@ -348,13 +369,21 @@ def rebuild(
     transactional: bool,
 ) -> bytearray:
     """One v2 batch of ``records`` (timestamps, keys, values, headers kept; offset deltas 0..n-1),
-    compressed with ``codec`` (aiokafka's builder sends it uncompressed when compression would not
-    shrink it), stamped for the target's producer like `restamp` does."""
+    compressed with ``codec`` (aiokafka's C builder always compresses; its Python builder, used below,
+    leaves a batch uncompressed when compression would not shrink it), stamped for the target's producer
+    like `restamp` does.
+
+    Records without a timestamp (`NO_TIMESTAMP`) keep it, as in Kafka's own builder. aiokafka's C
+    builder takes a first timestamp of -1 for "no record yet": a batch starting with such records and
+    holding others would give them the first other record's time. That batch (old-format data, or a
+    merge across the source's format upgrade) is built by aiokafka's Python builder, which has no such
+    sentinel (docs/record-batches.md, "Records without a timestamp"); any other costs one comparison."""
     if not records:
         raise ValueError("a record batch needs at least one record")
-    builder = DefaultRecordBatchBuilder(
-        2, int(codec), int(transactional), producer_id, producer_epoch, base_sequence, _UNBOUNDED
-    )
+    kind = DefaultRecordBatchBuilder
+    if records[0].timestamp == NO_TIMESTAMP and any(r.timestamp != NO_TIMESTAMP for r in records):
+        kind = _DefaultRecordBatchBuilderPy
+    builder = kind(2, int(codec), int(transactional), producer_id, producer_epoch, base_sequence, _UNBOUNDED)
     append = builder.append
     for delta, r in enumerate(records):
         headers = r.headers

@@ -334,3 +334,32 @@ async def test_a_batch_the_source_cleaner_gave_a_delete_horizon_reaches_the_targ
     assert written.header is not None
     assert not written.header.attributes & _DELETE_HORIZON
     assert [(r.key, r.value, r.timestamp) for r in batches.decode(written)] == expected
+
+
+async def test_records_without_a_timestamp_are_stored_and_read_back_with_it(
+    cluster_b: LocalKafkaCluster, topic: str
+) -> None:
+    # A record without a timestamp (-1: every magic 0 record, up-converted or copied) in a v2 batch: the
+    # broker takes it under CreateTime without a range check and keeps -1, also when it rebuilds the
+    # batch for a topic codec of its own (gzip). A batch that starts with such records and holds others is
+    # the one aiokafka's C builder got wrong (docs/record-batches.md, "Records without a timestamp").
+    now = int(time.time() * 1000)
+    times = [-1, -1, now, -1, now + 5]
+    records: list[Rec] = [(b"k%d" % i, b"v%d" % i, (), t) for i, t in enumerate(times)]
+    target = Admin(ClusterSettings(alias="target", bootstrap_servers=cluster_b.bootstrap_servers), "test-dst")
+    await target.start()
+    try:
+        for name, configs in ((topic, {}), (f"{topic}-gzip", {"compression.type": "gzip"})):
+            await create_topic(cluster_b.bootstrap_servers, name, 1, configs)
+            async with producing(cluster_b.bootstrap_servers) as producer:
+                assert (await (await producer.send(name, 0, as_data(records))).ack()).base_offset == 0
+            [stored] = (await fetch_all(target, name, READ_UNCOMMITTED)).batches
+            assert stored.header is not None
+            assert stored.header.codec is (Codec.GZIP if configs else Codec.NONE)
+            assert (stored.header.first_timestamp, stored.header.max_timestamp) == (-1, now + 5)
+            assert [r.timestamp for r in batches.decode(stored)] == times
+            assert await consume_all(cluster_b.bootstrap_servers, name, {0: records}, timeout=60) == {
+                0: records
+            }
+    finally:
+        await target.close()

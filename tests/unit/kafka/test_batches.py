@@ -1,8 +1,10 @@
 """`mirror.kafka.batches`: a batch passed through (re-stamped) or rebuilt carries exactly the source's
 records, with a valid CRC-32C; control batches, aborted transactions and emptied batches are dropped.
 
-Source batches are built the way brokers hand them out, with aiokafka's C builder: every codec, null
-keys and values, headers, offset gaps (compaction), control batches, transactional or not."""
+Source batches are built the way brokers hand them out: every codec, null keys and values, headers,
+records without a timestamp (-1), offset gaps (compaction), control batches, transactional or not. They
+are built with aiokafka's Python builder: its C builder takes a first timestamp of -1 for "no record
+yet" and would give records without a timestamp the next record's time (docs/record-batches.md)."""
 
 from __future__ import annotations
 
@@ -10,15 +12,22 @@ import struct
 from dataclasses import dataclass
 
 import pytest
-from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from aiokafka.record.default_records import (
+    DefaultRecordBatch,
+    DefaultRecordBatchBuilder,
+    _DefaultRecordBatchBuilderPy,
+    _DefaultRecordBatchPy,
+)
 from aiokafka.record.legacy_records import LegacyRecordBatchBuilder
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mirror.kafka import batches
 from mirror.kafka.batches import Action, Codec, CorruptBatch
 
 INT32_MAX = (1 << 31) - 1
+#: A record without a timestamp (magic 0, or written without one): Kafka's ``RecordBatch.NO_TIMESTAMP``.
+NO_TIMESTAMP = -1
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ def source_records(draw: st.DrawFn, *, gaps: bool) -> list[Rec]:
     return [
         Rec(
             delta,
-            first + draw(st.integers(-5000, 5000)),
+            draw(st.just(NO_TIMESTAMP) | st.integers(max(0, first - 5000), first + 5000)),
             draw(st.none() | small_bytes),
             draw(st.none() | small_bytes),
             draw(headers),
@@ -75,7 +84,7 @@ def build(
     log_append_time: int | None = None,
 ) -> bytes:
     """A batch as a broker stores it (base offset and leader epoch set; they are outside the CRC)."""
-    builder = DefaultRecordBatchBuilder(2, int(codec), int(transactional), *producer, INT32_MAX)
+    builder = _DefaultRecordBatchBuilderPy(2, int(codec), int(transactional), *producer, INT32_MAX)
     for r in records:
         builder.append(r.offset_delta, r.timestamp, r.key, r.value, r.headers)
     raw = builder.build()
@@ -96,6 +105,14 @@ def build(
 def only(data: bytes) -> batches.RawBatch:
     [batch] = list(batches.split(data))
     return batch
+
+
+def _rebuilt(records: list[Rec] | list[batches.SourceRecord], codec: Codec = Codec.NONE) -> bytes:
+    return bytes(
+        batches.rebuild(
+            records, codec=codec, producer_id=3, producer_epoch=0, base_sequence=0, transactional=False
+        )
+    )
 
 
 def fields(records: object) -> list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]]:
@@ -171,6 +188,14 @@ def test_a_passed_through_batch_carries_exactly_the_source_records(
     trailing_gap=st.integers(0, 3),
     target_producer=producers,
     base_offset=st.integers(0, 1 << 50),
+)
+@example(  # a record without a timestamp first: aiokafka's C builder took -1 for "none yet"
+    records=[Rec(0, NO_TIMESTAMP, None, None, []), Rec(2, 0, None, None, [])],
+    codec=Codec.NONE,
+    transactional=False,
+    trailing_gap=0,
+    target_producer=(0, 0, 0),
+    base_offset=0,
 )
 def test_a_batch_with_offset_gaps_is_rebuilt_with_exactly_the_source_records(
     records: list[Rec],
@@ -344,11 +369,17 @@ def test_sequences_wrap_after_int32_max() -> None:
     per_batch=st.integers(0, 6),
     max_bytes=st.integers(1, 2000),
 )
+@example(  # the failure once seen: a record without a timestamp (-1) came back with the next one's time
+    sources=[([Rec(0, NO_TIMESTAMP, None, None, []), Rec(1, 0, None, None, [])], False, Codec.NONE)],
+    per_batch=0,
+    max_bytes=2000,
+)
 def test_pieces_carry_every_record_once_in_order_within_their_limits(
     sources: list[tuple[list[Rec], bool, Codec]], per_batch: int, max_bytes: int
 ) -> None:
     """Pass-through chunks stay whole batches (the source's bytes) unless ``per_batch`` holds fewer
-    records; decoded records are cut by count and size; nothing is lost, repeated or reordered."""
+    records; decoded records are cut by count and size, and rebuilt read back as they came; nothing
+    is lost, repeated or reordered."""
     chunks, expected, base = [], [], 0
     for records, passed, codec in sources:
         raw = only(build(records, codec=codec, base_offset=base))
@@ -376,6 +407,7 @@ def test_pieces_carry_every_record_once_in_order_within_their_limits(
         else:
             assert per_batch == 0 or piece.count <= per_batch
             assert piece.count == 1 or sum(batches.record_size(r) for r in piece.records) <= max_bytes
+            assert fields(DefaultRecordBatch(_rebuilt(piece.records))) == fields(piece.records)
 
 
 def test_a_pass_through_chunk_is_decoded_only_when_its_records_are_asked_for() -> None:
@@ -389,3 +421,68 @@ def test_a_pass_through_chunk_is_decoded_only_when_its_records_are_asked_for() -
     assert [r.offset for r in chunk.records] == [40, 41, 42, 43, 44]
     with pytest.raises(ValueError, match="at least one record"):
         batches.Chunk.of([])
+
+
+# --- records without a timestamp (-1) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", [Codec.NONE, Codec.LZ4])
+@pytest.mark.parametrize(
+    "times",
+    [
+        [-1],
+        [-1, 0],
+        [0, -1],
+        [-1, -1, -1],
+        [-1, 5, -1],
+        [-1, -1, 1_700_000_000_000, -1, 7],
+        [5, -1, 3],
+        [0, 0],
+    ],
+)
+def test_a_rebuilt_batch_keeps_records_without_a_timestamp(times: list[int], codec: Codec) -> None:
+    """-1 is a timestamp like any other to Kafka's builder: the batch's first timestamp is the first
+    record's, the max the largest, and each record reads back as it came (aiokafka's C builder took a
+    leading -1 for "no record yet" and gave those records the next record's time)."""
+    records = [Rec(i, t, b"k", b"v%d" % i, []) for i, t in enumerate(times)]
+    out = _rebuilt(records, codec)
+    header = batches.BatchHeader.parse(out)
+    assert (header.first_timestamp, header.max_timestamp) == (times[0], max(times))
+    for reader in (DefaultRecordBatch, _DefaultRecordBatchPy):
+        assert [r.timestamp for r in reader(out)] == times
+        assert fields(reader(out)) == fields(records)
+
+
+def test_records_without_a_timestamp_keep_it_through_pieces_and_rebuild() -> None:
+    """A broker's batch whose first records have no timestamp, cut by `pieces` and rebuilt."""
+    times = [-1, -1, 1_700_000_000_000, -1, 1_700_000_000_005]
+    source = build([Rec(i, t, b"k", b"v", []) for i, t in enumerate(times)], base_offset=10)
+    chunk = batches.Chunk.of(batches.decode(only(source)))
+    assert chunk.newest_timestamp == 1_700_000_000_005
+    for per_batch in (0, 2, 3):
+        got = [
+            r.timestamp
+            for p in batches.pieces([chunk], per_batch, 1 << 20)
+            for r in DefaultRecordBatch(_rebuilt(p.records))
+        ]
+        assert got == times
+
+
+@pytest.mark.parametrize("magic", [0, 1])
+@pytest.mark.parametrize("codec", [0, 1])  # none, gzip
+def test_old_format_records_without_a_timestamp_read_and_rebuild_as_minus_one(magic: int, codec: int) -> None:
+    """Magic 0 records have no timestamp, magic 1 ones may have -1: a consumer reads -1 for both
+    (aiokafka reads None); rebuilt, they keep -1, also next to records that have one."""
+    builder = LegacyRecordBatchBuilder(magic, codec, INT32_MAX)
+    builder.append(0, -1, b"k", b"a")  # magic 0 writes no timestamp at all
+    builder.append(1, -1 if magic == 0 else 1_700_000_000_000, None, b"b")
+    found = list(batches.split(bytes(builder.build())))
+    decoded = [r for b in found for r in batches.decode(b)]
+    expected = [-1, -1] if magic == 0 else [-1, 1_700_000_000_000]
+    assert [(r.offset, r.timestamp, r.key, r.value) for r in decoded] == [
+        (0, expected[0], b"k", b"a"),
+        (1, expected[1], None, b"b"),
+    ]
+    chunk = batches.Chunk.of(decoded)
+    assert chunk.newest_timestamp == max(expected)
+    assert [r.timestamp for r in DefaultRecordBatch(_rebuilt(chunk.records))] == expected
