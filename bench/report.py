@@ -20,7 +20,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"(load average {m['load_avg_at_start']:.1f} at start), Python {m['python']}, {m['java']}. "
         f"Mode {s['mode']}: medians of {s['runs']} run(s) per tool, alternated; tasks.max={s['tasks_max']}, "
         f"mirror workers={s['mirror_workers']}; latency under {s['latency_rate']} rec/s for "
-        f"{s['latency_seconds']:.0f} s."
+        f"{s['latency_seconds']:.0f} s"
+        + (
+            f" (the first {s['latency_warmup_seconds']:g} s not counted)."
+            if s.get("latency_warmup_seconds")
+            else "."
+        )
         + (
             f" WAN: {s['wan']['rtt_ms']} ms round trip to the {s['wan']['side']} (toxiproxy)."
             if s.get("wan")
