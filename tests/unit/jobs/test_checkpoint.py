@@ -37,6 +37,7 @@ from mirror.mm2.filters import TopicFilter
 from mirror.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 from mirror.mm2.records import Checkpoint, OffsetSync
 from mirror.mm2.sync_history import WRITER_HEADER, SyncHistory
+from tests.unit.cancelling import ends_cancelled
 
 POLICY = DefaultReplicationPolicy()
 ALL_TOPICS = TopicFilter()
@@ -528,14 +529,8 @@ async def test_reading_the_syncs_keeps_a_cancellation_that_comes_as_the_groups_l
     tail: Any = types.SimpleNamespace(read_to_end=nothing, poll=poll, exists=True)
     reading = asyncio.create_task(job._read_syncs(tail, store_with()))
     await asyncio.sleep(0.05)
-    loaded.set()
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    cancelled = reading.cancel()
     try:
-        await asyncio.wait({reading}, timeout=1)
-        assert reading.done(), "the cancelled reader tails on"
-        assert reading.cancelled() == cancelled
+        assert await ends_cancelled(reading, loaded, turns), "the cancelled reader tails on"
     finally:
         job.stop()
         await asyncio.wait({reading})

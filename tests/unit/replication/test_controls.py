@@ -29,6 +29,7 @@ from mirror.replication.stuck import StuckWatch
 from mirror.replication.task import SourceTask
 from mirror.replication.throttle import TokenBucket
 from mirror.replication.topology import make_policy
+from tests.unit.cancelling import ends_cancelled
 
 FLOW = "A->B"
 
@@ -413,13 +414,7 @@ async def test_the_lag_loop_ends_when_cancelled_as_the_end_offsets_come_in(
     gate.paused = {("t", 0)}
     lags = asyncio.create_task(gate.lag_loop(reader))
     await asyncio.wait_for(asked.wait(), 1)
-    answer.set()
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    lags.cancel()
     try:
-        await asyncio.wait({lags}, timeout=1)
-        assert lags.cancelled(), "the cancelled lag loop polls on"
+        assert await ends_cancelled(lags, answer, turns), "the cancelled lag loop polls on"
     finally:
-        lags.cancel()
         await reader._offsets.stop()

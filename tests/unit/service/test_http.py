@@ -24,6 +24,7 @@ from mirror.service import http
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
 from mirror.service.status import HaltedPartition, WorkerStatus
 from mirror.service.worker import FlowRunner, Worker
+from tests.unit.cancelling import ends_cancelled
 
 SETTINGS = Settings(
     clusters={alias: ClusterSettings(alias=alias, bootstrap_servers=["localhost:1"]) for alias in "ABCD"},
@@ -373,12 +374,4 @@ async def test_the_probe_ends_when_cancelled_as_the_group_description_comes_in(
     w: Any = SimpleNamespace(flows=[running], settings=SETTINGS, memberships={})
     probing = asyncio.create_task(ClusterProbe(w, interval=0.01).run())
     await asyncio.wait_for(asked.wait(), 1)
-    answer.set()
-    for _ in range(turns):
-        await asyncio.sleep(0)
-    probing.cancel()
-    try:
-        await asyncio.wait({probing}, timeout=1)
-        assert probing.cancelled(), "the cancelled probe probes on"
-    finally:
-        probing.cancel()
+    assert await ends_cancelled(probing, answer, turns), "the cancelled probe probes on"
