@@ -351,8 +351,9 @@ class CheckpointJob:
         """Read the offset syncs to the end (then translation may start) and keep tailing. The first read
         waits a little for the groups, whose offsets are pinned so the syncs around them are kept."""
         self._syncs = syncs
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._until(self._groups_loaded), _PIN_WAIT)
+        with contextlib.suppress(TimeoutError):  # not wait_for: it can drop a cancellation (3.11)
+            async with asyncio.timeout(_PIN_WAIT):
+                await self._until(self._groups_loaded)
         where = (self._syncs_cluster.alias, self.offset_syncs_topic)
         _, last = apply_offset_syncs(syncs, await tail.read_to_end(), -1, *where)
         syncs.mark_read_to_end()

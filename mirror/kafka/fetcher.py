@@ -204,11 +204,13 @@ class BatchFetcher:
 
     async def close(self) -> None:
         main, self._main = self._main, None
-        if main is not None:
-            main.cancel()
-            await asyncio.wait([main])  # its outcome is of no interest; a cancel of ours still propagates
-        self._meters.buffered(0)
-        await close_within(self._client.close())
+        try:
+            if main is not None:
+                main.cancel()
+                await asyncio.wait([main])  # its outcome is of no interest; a cancel of ours still propagates
+        finally:  # (also when cancelled meanwhile: the client's connections closed, its bytes not counted)
+            self._meters.buffered(0)
+            await close_within(self._client.close())
 
     async def _main_loop(self, started: asyncio.Future[None]) -> None:
         async with asyncio.TaskGroup() as tg:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -17,6 +18,10 @@ from mirror.kafka.closing import close_within
 from mirror.kafka.errors import errors_translated
 from mirror.kafka.fetcher import BatchFetcher
 from mirror.metrics import FetchMeters
+
+#: Seconds an offset lookup may take. Not ``asyncio.wait_for``: on Python 3.11 it drops a cancellation
+#: that comes as the answer does, and a loop looking offsets up (the lag of paused partitions) ran on.
+_LOOKUP_TIMEOUT: Final = 30.0
 
 
 class Reader:
@@ -86,18 +91,16 @@ class Reader:
         if not partitions:
             return {}
         async with errors_translated(self.cluster):
-            result = await asyncio.wait_for(
-                self._offsets.beginning_offsets([TopicPartition(t, p) for t, p in partitions]), 30
-            )
+            async with asyncio.timeout(_LOOKUP_TIMEOUT):
+                result = await self._offsets.beginning_offsets([TopicPartition(t, p) for t, p in partitions])
         return {(tp.topic, tp.partition): off for tp, off in result.items()}
 
     async def end_offsets(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if not partitions:
             return {}
         async with errors_translated(self.cluster):
-            result = await asyncio.wait_for(
-                self._offsets.end_offsets([TopicPartition(t, p) for t, p in partitions]), 30
-            )
+            async with asyncio.timeout(_LOOKUP_TIMEOUT):
+                result = await self._offsets.end_offsets([TopicPartition(t, p) for t, p in partitions])
         return {(tp.topic, tp.partition): off for tp, off in result.items()}
 
     async def offsets_for_time(
@@ -106,11 +109,10 @@ class Reader:
         """Per partition the first offset whose timestamp is at or after ``timestamp_ms`` (None: none is)."""
         if not partitions:
             return {}
+        asked = {TopicPartition(t, p): timestamp_ms for t, p in partitions}
         async with errors_translated(self.cluster):
-            result = await asyncio.wait_for(
-                self._offsets.offsets_for_times({TopicPartition(t, p): timestamp_ms for t, p in partitions}),
-                30,
-            )
+            async with asyncio.timeout(_LOOKUP_TIMEOUT):
+                result = await self._offsets.offsets_for_times(asked)
         return {(tp.topic, tp.partition): (None if off is None else off.offset) for tp, off in result.items()}
 
     async def position(self, topic: str, partition: int) -> int:

@@ -87,9 +87,10 @@ class InFlightQueue:
         """The fetcher stopped: let ``acker`` (the loop taking entries off) account for every entry in
         flight, within ``timeout`` seconds; else it is cancelled (False)."""
         await self.end()
-        try:
-            await asyncio.wait_for(asyncio.shield(acker), timeout)
-        except TimeoutError:
+        # not wait_for: on Python 3.11 it drops a cancellation that comes as the acker ends
+        done, _ = await asyncio.wait({acker}, timeout=timeout)
+        if not done:
             acker.cancel()
             return False
+        acker.result()  # its error, if it failed
         return True

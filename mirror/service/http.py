@@ -118,7 +118,8 @@ async def group_view(worker: Worker, timeout: float = 3.0) -> dict[str, GroupSta
     view: dict[str, GroupStatus] = {}
     for target, admin in sorted(admins.items()):
         try:
-            described = await asyncio.wait_for(Groups(admin).describe(group), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can drop a cancellation (3.11)
+                described = await Groups(admin).describe(group)
         except (MirrorError, TimeoutError) as exc:
             view[target] = GroupStatus(group, error=str(exc) or "timed out")
             continue

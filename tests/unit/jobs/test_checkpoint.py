@@ -37,6 +37,7 @@ from mirror.mm2.filters import TopicFilter
 from mirror.mm2.policy import DefaultReplicationPolicy, IdentityReplicationPolicy
 from mirror.mm2.records import Checkpoint, OffsetSync
 from mirror.mm2.sync_history import WRITER_HEADER, SyncHistory
+from tests.unit.cancelling import ends_cancelled
 
 POLICY = DefaultReplicationPolicy()
 ALL_TOPICS = TopicFilter()
@@ -502,3 +503,34 @@ async def test_a_checkpoint_the_target_refused_is_retried_next_round() -> None:
     assert store.get("app", ("A.orders", 1)) is None
     assert await job.emit_checkpoints(writer, syncs, store) == 1  # type: ignore[arg-type]
     assert store.get("app", ("A.orders", 1)) is not None
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_reading_the_syncs_keeps_a_cancellation_that_comes_as_the_groups_load(turns: int) -> None:
+    """The session's task group cancels the syncs reader (a sibling loop failed) in the turn of the loop in
+    which the wait for the groups ends: the reader ends cancelled. (On Python 3.11 ``asyncio.wait_for``
+    returned instead and dropped the cancellation: the reader tailed on until a stop, and the task group,
+    waiting for it, kept the session from ending and restarting.)"""
+    job, _, _ = make_job()
+    loaded = asyncio.Event()
+
+    async def until(event: asyncio.Event) -> bool:
+        await loaded.wait()
+        return True
+
+    async def poll(timeout_ms: int = 1000) -> list[Any]:
+        await asyncio.sleep(0.01)
+        return []
+
+    async def nothing() -> list[Any]:
+        return []
+
+    job._until = until  # type: ignore[method-assign]
+    tail: Any = types.SimpleNamespace(read_to_end=nothing, poll=poll, exists=True)
+    reading = asyncio.create_task(job._read_syncs(tail, store_with()))
+    await asyncio.sleep(0.05)
+    try:
+        assert await ends_cancelled(reading, loaded, turns), "the cancelled reader tails on"
+    finally:
+        job.stop()
+        await asyncio.wait({reading})

@@ -330,3 +330,30 @@ async def test_a_fetch_cancelled_as_data_comes_in_is_cancelled(fetcher: BatchFet
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert time.monotonic() - started < 1
+
+
+async def test_a_close_cancelled_while_the_driver_ends_still_closes_the_client_and_zeroes_the_gauge() -> None:
+    """The caller is cancelled while ``close`` waits for the driver to end (a task session's close as its
+    worker stops): the client is closed all the same (no connections left open) and the flow's
+    buffered-bytes gauge drops this fetcher's share (else it stays counted for ever)."""
+    flow = (f"src-{uuid.uuid4().hex[:6]}", "tgt")
+    overrides = {"max.partition.fetch.bytes": "1000", "retry.backoff.ms": "10", "fetch.max.bytes": "5000"}
+    settings = ClusterSettings(alias="src", bootstrap_servers="127.0.0.1:1")
+    fetcher = BatchFetcher(settings, "t", overrides, "read_committed", metrics.FetchMeters(*flow))
+    broker = Broker([batch(i * 10, 10, 40) for i in range(20)])
+    closed = asyncio.Event()
+
+    async def close() -> None:
+        closed.set()
+
+    broker.close = close  # type: ignore[method-assign]
+    await start(fetcher, broker)
+    await wait_until(lambda: fetcher.buffered >= 4000)
+    assert sample("mirror_fetch_buffered_bytes", flow) > 0
+    closing = asyncio.create_task(fetcher.close())
+    await asyncio.sleep(0)  # the close cancelled the driver and waits for it to end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert sample("mirror_fetch_buffered_bytes", flow) == 0
+    assert closed.is_set(), "the client was left open"

@@ -12,11 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirror.config import FlowSettings, load_settings
+from mirror.config import ClusterSettings, FlowSettings, load_settings
 from mirror.errors import KafkaUnavailable, RecordRejected
 from mirror.kafka import SourceBatch
 from mirror.kafka.batches import Chunk
+from mirror.kafka.reader import Reader
 from mirror.mm2.policy import DefaultReplicationPolicy
+from mirror.replication import pausing
 from mirror.replication.controls import Controls, Reset, pause_key, reset_key, stamp, throttle_key
 from mirror.replication.inflight import InFlight
 from mirror.replication.observe import TaskMetrics
@@ -27,6 +29,7 @@ from mirror.replication.stuck import StuckWatch
 from mirror.replication.task import SourceTask
 from mirror.replication.throttle import TokenBucket
 from mirror.replication.topology import make_policy
+from tests.unit.cancelling import ends_cancelled
 
 FLOW = "A->B"
 
@@ -387,3 +390,31 @@ async def test_a_reset_whose_progress_read_fails_is_still_applied_by_the_next_se
         await gate.reload({tp})
     positions.load(StoredProgress({tp: 49}))  # the next session's start
     assert positions.next_offset(tp) == 50
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_the_lag_loop_ends_when_cancelled_as_the_end_offsets_come_in(
+    turns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session stops (or a sibling loop failed) and cancels the loop keeping paused partitions' lag
+    current in the turn of the loop in which the source's end offsets come in: the loop ends. (On Python
+    3.11 the reader's ``asyncio.wait_for`` returned the offsets and dropped the cancellation: the loop
+    polled on for ever, and the session, waiting for it, never stored its final progress nor ended.)"""
+    monkeypatch.setattr(pausing, "LAG_INTERVAL", 0.01)
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def end_offsets(partitions: list[Any]) -> dict[Any, int]:
+        asked.set()
+        await answer.wait()
+        return {tp: 10 for tp in partitions}
+
+    reader = Reader(ClusterSettings(alias="A", bootstrap_servers="127.0.0.1:1"), "t", {}, "read_committed")
+    monkeypatch.setattr(reader._offsets, "end_offsets", end_offsets)
+    gate, _, _ = _gate(Controls(FLOW))
+    gate.paused = {("t", 0)}
+    lags = asyncio.create_task(gate.lag_loop(reader))
+    await asyncio.wait_for(asked.wait(), 1)
+    try:
+        assert await ends_cancelled(lags, answer, turns), "the cancelled lag loop polls on"
+    finally:
+        await reader._offsets.stop()

@@ -4,9 +4,11 @@ all read from the worker's status snapshot (`mirror.service.status`)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirror import __version__
@@ -18,9 +20,11 @@ from mirror.metrics import StateSnapshot
 from mirror.replication.controls import pause_key, stamp
 from mirror.replication.lifecycle import TopicChange
 from mirror.replication.task import Halt, SourceTask, TaskStatus
+from mirror.service import http
 from mirror.service.http import ClusterProbe, HttpServer, not_ready_reasons, state_snapshot, status_of
 from mirror.service.status import HaltedPartition, WorkerStatus
 from mirror.service.worker import FlowRunner, Worker
+from tests.unit.cancelling import ends_cancelled
 
 SETTINGS = Settings(
     clusters={alias: ClusterSettings(alias=alias, bootstrap_servers=["localhost:1"]) for alias in "ABCD"},
@@ -342,3 +346,32 @@ async def test_the_status_document_keeps_its_shape() -> None:
         "throttle_bytes_per_second",
     ]  # fmt: skip
     assert WorkerStatus.from_json(status_of(w, probe)) == w.status(probe.results)
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_the_probe_ends_when_cancelled_as_the_group_description_comes_in(
+    turns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP server closes (the worker stops) in the turn of the loop in which the probe's description
+    of the coordination group comes in: the probe ends. (On Python 3.11 ``asyncio.wait_for`` returned the
+    description and dropped the cancellation: the probe went on probing, and the close waited for it
+    for ever.)"""
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    class SlowGroups:
+        def __init__(self, admin: Any) -> None: ...
+
+        async def describe(self, group: str) -> Any:
+            asked.set()
+            await answer.wait()
+            return SimpleNamespace(state="Stable", members=[])
+
+    monkeypatch.setattr(http, "Groups", SlowGroups)
+    flow = SimpleNamespace(name="A->B", target="B")
+    prepared = asyncio.Event()
+    prepared.set()
+    running: Any = SimpleNamespace(flow=flow, prepared=prepared, clusters_needed=dict, target_admin=None)
+    w: Any = SimpleNamespace(flows=[running], settings=SETTINGS, memberships={})
+    probing = asyncio.create_task(ClusterProbe(w, interval=0.01).run())
+    await asyncio.wait_for(asked.wait(), 1)
+    assert await ends_cancelled(probing, answer, turns), "the cancelled probe probes on"
