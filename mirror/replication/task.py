@@ -310,9 +310,9 @@ class SourceTask:
                 watchdog.cancel()
                 if syncer is not None:
                     syncer.cancel()
-            await asyncio.wait_for(
-                self._positions.store(self.progress), max(1.0, deadline - time.monotonic())
-            )
+            # (asyncio.timeout, not wait_for: on 3.11 wait_for can drop a cancellation)
+            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                await self._positions.store(self.progress)
             stored = True
             if syncs is not None:
                 await self._syncs.final(syncs)
@@ -321,7 +321,8 @@ class SourceTask:
                 # the session failed (say, one batch was refused): what the target did acknowledge is
                 # still stored, so the next session does not copy it again
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._positions.store(self.progress), 3.0)
+                    async with asyncio.timeout(3.0):
+                        await self._positions.store(self.progress)
             await asyncio.gather(writer.close(), reader.close(), *([syncs.close()] if syncs else []))
 
     async def _assign(self, reader: Reader) -> None:
