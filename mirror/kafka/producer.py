@@ -72,6 +72,9 @@ _ABORT_TIMEOUT: Final = 10.0
 _COALESCE_AFTER: Final = 0.03
 #: ...or while they queue as batches smaller than this (bytes), whatever the round trip.
 _SMALL_BATCH: Final = 16 * 1024
+#: How long a batch smaller than ``_SMALL_BATCH`` waits for more of its partition to merge with, unless
+#: ``linger.ms`` says otherwise (Kafka 4's producer default, docs/record-batches.md, "Producing").
+_LINGER_MS: Final = 5
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -209,6 +212,7 @@ class BatchProducer:
         java = {**cluster.producer, **overrides}
         self._max_batch = int(options.get("max_batch_size", 1024 * 1024))
         self._max_request = int(options.get("max_request_size", 4 * 1024 * 1024))
+        self._linger = int(options.get("linger_ms", _LINGER_MS)) / 1000
         self._request_timeout_ms = int(options.get("request_timeout_ms", 30000))
         self._backoff = int(options.get("retry_backoff_ms", 100)) / 1000
         self._txn_timeout_ms = int(options.get("transaction_timeout_ms", 60000))
@@ -316,7 +320,10 @@ class BatchProducer:
         if pq is None:
             await known_partition(self._client, self.cluster, topic, partition)
             pq = self._queues.setdefault(
-                tp, PartitionQueue(self._max_batch, coalesce_after=_COALESCE_AFTER, small=_SMALL_BATCH)
+                tp,
+                PartitionQueue(
+                    self._max_batch, coalesce_after=_COALESCE_AFTER, small=_SMALL_BATCH, linger=self._linger
+                ),
             )
         while self._buffered > self._buffer_limit and self._fatal is None:
             self._room.clear()
@@ -396,6 +403,10 @@ class BatchProducer:
                 continue
             if pq.retrying and not pq.in_flight and now < pq.not_before:
                 wait = min(wait, pq.not_before - now) if wait is not None else pq.not_before - now
+                continue
+            lingering = pq.linger_left(now)
+            if lingering is not None:
+                wait = min(wait, lingering) if wait is not None else lingering
                 continue
             if self._transactional_id is not None and tp not in self._txn_added:
                 self._add_to_txn(tp)

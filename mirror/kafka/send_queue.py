@@ -21,6 +21,8 @@ from mirror.kafka.batches import next_sequence
 
 #: Batches of one producer and partition the broker remembers to recognise a retried one.
 WINDOW: Final = 5
+#: A head send lingers only while at most this many sends queue behind it (more: enough to merge now).
+_LINGER_SCAN: Final = 64
 
 T = TypeVar("T")
 
@@ -73,6 +75,7 @@ class PartitionQueue(Generic[T]):
         "confirmed",
         "dead",
         "in_flight",
+        "linger",
         "merge_bytes",
         "next_sequence",
         "not_before",
@@ -85,7 +88,12 @@ class PartitionQueue(Generic[T]):
     )
 
     def __init__(
-        self, merge_bytes: int, window: int = WINDOW, coalesce_after: float = 0.0, small: int = 0
+        self,
+        merge_bytes: int,
+        window: int = WINDOW,
+        coalesce_after: float = 0.0,
+        small: int = 0,
+        linger: float = 0.0,
     ) -> None:
         self.merge_bytes, self.window = merge_bytes, window
         #: Merge queued sends only while acknowledgements take at least this long (seconds): over a long
@@ -94,6 +102,10 @@ class PartitionQueue(Generic[T]):
         #: ...and whatever the round trip, sends smaller than this (bytes): a stream of tiny source
         #: batches costs more per batch sent than the re-encoding of their few records
         self.small = small
+        #: A send smaller than ``small`` at the head waits up to this long (seconds, ``linger.ms``) for more
+        #: small sends of the partition to merge with: a source producer without linger writes batches of
+        #: a record or two, which the target, its consumers and we pay for per batch.
+        self.linger = linger
         #: How long the partition's acknowledgements take, smoothed (seconds since the batch's first send).
         self.rtt = 0.0
         self.queued: deque[Send[T]] = deque()
@@ -142,16 +154,21 @@ class PartitionQueue(Generic[T]):
             for batch in self.unacked:
                 if not batch.in_flight and not batch.acked:
                     return self._flying(batch)
-        if not self.queued or self.dead is not None:
+        if not self.queued or self.dead is not None or self.linger_left(now) is not None:
             return None
         free = (self.window if self.confirmed else 1) - len(self.unacked)
         if free <= 0:
             return None
         sends = [self.queued.popleft()]
-        slow = self.rtt >= self.coalesce_after or sends[0].size < self.small
-        if len(self.queued) >= free and sends[0].mergeable and slow:
-            size = sends[0].size
+        head = sends[0]
+        small = head.size < self.small
+        behind = len(self.queued) >= free and (self.rtt >= self.coalesce_after or small)
+        lingered = small and self.linger > 0
+        if head.mergeable and (behind or lingered):
+            size = head.size
             while self.queued and self.queued[0].mergeable and size + self.queued[0].size <= self.merge_bytes:
+                if not behind and self.queued[0].size >= self.small:
+                    break  # lingered small sends merge with each other, not with a batch that goes as it is
                 size += self.queued[0].size
                 sends.append(self.queued.popleft())
         try:
@@ -169,6 +186,24 @@ class PartitionQueue(Generic[T]):
         batch.first_sent = now
         self.unacked.append(batch)
         return self._flying(batch)
+
+    def linger_left(self, now: float) -> float | None:
+        """Seconds the small send at the head still waits for more to merge with (``linger``), or None:
+        it goes now (no linger; not small or not mergeable; a send behind it goes as it is; its linger
+        is over; enough queued to fill a batch; re-sends or a dead partition come first)."""
+        if self.linger <= 0 or not self.queued or self.retrying or self.dead is not None:
+            return None
+        if self.in_flight < len(self.unacked) or len(self.queued) > _LINGER_SCAN:
+            return None
+        left = self.queued[0].queued_at + self.linger - now
+        if left <= 0:
+            return None
+        size = 0
+        for send in self.queued:
+            if not send.mergeable or send.size >= self.small:
+                return None
+            size += send.size
+        return left if size < self.merge_bytes else None
 
     def _flying(self, batch: Stamped[T]) -> Stamped[T]:
         batch.in_flight = True

@@ -144,7 +144,8 @@ async def test_many_batches_pipelined_over_partitions_are_acked_in_order(
 ) -> None:
     partitions, per_partition, size = 4, 60, 25
     expected = await topic_to_fill(cluster_b, topic, partitions, per_partition * size, seed=100)
-    async with producing(cluster_b.bootstrap_servers) as producer:
+    # no linger: each small batch goes as it came (lingering merges them: docs/record-batches.md)
+    async with producing(cluster_b.bootstrap_servers, {"linger.ms": "0"}) as producer:
         pendings: dict[int, list[Pending]] = {p: [] for p in range(partitions)}
         await send_paced(producer, topic, expected, size, pendings)
         for p in range(partitions):
@@ -190,7 +191,8 @@ async def test_a_refused_batch_fails_its_partition_from_there_and_spares_the_oth
     await create_topic(cluster_b.bootstrap_servers, topic, 2, {"max.message.bytes": "2000"})
     small = [R(b"k", b"small", (), 1_700_000_000_000)]
     big = [R(b"k", bytes(range(256)) * 20, (), 1_700_000_000_001)]  # 5 KB, incompressible enough
-    async with producing(cluster_b.bootstrap_servers) as producer:
+    # no linger: the refused batch goes alone (lingering would merge it with the small ones behind it)
+    async with producing(cluster_b.bootstrap_servers, {"linger.ms": "0"}) as producer:
         first = await producer.send(topic, 0, small)
         assert (await first.ack()).base_offset == 0  # the window is open: no coalescing of what follows
         refused = await producer.send(topic, 0, big)

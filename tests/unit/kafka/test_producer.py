@@ -160,3 +160,28 @@ async def test_requests_batches_retries_merges_refusals_and_batches_in_flight_ar
     # the 30 sends queued at once went as one merged batch, sent twice (the retry): built, and counted, once
     assert target.requests == [[("t", 0, 30), ("t", 1, 1)], [("t", 0, 30)]]
     assert sample("mirror_produce_merged_batches_total", flow) == 1
+
+
+@pytest.mark.parametrize("linger", ["50", "0"])
+async def test_small_batches_linger_then_go_merged(linger: str) -> None:
+    """``linger.ms``: the dispatcher holds a small batch until its linger ends, then sends it merged with the
+    small ones queued meanwhile; with no linger a lone small batch goes at once (docs/record-batches.md)."""
+    target = Target({})
+    target.gate.set()
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {"linger.ms": linger})
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        first = await (await producer.send("t", 0, [R(b"k", b"v0")])).ack()
+        alone = loop.time() - started
+        pending = [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in (1, 2)]
+        acks = [first] + [await p.ack() for p in pending]
+    finally:
+        await producer.close()
+    assert [a.base_offset for a in acks] == [0, 1, 2]
+    assert (alone >= 0.045) is (linger == "50"), alone
+    merged = [[("t", 0, 1)], [("t", 0, 2)]]  # the two queued together lingered, then went merged
+    assert target.requests == (merged if linger == "50" else [[("t", 0, 1)]] * 3)

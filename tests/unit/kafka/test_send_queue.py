@@ -50,7 +50,11 @@ def stamp(sends: list[Send[int]], base_sequence: int) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> None:
-    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=data.draw(st.integers(1, 400)))
+    queue: PartitionQueue[int] = PartitionQueue(
+        merge_bytes=data.draw(st.integers(1, 400)),
+        small=data.draw(st.sampled_from([0, 100])),
+        linger=data.draw(st.sampled_from([0.0, 0.05, 0.25])),
+    )
     broker = Broker()
     flying: deque[Stamped[int]] = deque()  # requests on one connection: answered in order
     told: dict[int, int] = {}
@@ -87,7 +91,7 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
         step = data.draw(st.sampled_from(["push", "push", "dispatch", "answer", "answer", "wait"]))
         if step == "push":
             counts[pushed] = data.draw(st.integers(1, 4))
-            queue.push(Send(pushed, counts[pushed], data.draw(st.integers(1, 200))))
+            queue.push(Send(pushed, counts[pushed], data.draw(st.integers(1, 200)), now))
             pushed += 1
         elif step == "dispatch":
             dispatch()
@@ -186,6 +190,67 @@ def test_small_sends_queued_behind_a_full_window_merge_even_on_a_fast_network() 
             queue.push(Send(i, 1, size))
         batches = [queue.next_batch(0.001, stamp) for _ in range(WINDOW)]
         assert (max(len(b.parts) for b in batches if b) > 1) is merged, size
+
+
+def _lingering_queue(linger: float = 0.005) -> PartitionQueue[int]:
+    """A queue with ``linger`` for sends under 1000 bytes whose first batch is acknowledged."""
+    queue: PartitionQueue[int] = PartitionQueue(merge_bytes=4000, small=1000, linger=linger)
+    queue.push(Send(-1, 1, 2000))  # not small: goes at once
+    first = queue.next_batch(0.0, stamp)
+    assert first is not None
+    queue.acked(first)
+    return queue
+
+
+def test_a_small_send_lingers_for_more_small_sends_to_merge_with() -> None:
+    """``linger.ms``: a send under the small size waits that long after it was queued, then goes merged
+    with the small sends queued behind it meanwhile; with no linger it goes at once."""
+    queue = _lingering_queue()
+    queue.push(Send(0, 1, 100, queued_at=1.0))
+    assert queue.next_batch(1.001, stamp) is None
+    left = queue.linger_left(1.001)
+    assert left is not None and abs(left - 0.004) < 1e-9
+    for i in (1, 2, 3):
+        queue.push(Send(i, 1, 100, queued_at=1.002))
+    assert queue.next_batch(1.004, stamp) is None
+    batch = queue.next_batch(1.005, stamp)
+    assert batch is not None and [s.payload for s, _ in batch.parts] == [0, 1, 2, 3]
+    assert [delta for _, delta in batch.parts] == [0, 1, 2, 3]
+    eager = _lingering_queue(linger=0.0)
+    eager.push(Send(0, 1, 100, queued_at=1.0))
+    assert eager.linger_left(1.0) is None and eager.next_batch(1.0, stamp) is not None
+
+
+def test_large_unmergeable_or_enough_sends_do_not_linger() -> None:
+    """Only small mergeable sends linger, and only while what is queued would not fill a batch; a small
+    send with a large one behind it goes at once and alone (the large one passes as it is)."""
+    cases: list[tuple[list[Send[int]], list[list[int]]]] = [
+        ([Send(0, 1, 5000, queued_at=1.0)], [[0]]),  # not small
+        ([Send(0, 1, 100, queued_at=1.0, mergeable=False)], [[0]]),
+        ([Send(0, 1, 100, queued_at=1.0), Send(1, 1, 5000, queued_at=1.0)], [[0], [1]]),
+        ([Send(i, 1, 900, queued_at=1.0) for i in range(5)], [[0, 1, 2, 3], [4]]),  # 4 of them fill 4000
+    ]
+    for sends, expected in cases:
+        queue = _lingering_queue()
+        for send in sends:
+            queue.push(send)
+        got = []
+        while (batch := queue.next_batch(1.0, stamp)) is not None:
+            got.append([s.payload for s, _ in batch.parts])
+        assert got[: len(expected)] == expected[: len(got)] and got[0] == expected[0], (sends, got)
+
+
+def test_re_sends_go_before_a_lingering_send() -> None:
+    """A retried batch is never held back by a small send lingering behind it."""
+    queue = _lingering_queue()
+    queue.push(Send(0, 1, 5000, queued_at=1.0))
+    sent = queue.next_batch(1.0, stamp)
+    assert sent is not None
+    queue.push(Send(1, 1, 100, queued_at=1.0))
+    queue.retry(sent, RuntimeError("lost"), 1.0, 0.0, TIMEOUT)
+    assert queue.linger_left(1.0) is None
+    again = queue.next_batch(1.0, stamp)
+    assert again is sent
 
 
 def test_sends_that_are_not_mergeable_go_as_batches_of_their_own() -> None:
