@@ -392,7 +392,8 @@ class BatchProducer:
                         await self._wake.wait()
 
     def _dispatch_once(self, now: float) -> float | None:
-        """Send what can go now; the seconds until a backoff ends, or None (wait for a wake-up)."""
+        """Send what can go now; the seconds until a backoff or a linger ends, or None (wait for a
+        wake-up)."""
         wait: float | None = None
         ready: dict[int, list[tuple[tuple[str, int], PartitionQueue[_Job]]]] = defaultdict(list)
         cluster = self._client.cluster
@@ -421,6 +422,11 @@ class BatchProducer:
             ready[leader].append((tp, pq))
         for node in set(ready) | {n for n, c in self._carry.items() if c}:
             self._fill_node(node, ready.get(node, []), now)
+        for parts in ready.values():  # a send behind one that went may linger now: wake when it ends
+            for _, pq in parts:
+                lingering = pq.linger_left(now)
+                if lingering is not None:
+                    wait = min(wait, lingering) if wait is not None else lingering
         return wait
 
     def _fill_node(

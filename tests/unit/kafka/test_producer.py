@@ -185,3 +185,28 @@ async def test_small_batches_linger_then_go_merged(linger: str) -> None:
     assert (alone >= 0.045) is (linger == "50"), alone
     merged = [[("t", 0, 1)], [("t", 0, 2)]]  # the two queued together lingered, then went merged
     assert target.requests == (merged if linger == "50" else [[("t", 0, 1)]] * 3)
+
+
+async def test_a_small_batch_behind_one_that_went_still_goes_when_its_linger_ends() -> None:
+    """A large batch goes at once; the small one queued with it lingers, and the dispatcher wakes when its
+    linger ends, not when the large one is answered (which may take a request timeout)."""
+    target = Target({})
+    target.gate.set()
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {"linger.ms": "20"})
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    try:
+        await (await producer.send("t", 0, [R(b"k", b"v0")])).ack()  # acknowledged: the window opens
+        target.gate.clear()  # the next requests stay unanswered
+        large = await producer.send("t", 0, [R(b"k", b"x" * 20_000)])
+        small = await producer.send("t", 0, [R(b"k", b"v1")])
+        async with asyncio.timeout(2):
+            while len(target.requests) < 3:
+                target.asked.clear()
+                await target.asked.wait()
+        target.gate.set()
+        assert [(await p.ack()).base_offset for p in (large, small)] == [1, 2]
+    finally:
+        await producer.close()
+    assert target.requests == [[("t", 0, 1)], [("t", 0, 1)], [("t", 0, 1)]]
