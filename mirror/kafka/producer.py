@@ -282,6 +282,7 @@ class BatchProducer:
         returns, no request of this producer is sent again (a stale batch would otherwise land behind the
         back of the next session); what was not acknowledged fails."""
         self._closing = True
+        self._hurry()
         try:
             if self._outstanding and self._fatal is None:
                 await asyncio.wait(set(self._outstanding), timeout=timeout)
@@ -374,9 +375,18 @@ class BatchProducer:
             raise KafkaRequestFailed("the producer is not running (not started, or closed)")
 
     async def flush(self) -> None:
-        """Wait until everything queued is acknowledged (or failed)."""
+        """Wait until everything queued is acknowledged (or failed); what lingers goes at once."""
+        self._hurry()
         while self._outstanding:
             await asyncio.wait(set(self._outstanding))
+
+    def _hurry(self) -> None:
+        """The sends queued so far linger no more: somebody waits for them (docs/record-batches.md,
+        "Producing")."""
+        now = time.monotonic()
+        for pq in self._active.values():
+            pq.flushed = now
+        self._wake.set()
 
     # --- the dispatcher ------------------------------------------------------------------------------------
 
@@ -717,6 +727,7 @@ class BatchProducer:
             raise MirrorError("no transaction is open")
         futures = self._txn_futures
         if futures:
+            self._hurry()
             await asyncio.wait(futures)
         for future in futures:
             if not future.cancelled() and (error := future.exception()) is not None:

@@ -74,6 +74,7 @@ class PartitionQueue(Generic[T]):
         "coalesce_after",
         "confirmed",
         "dead",
+        "flushed",
         "in_flight",
         "linger",
         "merge_bytes",
@@ -106,6 +107,8 @@ class PartitionQueue(Generic[T]):
         #: small sends of the partition to merge with: a source producer without linger writes batches of
         #: a record or two, which the target, its consumers and we pay for per batch.
         self.linger = linger
+        #: Sends queued up to this time go without lingering: somebody waits for them (a flush).
+        self.flushed = float("-inf")
         #: How long the partition's acknowledgements take, smoothed (seconds since the batch's first send).
         self.rtt = 0.0
         self.queued: deque[Send[T]] = deque()
@@ -190,8 +193,10 @@ class PartitionQueue(Generic[T]):
     def linger_left(self, now: float) -> float | None:
         """Seconds the small send at the head still waits for more to merge with (``linger``), or None:
         it goes now (no linger; not small or not mergeable; a send behind it goes as it is; its linger
-        is over; enough queued to fill a batch; re-sends or a dead partition come first)."""
+        is over; it was flushed; enough queued to fill a batch; re-sends or a dead partition come first)."""
         if self.linger <= 0 or not self.queued or self.retrying or self.dead is not None:
+            return None
+        if self.queued[0].queued_at <= self.flushed:
             return None
         if self.in_flight < len(self.unacked) or len(self.queued) > _LINGER_SCAN:
             return None

@@ -210,3 +210,23 @@ async def test_a_small_batch_behind_one_that_went_still_goes_when_its_linger_end
     finally:
         await producer.close()
     assert target.requests == [[("t", 0, 1)], [("t", 0, 1)], [("t", 0, 1)]]
+
+
+@pytest.mark.parametrize("end", ["flush", "close"])
+async def test_flush_and_close_send_what_lingers_at_once(end: str) -> None:
+    """Whoever flushes or closes waits for the sends queued so far: they linger no more (as Java's
+    producer's flush), even with a ``linger.ms`` longer than the close's timeout."""
+    target = Target({})
+    target.gate.set()
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {"linger.ms": "60000"})
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    try:
+        pending = [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in range(3)]
+        async with asyncio.timeout(2):
+            await (producer.flush() if end == "flush" else producer.close(timeout=1.0))
+        assert [(await p.ack()).base_offset for p in pending] == [0, 1, 2]
+    finally:
+        await producer.close()
+    assert target.requests == [[("t", 0, 3)]]  # and merged
