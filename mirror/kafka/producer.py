@@ -308,11 +308,14 @@ class BatchProducer:
         batch: RawBatch | Sequence[RecordData],
         *,
         mergeable: bool = True,
+        linger: bool = True,
     ) -> Pending:
         """Queue one batch for ``partition`` of ``topic``: a fetched v2 batch passes as its own bytes
         (re-stamped), records are built into one batch. Returns once queued; waits while the buffered
         bytes are over ``buffer.memory``. Not ``mergeable``: it goes as a batch of its own, never merged
-        with its neighbours (a refusal of it then names exactly its records)."""
+        with its neighbours (a refusal of it then names exactly its records). Not ``linger``: the caller
+        waits for it before it queues more of the partition, so it goes at once (with what is queued
+        before it) rather than wait ``linger.ms`` for more."""
         self._check_usable()
         if self._transactional_id is not None and not self._in_txn:
             raise MirrorError("a transactional producer sends inside a transaction only (begin_transaction)")
@@ -343,7 +346,7 @@ class BatchProducer:
         future.add_done_callback(functools.partial(self._settled, size=size))
         if self._in_txn:
             self._txn_futures.append(future)
-        pq.push(Send(job, count, size, time.monotonic(), mergeable))
+        pq.push(Send(job, count, size, time.monotonic(), mergeable, lingers=linger))
         self._fail_taken(pq)
         self._active[tp] = pq
         self._wake.set()

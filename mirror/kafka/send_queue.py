@@ -29,15 +29,23 @@ T = TypeVar("T")
 
 class Send(Generic[T]):
     """One queued send: what the caller gave (``payload``), its record count, its bytes, when it was
-    queued (for the delivery timeout) and whether it may be merged with its neighbours."""
+    queued (for the delivery timeout), whether it may be merged with its neighbours and whether it may
+    linger (not: its caller waits for it before it queues more)."""
 
-    __slots__ = ("count", "mergeable", "payload", "queued_at", "size")
+    __slots__ = ("count", "lingers", "mergeable", "payload", "queued_at", "size")
 
     def __init__(
-        self, payload: T, count: int, size: int, queued_at: float = 0.0, mergeable: bool = True
+        self,
+        payload: T,
+        count: int,
+        size: int,
+        queued_at: float = 0.0,
+        mergeable: bool = True,
+        *,
+        lingers: bool = True,
     ) -> None:
         self.payload, self.count, self.size, self.queued_at = payload, count, size, queued_at
-        self.mergeable = mergeable
+        self.mergeable, self.lingers = mergeable, lingers
 
 
 class Stamped(Generic[T]):
@@ -192,8 +200,9 @@ class PartitionQueue(Generic[T]):
 
     def linger_left(self, now: float) -> float | None:
         """Seconds the small send at the head still waits for more to merge with (``linger``), or None:
-        it goes now (no linger; not small or not mergeable; a send behind it goes as it is; its linger
-        is over; it was flushed; enough queued to fill a batch; re-sends or a dead partition come first)."""
+        it goes now (no linger; not small or not mergeable; a send behind it goes as it is or may not
+        linger; its linger is over; it was flushed; enough queued to fill a batch; re-sends or a dead
+        partition come first)."""
         if self.linger <= 0 or not self.queued or self.retrying or self.dead is not None:
             return None
         if self.queued[0].queued_at <= self.flushed:
@@ -205,7 +214,7 @@ class PartitionQueue(Generic[T]):
             return None
         size = 0
         for send in self.queued:
-            if not send.mergeable or send.size >= self.small:
+            if not send.mergeable or send.size >= self.small or not send.lingers:
                 return None
             size += send.size
         return left if size < self.merge_bytes else None

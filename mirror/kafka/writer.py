@@ -125,13 +125,14 @@ class BatchWriter:
         return pieces(chunks, per_batch, self._producer.max_batch_bytes)
 
     async def send_chunk(
-        self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True
+        self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True, linger: bool = True
     ) -> Pending:
         """Queue one target batch (a piece from `pieces`); its acknowledgement to come. Not ``mergeable``:
-        the producer never merges it with its neighbours (`BatchProducer.send`)."""
+        the producer never merges it with its neighbours; not ``linger``: it goes at once, the caller
+        waits for it (`BatchProducer.send`)."""
         data = chunk.raw if chunk.raw is not None else chunk.records
         async with errors_translated(self.cluster):
-            return await self._producer.send(topic, partition, data, mergeable=mergeable)
+            return await self._producer.send(topic, partition, data, mergeable=mergeable, linger=linger)
 
     async def send(
         self,

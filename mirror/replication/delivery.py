@@ -160,8 +160,8 @@ class Delivery:
             # alone, and the rest follows once it is in (after that, a refused batch makes the broker
             # refuse those behind it as out of sequence).
             first = targets[0]
-            pending = await writer.send_chunk(
-                remote, batch.partition, first, mergeable=first.first_offset > merged_up_to
+            pending = await writer.send_chunk(  # awaited next: lingering would only delay it
+                remote, batch.partition, first, mergeable=first.first_offset > merged_up_to, linger=False
             )
             try:
                 await pending.ack(shield=True)
@@ -173,8 +173,15 @@ class Delivery:
             self.confirmed[tp] = time.monotonic()
             futures.append((pending, first))
             targets = targets[1:]
+        # exactly once, the transaction waits for every batch it queued: lingering would only delay them
+        linger = not self.exactly_once
         futures += [
-            (await writer.send_chunk(remote, batch.partition, p, mergeable=p.first_offset > merged_up_to), p)
+            (
+                await writer.send_chunk(
+                    remote, batch.partition, p, mergeable=p.first_offset > merged_up_to, linger=linger
+                ),
+                p,
+            )
             for p in targets
         ]
         self.positions.position[tp] = batch.last_offset + 1

@@ -230,3 +230,22 @@ async def test_flush_and_close_send_what_lingers_at_once(end: str) -> None:
     finally:
         await producer.close()
     assert target.requests == [[("t", 0, 3)]]  # and merged
+
+
+async def test_a_send_that_may_not_linger_goes_at_once_with_the_small_ones_before_it() -> None:
+    """``linger=False`` (its caller waits for it next): it goes at once, merged with the small sends
+    queued before it, while a long ``linger.ms`` holds the others."""
+    target = Target({})
+    target.gate.set()
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {"linger.ms": "60000"})
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    try:
+        before = await producer.send("t", 0, [R(b"k", b"v0")])
+        awaited = await producer.send("t", 0, [R(b"k", b"v1")], linger=False)
+        async with asyncio.timeout(2):
+            assert [(await p.ack()).base_offset for p in (before, awaited)] == [0, 1]
+    finally:
+        await producer.close()
+    assert target.requests == [[("t", 0, 2)]]

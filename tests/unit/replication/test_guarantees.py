@@ -76,7 +76,9 @@ class FakeWriter(_Pieces):
         self.cancelled = False
         self.per_batch: list[int] = []
 
-    async def send_chunk(self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True) -> Any:
+    async def send_chunk(
+        self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True, linger: bool = True
+    ) -> Any:
         self.per_batch.append(chunk.count)
         if partition == 0:
             await self.waiting.wait()
@@ -164,7 +166,9 @@ class Target(_Pieces):
             fut0.set_result(SimpleNamespace(offset=len(self.dead) - 1))
         return Pending(fut0)
 
-    async def send_chunk(self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True) -> Any:
+    async def send_chunk(
+        self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True, linger: bool = True
+    ) -> Any:
         from aiokafka.errors import (  # noqa: PLC0415
             InvalidTimestampError,
             MessageSizeTooLargeError,
@@ -339,11 +343,15 @@ class QueueingWriter(_Pieces):
     def __init__(self, size: int, refused: int) -> None:
         self.size, self.refused = size, refused
         self.sent: list[list[int]] = []
+        self.lingers: list[bool] = []
 
-    async def send_chunk(self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True) -> Any:
+    async def send_chunk(
+        self, topic: str, partition: int, chunk: Chunk, *, mergeable: bool = True, linger: bool = True
+    ) -> Any:
         from aiokafka.errors import InvalidTimestampError  # noqa: PLC0415
 
         self.sent.append([r.offset for r in chunk.records])
+        self.lingers.append(linger)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if chunk.first_offset == self.refused:
             fut.set_exception(InvalidTimestampError())
@@ -365,6 +373,7 @@ async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_un
     assert isinstance(refused, RecordRejected)
     assert (refused.offset, refused.count) == (30, 4)
     assert writer.sent == [[30, 31, 32, 33]]  # nothing behind it was queued
+    assert writer.lingers == [False]  # and it did not linger: it is awaited, nothing comes behind it
 
     # once the partition's first batch is in, the rest is pipelined as usual
     writer = QueueingWriter(size=4, refused=-1)
@@ -373,6 +382,7 @@ async def test_at_least_once_sends_nothing_behind_a_new_producers_first_batch_un
     assert [(c.first_offset, c.count) for _f, c in entry.futures] == [(30, 4), (34, 4), (38, 2)]
     await task._delivery.send_all(writer, [SourceBatch("t", 0, _records(40, 10))])  # type: ignore[arg-type]
     assert writer.sent[3:] == [[40, 41, 42, 43], [44, 45, 46, 47], [48, 49]]
+    assert writer.lingers == [False] + [True] * 5
 
 
 # --- item 7: a close that times out still ends the producer's sender ---------------------------------------
@@ -900,7 +910,9 @@ class MergingTarget(Target):
         self.queue: list[tuple[Chunk, bool, asyncio.Future[Any]]] = []
         self.merged: list[list[int]] = []  # the offsets of every merged batch sent
 
-    async def send_chunk(self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True) -> Any:
+    async def send_chunk(
+        self, topic: str, partition: int, piece: Chunk, *, mergeable: bool = True, linger: bool = True
+    ) -> Any:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if not self.queue:
             asyncio.get_running_loop().call_soon(self._flush)
@@ -973,6 +985,7 @@ async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passe
     )
     task._partitions_changed.clear()
     sent: list[list[int]] = []
+    lingers: set[bool] = set()
     progress: list[dict[TP, int]] = []
     calls: list[str] = []
     records = _records(0, 21)
@@ -987,9 +1000,10 @@ async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passe
 
     class TxnWriter(Transactions):
         async def send_chunk(
-            self, _topic: str, _partition: int, chunk: Chunk, *, mergeable: bool = True
+            self, _topic: str, _partition: int, chunk: Chunk, *, mergeable: bool = True, linger: bool = True
         ) -> Any:
             sent.append([r.offset for r in chunk.records])
+            lingers.add(linger)
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             fut.set_result(SimpleNamespace(offset=sum(len(s) for s in sent) - len(sent[-1])))
             return Pending(fut)
@@ -1006,3 +1020,4 @@ async def test_exactly_once_commits_a_halted_partition_up_to_its_halt_with_passe
     assert progress == [{("t", 0): halt - 1}]
     whole = [list(range(f, f + 7)) for f in range(0, halt - halt % 7, 7)]
     assert sent[: len(whole)] == whole  # the batches before the halt's went as they were
+    assert lingers == {False}  # the transaction waits for all it queued: nothing lingers
