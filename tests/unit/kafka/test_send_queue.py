@@ -73,6 +73,10 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
             sequence_of[batch.serial] = (batch.base_sequence, batch.count)
             flying.append(batch)
             assert len(queue.unacked) <= WINDOW
+        free = (WINDOW if queue.confirmed else 1) > len(queue.unacked)
+        if queue.queued and free and not queue.retrying and queue.in_flight == len(queue.unacked):
+            left = queue.linger_left(now)  # held back only by a linger, which says when it ends
+            assert left is not None and 0 < left <= queue.linger
 
     def answer(outcome: str) -> None:
         batch = flying.popleft()
@@ -88,11 +92,14 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
             queue.retry(batch, RuntimeError(outcome), now, BACKOFF, TIMEOUT)
 
     for _ in range(data.draw(st.integers(1, 60))):
-        step = data.draw(st.sampled_from(["push", "push", "dispatch", "answer", "answer", "wait"]))
+        step = data.draw(st.sampled_from(["push", "push", "dispatch", "answer", "answer", "wait", "flush"]))
         if step == "push":
             counts[pushed] = data.draw(st.integers(1, 4))
-            queue.push(Send(pushed, counts[pushed], data.draw(st.integers(1, 200)), now))
+            size, lingers = data.draw(st.integers(1, 200)), data.draw(st.booleans())
+            queue.push(Send(pushed, counts[pushed], size, now, data.draw(st.booleans()), lingers=lingers))
             pushed += 1
+        elif step == "flush":
+            queue.flushed = now
         elif step == "dispatch":
             dispatch()
         elif step == "answer" and flying:
