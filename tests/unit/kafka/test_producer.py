@@ -187,15 +187,21 @@ async def test_small_batches_linger_then_go_merged(linger: str) -> None:
     assert target.requests == (merged if linger == "50" else [[("t", 0, 1)]] * 3)
 
 
-async def test_a_small_batch_behind_one_that_went_still_goes_when_its_linger_ends() -> None:
-    """A large batch goes at once; the small one queued with it lingers, and the dispatcher wakes when its
-    linger ends, not when the large one is answered (which may take a request timeout)."""
+async def _lingering(linger_ms: int) -> tuple[Target, BatchProducer]:
+    """A started producer with ``linger.ms`` on a `Target` that answers at once."""
     target = Target({})
     target.gate.set()
     cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"linger.ms": "20"})
+    producer = BatchProducer(cluster, "test", {"linger.ms": str(linger_ms)})
     producer._client = target  # type: ignore[assignment]
     await producer.start()
+    return target, producer
+
+
+async def test_a_small_batch_behind_one_that_went_still_goes_when_its_linger_ends() -> None:
+    """A large batch goes at once; the small one queued with it lingers, and the dispatcher wakes when its
+    linger ends, not when the large one is answered (which may take a request timeout)."""
+    target, producer = await _lingering(20)
     try:
         await (await producer.send("t", 0, [R(b"k", b"v0")])).ack()  # acknowledged: the window opens
         target.gate.clear()  # the next requests stay unanswered
@@ -216,12 +222,7 @@ async def test_a_small_batch_behind_one_that_went_still_goes_when_its_linger_end
 async def test_flush_and_close_send_what_lingers_at_once(end: str) -> None:
     """Whoever flushes or closes waits for the sends queued so far: they linger no more (as Java's
     producer's flush), even with a ``linger.ms`` longer than the close's timeout."""
-    target = Target({})
-    target.gate.set()
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"linger.ms": "60000"})
-    producer._client = target  # type: ignore[assignment]
-    await producer.start()
+    target, producer = await _lingering(60000)
     try:
         pending = [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in range(3)]
         async with asyncio.timeout(2):
@@ -235,12 +236,7 @@ async def test_flush_and_close_send_what_lingers_at_once(end: str) -> None:
 async def test_a_send_that_may_not_linger_goes_at_once_with_the_small_ones_before_it() -> None:
     """``linger=False`` (its caller waits for it next): it goes at once, merged with the small sends
     queued before it, while a long ``linger.ms`` holds the others."""
-    target = Target({})
-    target.gate.set()
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"linger.ms": "60000"})
-    producer._client = target  # type: ignore[assignment]
-    await producer.start()
+    target, producer = await _lingering(60000)
     try:
         before = await producer.send("t", 0, [R(b"k", b"v0")])
         awaited = await producer.send("t", 0, [R(b"k", b"v1")], linger=False)
