@@ -315,7 +315,8 @@ class BatchProducer:
         bytes are over ``buffer.memory``. Not ``mergeable``: it goes as a batch of its own, never merged
         with its neighbours (a refusal of it then names exactly its records). Not ``linger``: the caller
         waits for it before it queues more of the partition, so it goes at once (with what is queued
-        before it) rather than wait ``linger.ms`` for more."""
+        before it) rather than wait ``linger.ms`` for more; so does every send of a transaction (the
+        caller queues the whole transaction, then waits for all of it)."""
         self._check_usable()
         if self._transactional_id is not None and not self._in_txn:
             raise MirrorError("a transactional producer sends inside a transaction only (begin_transaction)")
@@ -346,7 +347,8 @@ class BatchProducer:
         future.add_done_callback(functools.partial(self._settled, size=size))
         if self._in_txn:
             self._txn_futures.append(future)
-        pq.push(Send(job, count, size, time.monotonic(), mergeable, lingers=linger))
+        lingers = linger and self._transactional_id is None
+        pq.push(Send(job, count, size, time.monotonic(), mergeable, lingers=lingers))
         self._fail_taken(pq)
         self._active[tp] = pq
         self._wake.set()

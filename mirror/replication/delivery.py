@@ -173,15 +173,8 @@ class Delivery:
             self.confirmed[tp] = time.monotonic()
             futures.append((pending, first))
             targets = targets[1:]
-        # exactly once, the transaction waits for every batch it queued: lingering would only delay them
-        linger = not self.exactly_once
         futures += [
-            (
-                await writer.send_chunk(
-                    remote, batch.partition, p, mergeable=p.first_offset > merged_up_to, linger=linger
-                ),
-                p,
-            )
+            (await writer.send_chunk(remote, batch.partition, p, mergeable=p.first_offset > merged_up_to), p)
             for p in targets
         ]
         self.positions.position[tp] = batch.last_offset + 1

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiokafka.protocol.produce import ProduceRequest
-from aiokafka.protocol.transaction import InitProducerIdRequest
+from aiokafka.protocol.transaction import AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest
 
 from mirror import metrics
 from mirror.config import ClusterSettings
@@ -101,9 +101,16 @@ class Target:
         done.set_result(True)
         return done
 
+    async def coordinator_lookup(self, _type: int, _key: str) -> int:
+        return 1
+
     async def send(self, node: int, request: Any, **_: Any) -> Any:
         if isinstance(request, InitProducerIdRequest):
             return SimpleNamespace(error_code=0, producer_id=7, producer_epoch=0)
+        if isinstance(request, AddPartitionsToTxnRequest):
+            return SimpleNamespace(errors=[(t, [(p, 0) for p in ps]) for t, ps in request._topics])
+        if isinstance(request, EndTxnRequest):
+            return SimpleNamespace(error_code=0)
         assert isinstance(request, ProduceRequest)
         carried = [
             (topic, partition, struct.unpack_from(">i", data, 57)[0])
@@ -187,12 +194,12 @@ async def test_small_batches_linger_then_go_merged(linger: str) -> None:
     assert target.requests == (merged if linger == "50" else [[("t", 0, 1)]] * 3)
 
 
-async def _lingering(linger_ms: int) -> tuple[Target, BatchProducer]:
+async def _lingering(linger_ms: int, transactional_id: str | None = None) -> tuple[Target, BatchProducer]:
     """A started producer with ``linger.ms`` on a `Target` that answers at once."""
     target = Target({})
     target.gate.set()
     cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"linger.ms": str(linger_ms)})
+    producer = BatchProducer(cluster, "test", {"linger.ms": str(linger_ms)}, transactional_id)
     producer._client = target  # type: ignore[assignment]
     await producer.start()
     return target, producer
@@ -242,6 +249,21 @@ async def test_a_send_that_may_not_linger_goes_at_once_with_the_small_ones_befor
         awaited = await producer.send("t", 0, [R(b"k", b"v1")], linger=False)
         async with asyncio.timeout(2):
             assert [(await p.ack()).base_offset for p in (before, awaited)] == [0, 1]
+    finally:
+        await producer.close()
+    assert target.requests == [[("t", 0, 2)]]
+
+
+async def test_the_sends_of_a_transaction_do_not_linger() -> None:
+    """The task queues a whole transaction (batches, progress), then waits for all of it before the
+    commit: its sends go at once (merged, as they queued together), whatever ``linger.ms``."""
+    target, producer = await _lingering(60000, transactional_id="txn")
+    try:
+        await producer.begin_transaction()
+        pending = [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in range(2)]
+        async with asyncio.timeout(2):
+            assert [(await p.ack()).base_offset for p in pending] == [0, 1]
+            await producer.commit_transaction()
     finally:
         await producer.close()
     assert target.requests == [[("t", 0, 2)]]
