@@ -65,6 +65,15 @@ class Logger(Protocol):
     def error(self, event: str, **kw: Any) -> Any: ...
 
 
+async def woken(event: asyncio.Event, timeout: float | None) -> None:
+    """Until ``event`` is set or ``timeout`` seconds passed (None: no limit). Not ``asyncio.wait_for``: on
+    Python 3.11 it drops a cancellation that comes in the same turn of the loop as the event (it returns
+    instead), and a loop waiting that way runs on after it was cancelled."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 async def pause(stopping: asyncio.Event, seconds: float) -> bool:
     """Wait ``seconds``, or less when ``stopping`` is set meanwhile; True when stopping. Always yields to
     the event loop, even for no wait at all (a loop going round at once lets the others run)."""
@@ -73,9 +82,7 @@ async def pause(stopping: asyncio.Event, seconds: float) -> bool:
     if seconds <= 0:
         await asyncio.sleep(0)
     else:
-        with contextlib.suppress(TimeoutError):  # not wait_for: it can drop a cancellation (3.11)
-            async with asyncio.timeout(seconds):
-                await stopping.wait()
+        await woken(stopping, seconds)
     return stopping.is_set()
 
 

@@ -41,7 +41,7 @@ from mirror.kafka.client_args import protocol_client
 from mirror.kafka.closing import close_within
 from mirror.kafka.errors import denied_error, error_for_code, errors_translated
 from mirror.metrics import FetchMeters
-from mirror.retry import Backoff
+from mirror.retry import Backoff, woken
 
 __all__ = ["BatchFetcher"]
 
@@ -70,15 +70,6 @@ _LENGTH: Final = struct.Struct(">i")
 _LOG_OVERHEAD: Final = 12
 #: Longest wait between attempts at an unreachable broker (each failure is logged).
 _MAX_BACKOFF_S: Final = 10.0
-
-
-async def _woken(event: asyncio.Event, timeout: float | None) -> None:
-    """Until ``event`` is set or ``timeout`` seconds passed (None: no limit). Not ``asyncio.wait_for``: on
-    Python 3.11 it drops a cancellation that comes in the same turn of the loop as the event (it returns
-    instead), and a cancelled driver then ran on for ever, with `BatchFetcher.close` waiting for it."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await event.wait()
 
 
 def _sooner(wait: float | None, seconds: float) -> float:
@@ -299,7 +290,7 @@ class BatchFetcher:
             if left <= 0:
                 return []
             self._data.clear()
-            await _woken(self._data, left)
+            await woken(self._data, left)
 
     # --- handing out --------------------------------------------------------------------------------
 
@@ -377,7 +368,7 @@ class BatchFetcher:
         while True:
             self._wake.clear()
             delay = self._dispatch()
-            await _woken(self._wake, delay)
+            await woken(self._wake, delay)
 
     def _dispatch(self) -> float | None:
         """Send a request to each idle leader of partitions to fetch; seconds until a backoff ends."""

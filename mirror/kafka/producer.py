@@ -36,6 +36,7 @@ from mirror.kafka.errors import delivery_error, denied_error, errors_translated
 from mirror.kafka.records import Ack, RecordData
 from mirror.kafka.send_queue import PartitionQueue, Send, Stamped
 from mirror.metrics import ProduceMeters
+from mirror.retry import woken
 
 log = structlog.get_logger(__name__)
 
@@ -399,12 +400,7 @@ class BatchProducer:
         while True:
             self._wake.clear()
             delay = self._dispatch_once(time.monotonic())
-            if delay is None:
-                await self._wake.wait()
-            else:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
+            await woken(self._wake, delay)
 
     def _dispatch_once(self, now: float) -> float | None:
         """Send what can go now; the seconds until a backoff or a linger ends, or None (wait for a

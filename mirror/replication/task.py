@@ -52,7 +52,7 @@ from mirror.replication.status import Halt, TaskState, TaskStatus
 from mirror.replication.stuck import StuckWatch
 from mirror.replication.throttle import TokenBucket
 from mirror.replication.topology import dead_letter_topic
-from mirror.retry import Backoff, retrying
+from mirror.retry import Backoff, retrying, woken
 from mirror.types import TP
 
 __all__ = ["DEFAULT_MAX_INFLIGHT_BYTES", "DRAIN_TIMEOUT", "Halt", "SourceTask", "TaskState", "TaskStatus"]
@@ -353,9 +353,7 @@ class SourceTask:
         # a halted partition stays paused on resume until its retry; one whose retry is under way goes on
         await self._gate.apply(reader, self._partitions, self.status.halted.keys() - self._halting.retrying)
         if not self._partitions:
-            with contextlib.suppress(TimeoutError):  # not wait_for: it can drop a cancellation (3.11)
-                async with asyncio.timeout(1.0):
-                    await self._partitions_changed.wait()
+            await woken(self._partitions_changed, 1.0)
             return []
         if self.status.halted and not self._partitions_changed.is_set():  # (else: assigned first)
             self._retry_halted(reader)
