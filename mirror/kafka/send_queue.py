@@ -212,6 +212,7 @@ class PartitionQueue(Generic[T]):
         left = self.queued[0].queued_at + self.linger - now
         if left <= 0:
             return None
+        left = min(left, self.linger)  # float rounding: 0.1 + 0.05 - 0.1 > 0.05
         size = 0
         for send in self.queued:
             if not send.mergeable or send.size >= self.small or not send.lingers:

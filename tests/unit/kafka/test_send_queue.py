@@ -228,6 +228,15 @@ def test_a_small_send_lingers_for_more_small_sends_to_merge_with() -> None:
     assert eager.linger_left(1.0) is None and eager.next_batch(1.0, stamp) is not None
 
 
+def test_the_linger_left_never_exceeds_the_linger() -> None:
+    """Pushed and asked at the same instant, the whole linger is left, not a float rounding above it (the
+    dispatcher sleeps at most ``linger``; CI once drew 0.1 + 0.05 - 0.1 = 0.05000000000000002)."""
+    queue = _lingering_queue(linger=0.05)
+    queue.push(Send(0, 1, 100, queued_at=0.1))
+    left = queue.linger_left(0.1)
+    assert left is not None and 0 < left <= queue.linger
+
+
 def test_large_unmergeable_or_enough_sends_do_not_linger() -> None:
     """Only small mergeable sends linger, and only while what is queued would not fill a batch; a small
     send with a large one behind it goes at once and alone (the large one passes as it is)."""
