@@ -47,6 +47,9 @@ EVENT_ONLY = {
     "mirror_task_restarts_total",
     "mirror_source_truncated_records_total",
     "mirror_group_offsets_synced_total",
+    "mirror_fetch_errors_total",  # labelled by error: no series until one happens
+    "mirror_produce_retries_total",
+    "mirror_produce_refused_batches_total",
 }
 
 
