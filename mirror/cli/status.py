@@ -151,7 +151,8 @@ def render(status: WorkerStatus | Mapping[str, Any]) -> RenderableType:
         parts.append(Text("throttled: " + ", ".join(throttled), style="yellow"))
 
     tasks_table = Table(title="tasks", title_justify="left")
-    for column in ("flow", "task", "state", "partitions", "records", "restarts", "lag (records)"):
+    columns = ("flow", "task", "state", "partitions", "records", "dead-lettered", "restarts", "lag (records)")
+    for column in columns:
         tasks_table.add_column(column, justify="left" if column in {"flow", "state"} else "right")
     for flow in flows:
         for task in flow.tasks:
@@ -161,6 +162,7 @@ def render(status: WorkerStatus | Mapping[str, Any]) -> RenderableType:
                 _state(task.state),
                 str(task.partitions),
                 f"{task.records:,}",
+                f"{task.dead_lettered:,}",
                 str(task.restarts),
                 f"{task.lag_records:,}",
             )

@@ -45,8 +45,8 @@ STATUS = {
             "tasks": [
                 {"task": 0, "state": "running", "partitions": 3, "records": 10, "restarts": 0,
                  "lag_records": 1234560, "last_error": None},
-                {"task": 1, "state": "retrying", "partitions": 2, "records": 5, "restarts": 3,
-                 "lag_records": 7, "last_error": "KafkaTimeoutError"},
+                {"task": 1, "state": "retrying", "partitions": 2, "records": 5, "dead_lettered": 2,
+                 "restarts": 3, "lag_records": 7, "last_error": "KafkaTimeoutError"},
             ],
         },
         {"flow": "B->A", "replicating": False, "state": "running", "lag": {}, "clusters": {}, "tasks": []},
@@ -67,7 +67,7 @@ def test_render_shows_flows_lag_per_topic_tasks_and_errors() -> None:
     rows = [[c.strip() for c in line.split("│") if c.strip()] for line in text.splitlines()]
     assert ["A->B", "orders", "A.orders", "3", "1,234,560", "copying"] in rows
     assert ["A->B", "payments", "A.payments", "2", "7", "copying"] in rows
-    assert ["A->B", "1", "retrying", "2", "5", "3", "7"] in rows
+    assert ["A->B", "1", "retrying", "2", "5", "2", "3", "7"] in rows  # 2 records dead-lettered
     assert any(r[:2] == ["A->B", "running"] and "1,234,567" in r and "1/2 running here" in r for r in rows)
     assert any(r[:2] == ["B->A", "running"] and "heartbeats only" in r for r in rows)
     assert ["A->B", "topic old", "source topic deleted; remote topic A.old"] in rows
