@@ -281,7 +281,8 @@ class BatchProducer:
     async def close(self, timeout: float = 3.0) -> None:
         """Deliver what is queued for at most ``timeout`` seconds, then cancel everything: once this
         returns, no request of this producer is sent again (a stale batch would otherwise land behind the
-        back of the next session); what was not acknowledged fails."""
+        back of the next session); what was not acknowledged fails. A cancellation of the caller meanwhile
+        propagates, after the client is closed and every send failed."""
         self._closing = True
         self._hurry()
         try:
@@ -289,16 +290,19 @@ class BatchProducer:
                 await asyncio.wait(set(self._outstanding), timeout=timeout)
         finally:
             runner, self._runner = self._runner, None
-            if runner is not None:
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await runner
-            if self._outstanding:
-                log.warning(
-                    "producer closed; its unacknowledged batches fail", batches=len(self._outstanding)
+            try:
+                if runner is not None:
+                    runner.cancel()
+                    await asyncio.wait({runner})  # its outcome is of no interest; a cancel of ours propagates
+            finally:
+                if self._outstanding:
+                    log.warning(
+                        "producer closed; its unacknowledged batches fail", batches=len(self._outstanding)
+                    )
+                self._fail_everything(
+                    _Closed("the producer was closed before the target acknowledged the batch")
                 )
-            self._fail_everything(_Closed("the producer was closed before the target acknowledged the batch"))
-            await close_within(self._client.close(), 1.0)
+                await close_within(self._client.close(), 1.0)
 
     # --- sending -------------------------------------------------------------------------------------------
 
@@ -349,7 +353,7 @@ class BatchProducer:
         if self._in_txn:
             self._txn_futures.append(future)
         lingers = linger and self._transactional_id is None
-        pq.push(Send(job, count, size, time.monotonic(), mergeable, lingers=lingers))
+        pq.push(Send(job, count, size, time.monotonic(), mergeable, lingers=lingers, kind=job.codec))
         self._fail_taken(pq)
         self._active[tp] = pq
         self._wake.set()

@@ -30,9 +30,11 @@ T = TypeVar("T")
 class Send(Generic[T]):
     """One queued send: what the caller gave (``payload``), its record count, its bytes, when it was
     queued (for the delivery timeout), whether it may be merged with its neighbours and whether it may
-    linger (not: its caller waits for it before it queues more)."""
+    linger (not: its caller waits for it before it queues more). Sends merge only with sends of the same
+    ``kind`` (the producer's: their compression codec, so a merged batch is compressed like its parts and
+    its size stays close to theirs)."""
 
-    __slots__ = ("count", "lingers", "mergeable", "payload", "queued_at", "size")
+    __slots__ = ("count", "kind", "lingers", "mergeable", "payload", "queued_at", "size")
 
     def __init__(
         self,
@@ -43,9 +45,13 @@ class Send(Generic[T]):
         mergeable: bool = True,
         *,
         lingers: bool = True,
+        kind: int = 0,
     ) -> None:
         self.payload, self.count, self.size, self.queued_at = payload, count, size, queued_at
-        self.mergeable, self.lingers = mergeable, lingers
+        self.mergeable, self.lingers, self.kind = mergeable, lingers, kind
+
+    def merges_with(self, head: Send[T]) -> bool:
+        return self.mergeable and self.kind == head.kind
 
 
 class Stamped(Generic[T]):
@@ -176,8 +182,8 @@ class PartitionQueue(Generic[T]):
         behind = len(self.queued) >= free and (self.rtt >= self.coalesce_after or small)
         lingered = small and self.linger > 0
         if head.mergeable and (behind or lingered):
-            size = head.size
-            while self.queued and self.queued[0].mergeable and size + self.queued[0].size <= self.merge_bytes:
+            size, limit = head.size, self.merge_bytes
+            while self.queued and self.queued[0].merges_with(head) and size + self.queued[0].size <= limit:
                 if not behind and self.queued[0].size >= self.small:
                     break  # lingered small sends merge with each other, not with a batch that goes as it is
                 size += self.queued[0].size
@@ -200,9 +206,9 @@ class PartitionQueue(Generic[T]):
 
     def linger_left(self, now: float) -> float | None:
         """Seconds the small send at the head still waits for more to merge with (``linger``), or None:
-        it goes now (no linger; not small or not mergeable; a send behind it goes as it is or may not
-        linger; its linger is over; it was flushed; enough queued to fill a batch; re-sends or a dead
-        partition come first)."""
+        it goes now (no linger; not small or not mergeable; a send behind it goes as it is, is of another
+        kind or may not linger; its linger is over; it was flushed; enough queued to fill a batch; re-sends
+        or a dead partition come first)."""
         if self.linger <= 0 or not self.queued or self.retrying or self.dead is not None:
             return None
         if self.queued[0].queued_at <= self.flushed:
@@ -213,9 +219,9 @@ class PartitionQueue(Generic[T]):
         if left <= 0:
             return None
         left = min(left, self.linger)  # float rounding: 0.1 + 0.05 - 0.1 > 0.05
-        size = 0
+        size, head = 0, self.queued[0]
         for send in self.queued:
-            if not send.mergeable or send.size >= self.small or not send.lingers:
+            if not send.merges_with(head) or send.size >= self.small or not send.lingers:
                 return None
             size += send.size
         return left if size < self.merge_bytes else None

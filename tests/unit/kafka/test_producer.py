@@ -18,7 +18,7 @@ from aiokafka.protocol.transaction import AddPartitionsToTxnRequest, EndTxnReque
 from mirror import metrics
 from mirror.config import ClusterSettings
 from mirror.errors import AuthorizationFailed, KafkaRequestFailed, MirrorError, ProducerFenced, RecordRejected
-from mirror.kafka import BatchProducer
+from mirror.kafka import BatchProducer, batches
 from mirror.kafka.errors import delivery_error
 from mirror.kafka.producer import response_error
 
@@ -267,3 +267,63 @@ async def test_the_sends_of_a_transaction_do_not_linger() -> None:
     finally:
         await producer.close()
     assert target.requests == [[("t", 0, 2)]]
+
+
+async def test_batches_of_another_compression_are_not_merged_with_the_small_ones_around_them() -> None:
+    """A gzip batch passed through between records built uncompressed goes as a batch of its own: merged,
+    it would be rebuilt in its neighbours' codec (docs/record-batches.md, "Producing")."""
+    gzip = next(
+        batches.split(
+            batches.rebuild(
+                [R(b"k", b"z%d" % i) for i in range(3)],
+                codec=batches.Codec.GZIP,
+                producer_id=-1,
+                producer_epoch=-1,
+                base_sequence=-1,
+                transactional=False,
+            )
+        )
+    )
+    target, producer = await _lingering(60000)
+    try:
+        pending = [await producer.send("t", 0, [R(b"k", b"v0")]), await producer.send("t", 0, gzip)]
+        pending += [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in (1, 2)]
+        async with asyncio.timeout(2):
+            await producer.flush()
+        assert [(await p.ack()).base_offset for p in pending] == [0, 1, 4, 5]
+    finally:
+        await producer.close()
+    assert [batch for request in target.requests for batch in request] == [
+        ("t", 0, 1),
+        ("t", 0, 3),
+        ("t", 0, 2),
+    ]
+
+
+@pytest.mark.parametrize("turns", range(1, 9))
+async def test_a_close_cancelled_at_any_point_ends_cancelled_with_its_sends_failed(turns: int) -> None:
+    """Cancelling whoever closes (a task shutting down) is never swallowed, wherever the close is: waiting
+    for the acknowledgements, for the dispatcher's end or for the client; the unacknowledged sends fail
+    either way and the client is closed."""
+    target = Target({})  # the gate stays closed: nothing is acknowledged
+    closed = asyncio.Event()
+
+    async def close_client() -> None:
+        closed.set()
+
+    target.close = close_client  # type: ignore[method-assign]
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {})
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    pending = await producer.send("t", 0, [R(b"k", b"v")])
+    await asyncio.wait_for(target.asked.wait(), 2)
+    closing = asyncio.create_task(producer.close(timeout=0.0))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    closing.cancel()
+    await asyncio.wait({closing}, timeout=2)
+    assert closing.done() and closing.cancelled()
+    assert closed.is_set()
+    with pytest.raises(KafkaRequestFailed):
+        await pending.ack()

@@ -70,6 +70,7 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
             ), "a retried batch goes with its sequence"
             if queue.retrying:
                 assert not flying, "a retry waits for the partition's requests in flight"
+            assert len({s.kind for s, _ in batch.parts}) == 1, "only sends of one kind merge"
             sequence_of[batch.serial] = (batch.base_sequence, batch.count)
             flying.append(batch)
             assert len(queue.unacked) <= WINDOW
@@ -96,7 +97,8 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
         if step == "push":
             counts[pushed] = data.draw(st.integers(1, 4))
             size, lingers = data.draw(st.integers(1, 200)), data.draw(st.booleans())
-            queue.push(Send(pushed, counts[pushed], size, now, data.draw(st.booleans()), lingers=lingers))
+            mergeable, kind = data.draw(st.booleans()), data.draw(st.integers(0, 1))
+            queue.push(Send(pushed, counts[pushed], size, now, mergeable, lingers=lingers, kind=kind))
             pushed += 1
         elif step == "flush":
             queue.flushed = now
@@ -279,6 +281,24 @@ def test_sends_that_are_not_mergeable_go_as_batches_of_their_own() -> None:
     while (batch := queue.next_batch(0.0, stamp)) is not None:
         got.append([s.payload for s, _ in batch.parts])
     assert got == [[0, 1, 2], [3], [4], list(range(5, 15)), list(range(15, 25))]  # a full window
+
+
+def test_sends_of_another_kind_are_never_merged_nor_lingered_for() -> None:
+    """The producer's kinds are compression codecs: an uncompressed batch merged into a compressed one
+    (or the reverse) would be rebuilt in the head's codec, far larger (or smaller) than the sizes added up.
+    A small send with one of another kind behind it goes at once."""
+    queue = _queue_of(0)
+    for i in range(10):
+        queue.push(Send(i, 2, 100, kind=0 if i < 3 or i > 5 else 4))
+    got = []
+    while (batch := queue.next_batch(0.0, stamp)) is not None:
+        got.append([s.payload for s, _ in batch.parts])
+    assert got == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
+    lingering = _lingering_queue()
+    lingering.push(Send(0, 1, 100, queued_at=1.0))
+    assert lingering.linger_left(1.0) is not None
+    lingering.push(Send(1, 1, 100, queued_at=1.0, kind=4))
+    assert lingering.linger_left(1.0) is None
 
 
 def test_a_refused_batch_fails_every_later_send_of_its_partition() -> None:
