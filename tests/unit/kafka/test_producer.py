@@ -327,3 +327,31 @@ async def test_a_close_cancelled_at_any_point_ends_cancelled_with_its_sends_fail
     assert closed.is_set()
     with pytest.raises(KafkaRequestFailed):
         await pending.ack()
+
+
+async def test_a_close_cancelled_while_the_client_closes_ends_cancelled_with_its_sends_failed() -> None:
+    """The last place a close can be cancelled: closing the client (`close_within`), after the sends
+    failed. The cancellation propagates; the client's close goes on, bounded."""
+    target = Target({})  # the gate stays closed: nothing is acknowledged
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def close_client() -> None:
+        entered.set()
+        await release.wait()
+
+    target.close = close_client  # type: ignore[method-assign]
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    producer = BatchProducer(cluster, "test", {})
+    producer._client = target  # type: ignore[assignment]
+    await producer.start()
+    pending = await producer.send("t", 0, [R(b"k", b"v")])
+    await asyncio.wait_for(target.asked.wait(), 2)
+    closing = asyncio.create_task(producer.close(timeout=0.0))
+    await asyncio.wait_for(entered.wait(), 2)
+    closing.cancel()
+    await asyncio.wait({closing}, timeout=2)
+    assert closing.done() and closing.cancelled()
+    with pytest.raises(KafkaRequestFailed):
+        await pending.ack()
+    release.set()
+    await asyncio.sleep(0.01)  # the client's close, left to run, ends

@@ -5,6 +5,7 @@ queue behind a full window."""
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import dataclass
 
@@ -55,6 +56,7 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
         small=data.draw(st.sampled_from([0, 100])),
         linger=data.draw(st.sampled_from([0.0, 0.05, 0.25])),
     )
+    kinds = data.draw(st.integers(1, 2))  # one kind: merges as often as without kinds; two: where they end
     broker = Broker()
     flying: deque[Stamped[int]] = deque()  # requests on one connection: answered in order
     told: dict[int, int] = {}
@@ -78,6 +80,9 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
         if queue.queued and free and not queue.retrying and queue.in_flight == len(queue.unacked):
             left = queue.linger_left(now)  # held back only by a linger, which says when it ends
             assert left is not None and 0 < left <= queue.linger
+            later = copy.deepcopy(queue)  # and only for sends that then go with it
+            batch = later.next_batch(now + queue.linger, stamp)
+            assert batch is not None and len(batch.parts) == len(queue.queued), "it lingered in vain"
 
     def answer(outcome: str) -> None:
         batch = flying.popleft()
@@ -97,7 +102,7 @@ def test_every_send_lands_once_in_order_at_its_offset(data: st.DataObject) -> No
         if step == "push":
             counts[pushed] = data.draw(st.integers(1, 4))
             size, lingers = data.draw(st.integers(1, 200)), data.draw(st.booleans())
-            mergeable, kind = data.draw(st.booleans()), data.draw(st.integers(0, 1))
+            mergeable, kind = data.draw(st.booleans()), data.draw(st.integers(0, kinds - 1))
             queue.push(Send(pushed, counts[pushed], size, now, mergeable, lingers=lingers, kind=kind))
             pushed += 1
         elif step == "flush":
@@ -299,6 +304,37 @@ def test_sends_of_another_kind_are_never_merged_nor_lingered_for() -> None:
     assert lingering.linger_left(1.0) is not None
     lingering.push(Send(1, 1, 100, queued_at=1.0, kind=4))
     assert lingering.linger_left(1.0) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_send_lingers_only_for_the_sends_that_then_go_with_it(data: st.DataObject) -> None:
+    """``linger.ms`` (docs/record-batches.md, "Producing"): a small send at the head waits only while each
+    send queued behind it can still go merged with it (small, mergeable, may linger, of its kind, within a
+    batch): its linger over, they all go in one batch. Anything else behind it sends what is queued at
+    once, in order, each batch of one kind."""
+    queue = _lingering_queue(linger=0.05)
+    now, pushed, sent = 1.0, 0, list[int]()
+    for _ in range(data.draw(st.integers(1, 12))):
+        now += data.draw(st.sampled_from([0.0, 0.0, 0.01, 0.06]))
+        size = data.draw(st.sampled_from([100, 100, 900, 2000]))
+        mergeable, lingers = data.draw(st.booleans()), data.draw(st.sampled_from([True, True, False]))
+        kind = data.draw(st.sampled_from([0, 0, 1]))
+        queue.push(Send(pushed, 1, size, now, mergeable, lingers=lingers, kind=kind))
+        pushed += 1
+        while queue.queued:
+            if queue.linger_left(now) is not None:
+                assert queue.next_batch(now, stamp) is None
+                later = copy.deepcopy(queue)
+                batch = later.next_batch(now + queue.linger, stamp)
+                assert batch is not None and len(batch.parts) == len(queue.queued), "it lingered in vain"
+                break
+            batch = queue.next_batch(now, stamp)
+            assert batch is not None, "neither lingering nor going"
+            assert len({s.kind for s, _ in batch.parts}) == 1
+            sent += [s.payload for s, _ in batch.parts]
+            queue.acked(batch)
+    assert sent == list(range(len(sent))) and len(sent) + len(queue.queued) == pushed
 
 
 def test_a_refused_batch_fails_every_later_send_of_its_partition() -> None:
