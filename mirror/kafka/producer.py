@@ -282,7 +282,7 @@ class BatchProducer:
         """Deliver what is queued for at most ``timeout`` seconds, then cancel everything: once this
         returns, no request of this producer is sent again (a stale batch would otherwise land behind the
         back of the next session); what was not acknowledged fails. A cancellation of the caller meanwhile
-        propagates, after the client is closed and every send failed."""
+        propagates, once every send failed (the client's close, at most a second, may still be under way)."""
         self._closing = True
         self._hurry()
         try:
@@ -294,6 +294,8 @@ class BatchProducer:
                 if runner is not None:
                     runner.cancel()
                     await asyncio.wait({runner})  # its outcome is of no interest; a cancel of ours propagates
+                    if not runner.cancelled() and runner.exception() is not None:  # retrieved: logged once
+                        log.warning("producer dispatcher had failed", error=str(runner.exception()))
             finally:
                 if self._outstanding:
                     log.warning(
