@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,7 @@ from mirror.config import ClusterSettings
 from mirror.errors import AuthorizationFailed, KafkaRequestFailed, MirrorError, ProducerFenced, RecordRejected
 from mirror.kafka import BatchProducer, batches
 from mirror.kafka.errors import delivery_error
-from mirror.kafka.producer import response_error
+from mirror.kafka.producer import Pending, response_error
 
 
 def test_a_refused_batch_carries_the_brokers_message_and_the_records_it_names() -> None:
@@ -300,17 +301,10 @@ async def test_batches_of_another_compression_are_not_merged_with_the_small_ones
     ]
 
 
-@pytest.mark.parametrize("turns", range(1, 9))
-async def test_a_close_cancelled_at_any_point_ends_cancelled_with_its_sends_failed(turns: int) -> None:
-    """Cancelling whoever closes (a task shutting down) is never swallowed, wherever the close is: waiting
-    for the acknowledgements, for the dispatcher's end or for the client; the unacknowledged sends fail
-    either way and the client is closed."""
-    target = Target({})  # the gate stays closed: nothing is acknowledged
-    closed = asyncio.Event()
-
-    async def close_client() -> None:
-        closed.set()
-
+async def _closing(close_client: Callable[[], Awaitable[None]]) -> tuple[asyncio.Task[None], Pending]:
+    """A producer with one send unacknowledged (the fake broker never answers) whose client closes with
+    ``close_client``, being closed (without waiting for acknowledgements): the close and the send."""
+    target = Target({})
     target.close = close_client  # type: ignore[method-assign]
     cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
     producer = BatchProducer(cluster, "test", {})
@@ -318,7 +312,20 @@ async def test_a_close_cancelled_at_any_point_ends_cancelled_with_its_sends_fail
     await producer.start()
     pending = await producer.send("t", 0, [R(b"k", b"v")])
     await asyncio.wait_for(target.asked.wait(), 2)
-    closing = asyncio.create_task(producer.close(timeout=0.0))
+    return asyncio.create_task(producer.close(timeout=0.0)), pending
+
+
+@pytest.mark.parametrize("turns", range(1, 9))
+async def test_a_close_cancelled_at_any_point_ends_cancelled_with_its_sends_failed(turns: int) -> None:
+    """Cancelling whoever closes (a task shutting down) is never swallowed, wherever the close is: waiting
+    for the acknowledgements, for the dispatcher's end or for the client; the unacknowledged sends fail
+    either way and the client is closed."""
+    closed = asyncio.Event()
+
+    async def close_client() -> None:
+        closed.set()
+
+    closing, pending = await _closing(close_client)
     for _ in range(turns):
         await asyncio.sleep(0)
     closing.cancel()
@@ -332,21 +339,13 @@ async def test_a_close_cancelled_at_any_point_ends_cancelled_with_its_sends_fail
 async def test_a_close_cancelled_while_the_client_closes_ends_cancelled_with_its_sends_failed() -> None:
     """The last place a close can be cancelled: closing the client (`close_within`), after the sends
     failed. The cancellation propagates; the client's close goes on, bounded."""
-    target = Target({})  # the gate stays closed: nothing is acknowledged
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def close_client() -> None:
         entered.set()
         await release.wait()
 
-    target.close = close_client  # type: ignore[method-assign]
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {})
-    producer._client = target  # type: ignore[assignment]
-    await producer.start()
-    pending = await producer.send("t", 0, [R(b"k", b"v")])
-    await asyncio.wait_for(target.asked.wait(), 2)
-    closing = asyncio.create_task(producer.close(timeout=0.0))
+    closing, pending = await _closing(close_client)
     await asyncio.wait_for(entered.wait(), 2)
     closing.cancel()
     await asyncio.wait({closing}, timeout=2)
