@@ -67,6 +67,11 @@ _COMPRESSION: Final = {
 _DELIVERY_TIMEOUT_KEY: Final = "delivery.timeout.ms"
 _IN_FLIGHT_KEY: Final = "max.in.flight.requests.per.connection"
 _BUFFER_KEY: Final = "buffer.memory"
+#: ...and this key of ours: connections to each target broker (a partition always uses the same one).
+_CONNECTIONS_KEY: Final = "connections.per.broker"
+#: A broker handles one request of a connection at a time: over a long round trip a second connection
+#: doubles what is in flight (docs/record-batches.md, "Connections").
+_CONNECTIONS: Final = 4
 _ABORT_TIMEOUT: Final = 10.0
 #: Queued batches are merged only while a partition's acknowledgements take this long (seconds): a
 #: long round trip (a WAN), not a fast network, where each source batch goes as it came.
@@ -135,6 +140,10 @@ class Delivered:
 
     offset: int
     count: int
+
+
+#: Where a request goes: (broker node id, lane: which of our connections to it).
+_Route = tuple[int, int]
 
 
 class _Job:
@@ -221,6 +230,13 @@ class BatchProducer:
         self._delivery_timeout = _positive_int(java, _DELIVERY_TIMEOUT_KEY, 120_000) / 1000
         self._max_in_flight = _positive_int(java, _IN_FLIGHT_KEY, 5)
         self._buffer_limit = _positive_int(java, _BUFFER_KEY, 32 * 1024 * 1024)
+        #: One client per connection to each broker ("lane"): ``_client`` is lane 0 (and keeps the metadata
+        #: we route by), these are the others. A partition's batches always go through its lane.
+        self._more_lanes: list[Any] = [
+            protocol_client(cluster, "producer", overrides, client_id)[0]
+            for _ in range(_positive_int(java, _CONNECTIONS_KEY, _CONNECTIONS) - 1)
+        ]
+        self._lane_of: dict[tuple[str, int], int] = {}
         acks = options.get("acks", "all")
         if acks not in ("all", -1, "-1"):
             log.warning("producer acks is always all (idempotence needs it)", configured=acks)
@@ -228,8 +244,9 @@ class BatchProducer:
         self._producer_id, self._epoch = -1, -1
         self._queues: dict[tuple[str, int], PartitionQueue[_Job]] = {}
         self._active: dict[tuple[str, int], PartitionQueue[_Job]] = {}
-        self._node_in_flight: dict[int, int] = defaultdict(int)
-        self._carry: dict[int, list[tuple[tuple[str, int], Stamped[_Job]]]] = defaultdict(list)
+        #: Requests in flight and batches carried over to the next request, per (broker, lane).
+        self._node_in_flight: dict[_Route, int] = defaultdict(int)
+        self._carry: dict[_Route, list[tuple[tuple[str, int], Stamped[_Job]]]] = defaultdict(list)
         self._outstanding: set[asyncio.Future[Delivered]] = set()
         self._buffered = 0
         self._room = asyncio.Event()
@@ -239,7 +256,7 @@ class BatchProducer:
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self._group: asyncio.TaskGroup | None = None
-        self._metadata: asyncio.Future[Any] | None = None
+        self._metadata: dict[int, asyncio.Future[Any]] = {}
         # transactions
         self._coordinator: int | None = None
         self._in_txn = False
@@ -251,7 +268,7 @@ class BatchProducer:
         self.batches_sent = 0
         #: Batches that failed retriably and go again (for tests and metrics).
         self.retries = 0
-        #: The most requests that were in flight to one broker at once.
+        #: The most requests that were in flight on one connection to a broker at once.
         self.most_in_flight = 0
 
     @property
@@ -265,7 +282,7 @@ class BatchProducer:
         """Bootstrap and get a producer id (InitProducerId), which fences older producers of the same
         transactional id."""
         async with errors_translated(self.cluster):
-            await self._client.bootstrap()
+            await asyncio.gather(*(lane.bootstrap() for lane in self._lanes()))
             await self._init_producer_id()
         self._runner = asyncio.create_task(self._run(), name="batch-producer")
 
@@ -304,7 +321,7 @@ class BatchProducer:
                 self._fail_everything(
                     _Closed("the producer was closed before the target acknowledged the batch")
                 )
-                await close_within(self._client.close(), 1.0)
+                await asyncio.gather(*(close_within(lane.close(), 1.0) for lane in self._lanes()))
 
     # --- sending -------------------------------------------------------------------------------------------
 
@@ -337,6 +354,7 @@ class BatchProducer:
                     self._max_batch, coalesce_after=_COALESCE_AFTER, small=_SMALL_BATCH, linger=self._linger
                 ),
             )
+            self._lane_of.setdefault(tp, len(self._lane_of) % (1 + len(self._more_lanes)))
         while self._buffered > self._buffer_limit and self._fatal is None:
             self._room.clear()
             await self._room.wait()
@@ -412,7 +430,7 @@ class BatchProducer:
         """Send what can go now; the seconds until a backoff or a linger ends, or None (wait for a
         wake-up)."""
         wait: float | None = None
-        ready: dict[int, list[tuple[tuple[str, int], PartitionQueue[_Job]]]] = defaultdict(list)
+        ready: dict[_Route, list[tuple[tuple[str, int], PartitionQueue[_Job]]]] = defaultdict(list)
         cluster = self._client.cluster
         for tp, pq in list(self._active.items()):
             if not pq.has_work:
@@ -436,9 +454,9 @@ class BatchProducer:
                 self._fail_taken(pq)
                 wait = min(wait, 1.0) if wait is not None else 1.0  # check again, for the timeout
                 continue
-            ready[leader].append((tp, pq))
-        for node in set(ready) | {n for n, c in self._carry.items() if c}:
-            self._fill_node(node, ready.get(node, []), now)
+            ready[(leader, self._lane_of[tp])].append((tp, pq))
+        for route in set(ready) | {r for r, c in self._carry.items() if c}:
+            self._fill_node(route, ready.get(route, []), now)
         for parts in ready.values():  # a send behind one that went may linger now: wake when it ends
             for _, pq in parts:
                 lingering = pq.linger_left(now)
@@ -447,16 +465,16 @@ class BatchProducer:
         return wait
 
     def _fill_node(
-        self, node: int, parts: list[tuple[tuple[str, int], PartitionQueue[_Job]]], now: float
+        self, route: _Route, parts: list[tuple[tuple[str, int], PartitionQueue[_Job]]], now: float
     ) -> None:
-        """Requests to one broker, up to its in-flight limit: one batch per partition each."""
-        while self._node_in_flight[node] < self._max_in_flight:
+        """Requests on one connection to a broker, up to its in-flight limit: one batch per partition each."""
+        while self._node_in_flight[route] < self._max_in_flight:
             request: list[tuple[tuple[str, int], Stamped[_Job]]] = []
-            carried, self._carry[node] = self._carry[node], []
+            carried, self._carry[route] = self._carry[route], []
             size = 0
             for tp, held in carried:
                 if request and size + len(held.data) > self._max_request:
-                    self._carry[node].append((tp, held))
+                    self._carry[route].append((tp, held))
                     continue
                 request.append((tp, held))
                 size += len(held.data)
@@ -469,16 +487,16 @@ class BatchProducer:
                 if batch is None:
                     continue
                 if request and size + len(batch.data) > self._max_request:
-                    self._carry[node].append((tp, batch))  # in the next request to this broker
+                    self._carry[route].append((tp, batch))  # in the next request to this broker
                     break
                 request.append((tp, batch))
                 size += len(batch.data)
             if not request:
                 return
-            self._node_in_flight[node] += 1
-            self.most_in_flight = max(self.most_in_flight, self._node_in_flight[node])
+            self._node_in_flight[route] += 1
+            self.most_in_flight = max(self.most_in_flight, self._node_in_flight[route])
             assert self._group is not None
-            self._group.create_task(self._produce(node, request))
+            self._group.create_task(self._produce(route, request))
 
     def _stamp(self, sends: list[Send[_Job]], base_sequence: int) -> bytearray:
         first = sends[0].payload
@@ -503,7 +521,8 @@ class BatchProducer:
             transactional=txn,
         )
 
-    async def _produce(self, node: int, request: list[tuple[tuple[str, int], Stamped[_Job]]]) -> None:
+    async def _produce(self, route: _Route, request: list[tuple[tuple[str, int], Stamped[_Job]]]) -> None:
+        node, lane = route
         by_topic: dict[str, list[tuple[int, bytes | bytearray]]] = defaultdict(list)
         sent: dict[tuple[str, int], Stamped[_Job]] = {}
         for tp, batch in request:
@@ -515,7 +534,7 @@ class BatchProducer:
         sent_at, took = time.monotonic(), None
         try:
             try:
-                response = await self._client.send(
+                response = await self._lanes()[lane].send(
                     node,
                     ProduceRequest(
                         self._transactional_id, _ACKS_ALL, self._request_timeout_ms, list(by_topic.items())
@@ -538,7 +557,7 @@ class BatchProducer:
             self._die(exc)
         finally:
             self._meters.done(len(request), took)
-            self._node_in_flight[node] -= 1
+            self._node_in_flight[route] -= 1
             self._wake.set()
 
     def _answered(self, tp: tuple[str, int], batch: Stamped[_Job], answer: Any) -> None:
@@ -586,9 +605,16 @@ class BatchProducer:
         self._fail_taken(pq)
 
     def _refresh_metadata(self) -> None:
-        if self._metadata is None or self._metadata.done():
-            self._metadata = self._client.force_metadata_update()
-            self._metadata.add_done_callback(self._metadata_updated)
+        """Every lane's client: the first routes by its leaders, the others must know the brokers'
+        addresses."""
+        for i, lane in enumerate(self._lanes()):
+            pending = self._metadata.get(i)
+            if pending is None or pending.done():
+                self._metadata[i] = pending = lane.force_metadata_update()
+                pending.add_done_callback(self._metadata_updated)
+
+    def _lanes(self) -> list[Any]:
+        return [self._client, *self._more_lanes]
 
     def _metadata_updated(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled():

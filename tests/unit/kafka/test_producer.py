@@ -78,7 +78,7 @@ class Target:
     """A fake target broker (node 1) for `BatchProducer`: it answers produce requests with the error codes
     queued per partition (then 0), each after ``gate`` opens."""
 
-    def __init__(self, errors: dict[int, list[int]]) -> None:
+    def __init__(self, errors: dict[int, list[int]], partitions: int = 2) -> None:
         self.errors = errors
         self.gate = asyncio.Event()
         self.asked = asyncio.Event()
@@ -86,7 +86,7 @@ class Target:
         self.ends: dict[int, int] = {}
         self.cluster = SimpleNamespace(
             leader_for_partition=lambda tp: 1,
-            partitions_for_topic=lambda topic: {0, 1},
+            partitions_for_topic=lambda topic: set(range(partitions)),
             unauthorized_topics=set(),
         )
 
@@ -132,6 +132,20 @@ class Target:
         return SimpleNamespace(topics=list(answers.items()))
 
 
+def on_target(
+    target: Target,
+    overrides: dict[str, str] | None = None,
+    transactional_id: str | None = None,
+    meters: metrics.ProduceMeters | None = None,
+) -> BatchProducer:
+    """A producer (not started) whose one connection (``connections.per.broker`` 1) goes to ``target``."""
+    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
+    options = {"connections.per.broker": "1", **(overrides or {})}
+    producer = BatchProducer(cluster, "test", options, transactional_id, meters)
+    producer._client = target  # type: ignore[assignment]
+    return producer
+
+
 def sample(name: str, flow: tuple[str, str], **labels: str) -> float:
     value = metrics.REGISTRY.get_sample_value(name, {"source": flow[0], "target": flow[1], **labels})
     return 0.0 if value is None else value
@@ -143,9 +157,7 @@ async def test_requests_batches_retries_merges_refusals_and_batches_in_flight_ar
     batches of unanswered requests and is 0 again at rest."""
     flow = ("src", f"tgt-{uuid.uuid4().hex[:6]}")
     target = Target({0: [6], 1: [10]})  # NOT_LEADER_OR_FOLLOWER once on partition 0; 1 refuses: too large
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"retry.backoff.ms": "10"}, None, metrics.ProduceMeters(*flow))
-    producer._client = target  # type: ignore[assignment]
+    producer = on_target(target, {"retry.backoff.ms": "10"}, meters=metrics.ProduceMeters(*flow))
     await producer.start()
     try:
         pending = [await producer.send("t", 0, [R(b"k", b"v%d" % i)]) for i in range(30)]
@@ -176,9 +188,7 @@ async def test_small_batches_linger_then_go_merged(linger: str) -> None:
     small ones queued meanwhile; with no linger a lone small batch goes at once (docs/record-batches.md)."""
     target = Target({})
     target.gate.set()
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"linger.ms": linger})
-    producer._client = target  # type: ignore[assignment]
+    producer = on_target(target, {"linger.ms": linger})
     await producer.start()
     loop = asyncio.get_running_loop()
     try:
@@ -199,9 +209,7 @@ async def _lingering(linger_ms: int, transactional_id: str | None = None) -> tup
     """A started producer with ``linger.ms`` on a `Target` that answers at once."""
     target = Target({})
     target.gate.set()
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {"linger.ms": str(linger_ms)}, transactional_id)
-    producer._client = target  # type: ignore[assignment]
+    producer = on_target(target, {"linger.ms": str(linger_ms)}, transactional_id)
     await producer.start()
     return target, producer
 
@@ -306,9 +314,7 @@ async def _closing(close_client: Callable[[], Awaitable[None]]) -> tuple[asyncio
     ``close_client``, being closed (without waiting for acknowledgements): the close and the send."""
     target = Target({})
     target.close = close_client  # type: ignore[method-assign]
-    cluster = ClusterSettings(alias="b", bootstrap_servers="127.0.0.1:9")
-    producer = BatchProducer(cluster, "test", {})
-    producer._client = target  # type: ignore[assignment]
+    producer = on_target(target)
     await producer.start()
     pending = await producer.send("t", 0, [R(b"k", b"v")])
     await asyncio.wait_for(target.asked.wait(), 2)
@@ -354,3 +360,29 @@ async def test_a_close_cancelled_while_the_client_closes_ends_cancelled_with_its
         await pending.ack()
     release.set()
     await asyncio.sleep(0.01)  # the client's close, left to run, ends
+
+
+async def test_each_partition_keeps_to_one_of_the_connections_to_its_broker_also_when_retried() -> None:
+    """``connections.per.broker`` 2: partitions take the connections in turn, in the order of their first
+    send, and every batch of a partition (a retry too) goes through its own, so a broker answering each
+    connection in order keeps each partition's batches in order."""
+    lanes = [Target({}, partitions=4), Target({1: [6]}, partitions=4)]  # NOT_LEADER_OR_FOLLOWER once on 1
+    for target in lanes:
+        target.gate.set()
+    producer = on_target(lanes[0], {"connections.per.broker": "2", "retry.backoff.ms": "10"})
+    assert len(producer._more_lanes) == 1
+    producer._more_lanes = [lanes[1]]
+    await producer.start()
+    try:
+        pending = [await producer.send("t", p, [R(b"k", b"v%d" % i)]) for i in range(3) for p in (0, 1, 2, 3)]
+        async with asyncio.timeout(5):
+            acks = [await p.ack() for p in pending]
+    finally:
+        await producer.close()
+    assert sorted(a.base_offset for a in acks) == sorted([0, 1, 2] * 4)
+    carried = [
+        {(topic, partition) for request in t.requests for topic, partition, _ in request} for t in lanes
+    ]
+    assert carried == [{("t", 0), ("t", 2)}, {("t", 1), ("t", 3)}]
+    assert lanes[1].ends == {1: 3, 3: 3} and lanes[0].ends == {0: 3, 2: 3}
+    assert producer.retries == 1
