@@ -144,8 +144,10 @@ async def test_many_batches_pipelined_over_partitions_are_acked_in_order(
 ) -> None:
     partitions, per_partition, size = 4, 60, 25
     expected = await topic_to_fill(cluster_b, topic, partitions, per_partition * size, seed=100)
-    # no linger: each small batch goes as it came (lingering merges them: docs/record-batches.md)
-    async with producing(cluster_b.bootstrap_servers, {"linger.ms": "0"}) as producer:
+    # no linger: each small batch goes as it came (lingering merges them: docs/record-batches.md); two
+    # connections: two partitions on each
+    overrides = {"linger.ms": "0", "connections.per.broker": "2"}
+    async with producing(cluster_b.bootstrap_servers, overrides) as producer:
         pendings: dict[int, list[Pending]] = {p: [] for p in range(partitions)}
         await send_paced(producer, topic, expected, size, pendings)
         for p in range(partitions):
