@@ -282,7 +282,14 @@ class BatchProducer:
         """Bootstrap and get a producer id (InitProducerId), which fences older producers of the same
         transactional id."""
         async with errors_translated(self.cluster):
-            await asyncio.gather(*(lane.bootstrap() for lane in self._lanes()))
+            # every bootstrap ends before a failure is raised: one still under way would start its client's
+            # metadata task after the close that follows the failure, and that task would run for good
+            bootstraps = await asyncio.gather(
+                *(lane.bootstrap() for lane in self._lanes()), return_exceptions=True
+            )
+            for outcome in bootstraps:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             await self._init_producer_id()
         self._runner = asyncio.create_task(self._run(), name="batch-producer")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import aiokafka.errors as ke
 import pytest
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.transaction import AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest
@@ -386,3 +387,45 @@ async def test_each_partition_keeps_to_one_of_the_connections_to_its_broker_also
     assert carried == [{("t", 0), ("t", 2)}, {("t", 1), ("t", 3)}]
     assert lanes[1].ends == {1: 3, 3: 3} and lanes[0].ends == {0: 3, 2: 3}
     assert producer.retries == 1
+
+
+class Bootstrapping(Target):
+    """A client that bootstraps as aiokafka's does: it fails (``fails``), or ends, once ``release`` is set,
+    by starting a metadata task of its own that runs until the client is closed; a close before that finds
+    no task to stop."""
+
+    def __init__(self, release: asyncio.Event, *, fails: bool = False) -> None:
+        super().__init__({})
+        self.release, self.fails = release, fails
+        self.synchronizer: asyncio.Task[None] | None = None
+
+    async def bootstrap(self) -> None:
+        if self.fails:
+            raise ke.KafkaError("Unable to bootstrap")
+        await self.release.wait()
+        self.synchronizer = asyncio.create_task(asyncio.sleep(3600))
+
+    async def close(self) -> None:
+        if self.synchronizer is not None:
+            self.synchronizer.cancel()
+
+
+async def test_a_connection_that_fails_to_bootstrap_leaves_no_other_client_running() -> None:
+    """One of the clients fails to bootstrap while another is still at it: `start` fails once every
+    bootstrap ended, so the close that follows (the task's session closes its writer) stops them all; had it
+    failed at once, the slow client would start its metadata task after its close, left running for good."""
+    release = asyncio.Event()
+    lanes = [Bootstrapping(release), Bootstrapping(release, fails=True)]
+    producer = on_target(lanes[0], {"connections.per.broker": "2"})
+    producer._more_lanes = [lanes[1]]
+    asyncio.get_running_loop().call_later(0.05, release.set)
+    try:
+        with pytest.raises(MirrorError):
+            await producer.start()
+        await producer.close()
+        await asyncio.sleep(0.1)  # the slow bootstrap has ended by now, in any case
+        assert all(lane.synchronizer is None or lane.synchronizer.done() for lane in lanes)
+    finally:
+        for lane in lanes:
+            if lane.synchronizer is not None:
+                lane.synchronizer.cancel()
