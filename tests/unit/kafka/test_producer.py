@@ -84,6 +84,7 @@ class Target:
         self.gate = asyncio.Event()
         self.asked = asyncio.Event()
         self.requests: list[list[tuple[str, int, int]]] = []  # per request: (topic, partition, records)
+        self.nodes: list[int] = []  # per request: the broker it went to
         self.ends: dict[int, int] = {}
         self.cluster = SimpleNamespace(
             leader_for_partition=lambda tp: 1,
@@ -120,6 +121,7 @@ class Target:
             for partition, data in parts
         ]
         self.requests.append(carried)
+        self.nodes.append(node)
         self.asked.set()
         await self.gate.wait()
         answers: dict[str, list[tuple[Any, ...]]] = {}
@@ -429,3 +431,28 @@ async def test_a_connection_that_fails_to_bootstrap_leaves_no_other_client_runni
         for lane in lanes:
             if lane.synchronizer is not None:
                 lane.synchronizer.cancel()
+
+
+async def test_the_partitions_of_each_broker_take_all_of_its_connections_in_turn() -> None:
+    """Kafka places partition leaders on the brokers in turn: with 2 brokers and 4 connections to each, the
+    8 partitions sent to in partition order take the 4 connections of their own broker, not every other
+    one (taking all connections in turn, a target of 4 brokers would use one connection to each)."""
+    lanes = [Target({}, partitions=8) for _ in range(4)]
+    for target in lanes:
+        target.gate.set()
+        target.cluster.leader_for_partition = lambda tp: tp.partition % 2 + 1
+    producer = on_target(lanes[0], {"connections.per.broker": "4"})
+    producer._more_lanes = lanes[1:]
+    await producer.start()
+    try:
+        pending = [await producer.send("t", p, [R(b"k", b"v")]) for p in range(8)]
+        async with asyncio.timeout(5):
+            for p in pending:
+                await p.ack()
+    finally:
+        await producer.close()
+    lanes_of_broker: dict[int, set[int]] = {1: set(), 2: set()}
+    for lane, target in enumerate(lanes):
+        for node in target.nodes:
+            lanes_of_broker[node].add(lane)
+    assert lanes_of_broker == {1: {0, 1, 2, 3}, 2: {0, 1, 2, 3}}
