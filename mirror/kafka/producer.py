@@ -237,6 +237,8 @@ class BatchProducer:
             for _ in range(_positive_int(java, _CONNECTIONS_KEY, _CONNECTIONS) - 1)
         ]
         self._lane_of: dict[tuple[str, int], int] = {}
+        #: Partitions given a lane so far, per leader at their first send (-1: no leader known then).
+        self._lanes_given: dict[int, int] = defaultdict(int)
         acks = options.get("acks", "all")
         if acks not in ("all", -1, "-1"):
             log.warning("producer acks is always all (idempotence needs it)", configured=acks)
@@ -282,7 +284,14 @@ class BatchProducer:
         """Bootstrap and get a producer id (InitProducerId), which fences older producers of the same
         transactional id."""
         async with errors_translated(self.cluster):
-            await asyncio.gather(*(lane.bootstrap() for lane in self._lanes()))
+            # every bootstrap ends before a failure is raised: one still under way would start its client's
+            # metadata task after the close that follows the failure, and that task would run for good
+            bootstraps = await asyncio.gather(
+                *(lane.bootstrap() for lane in self._lanes()), return_exceptions=True
+            )
+            for outcome in bootstraps:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             await self._init_producer_id()
         self._runner = asyncio.create_task(self._run(), name="batch-producer")
 
@@ -354,7 +363,8 @@ class BatchProducer:
                     self._max_batch, coalesce_after=_COALESCE_AFTER, small=_SMALL_BATCH, linger=self._linger
                 ),
             )
-            self._lane_of.setdefault(tp, len(self._lane_of) % (1 + len(self._more_lanes)))
+            if tp not in self._lane_of:
+                self._lane_of[tp] = self._next_lane(tp)
         while self._buffered > self._buffer_limit and self._fatal is None:
             self._room.clear()
             await self._room.wait()
@@ -378,6 +388,16 @@ class BatchProducer:
         self._active[tp] = pq
         self._wake.set()
         return Pending(future)
+
+    def _next_lane(self, tp: tuple[str, int]) -> int:
+        """The lane of a partition sent to for the first time: its leader's connections in turn. Kafka puts
+        leaders on the brokers in turn too: taking every lane in turn, whatever the leader, the partitions of
+        a broker would skip some of its lanes (all but one of 4, with 4 brokers)."""
+        leader = self._client.cluster.leader_for_partition(TopicPartition(*tp))
+        key = leader if isinstance(leader, int) and leader >= 0 else -1
+        lane = self._lanes_given[key] % (1 + len(self._more_lanes))
+        self._lanes_given[key] += 1
+        return lane
 
     def _raw_job(
         self, tp: tuple[str, int], raw: RawBatch, future: asyncio.Future[Delivered]

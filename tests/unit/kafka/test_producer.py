@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import aiokafka.errors as ke
 import pytest
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.transaction import AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest
@@ -83,6 +84,7 @@ class Target:
         self.gate = asyncio.Event()
         self.asked = asyncio.Event()
         self.requests: list[list[tuple[str, int, int]]] = []  # per request: (topic, partition, records)
+        self.nodes: list[int] = []  # per request: the broker it went to
         self.ends: dict[int, int] = {}
         self.cluster = SimpleNamespace(
             leader_for_partition=lambda tp: 1,
@@ -119,6 +121,7 @@ class Target:
             for partition, data in parts
         ]
         self.requests.append(carried)
+        self.nodes.append(node)
         self.asked.set()
         await self.gate.wait()
         answers: dict[str, list[tuple[Any, ...]]] = {}
@@ -386,3 +389,163 @@ async def test_each_partition_keeps_to_one_of_the_connections_to_its_broker_also
     assert carried == [{("t", 0), ("t", 2)}, {("t", 1), ("t", 3)}]
     assert lanes[1].ends == {1: 3, 3: 3} and lanes[0].ends == {0: 3, 2: 3}
     assert producer.retries == 1
+
+
+class Bootstrapping(Target):
+    """A client that bootstraps as aiokafka's does: it fails (``fails``), or ends, once ``release`` is set,
+    by starting a metadata task of its own that runs until the client is closed; a close before that finds
+    no task to stop."""
+
+    def __init__(self, release: asyncio.Event, *, fails: bool = False) -> None:
+        super().__init__({})
+        self.release, self.fails = release, fails
+        self.synchronizer: asyncio.Task[None] | None = None
+
+    async def bootstrap(self) -> None:
+        if self.fails:
+            raise ke.KafkaError("Unable to bootstrap")
+        await self.release.wait()
+        self.synchronizer = asyncio.create_task(asyncio.sleep(3600))
+
+    async def close(self) -> None:
+        if self.synchronizer is not None:
+            self.synchronizer.cancel()
+
+
+async def test_a_connection_that_fails_to_bootstrap_leaves_no_other_client_running() -> None:
+    """One of the clients fails to bootstrap while another is still at it: `start` fails once every
+    bootstrap ended, so the close that follows (the task's session closes its writer) stops them all; had it
+    failed at once, the slow client would start its metadata task after its close, left running for good."""
+    release = asyncio.Event()
+    lanes = [Bootstrapping(release), Bootstrapping(release, fails=True)]
+    producer = on_target(lanes[0], {"connections.per.broker": "2"})
+    producer._more_lanes = [lanes[1]]
+    asyncio.get_running_loop().call_later(0.05, release.set)
+    try:
+        with pytest.raises(MirrorError):
+            await producer.start()
+        await producer.close()
+        await asyncio.sleep(0.1)  # the slow bootstrap has ended by now, in any case
+        assert all(lane.synchronizer is None or lane.synchronizer.done() for lane in lanes)
+    finally:
+        for lane in lanes:
+            if lane.synchronizer is not None:
+                lane.synchronizer.cancel()
+
+
+async def test_the_partitions_of_each_broker_take_all_of_its_connections_in_turn() -> None:
+    """Kafka places partition leaders on the brokers in turn: with 2 brokers and 4 connections to each, the
+    8 partitions sent to in partition order take the 4 connections of their own broker, not every other
+    one (taking all connections in turn, a target of 4 brokers would use one connection to each)."""
+    lanes = [Target({}, partitions=8) for _ in range(4)]
+    for target in lanes:
+        target.gate.set()
+        target.cluster.leader_for_partition = lambda tp: tp.partition % 2 + 1
+    producer = on_target(lanes[0], {"connections.per.broker": "4"})
+    producer._more_lanes = lanes[1:]
+    await producer.start()
+    try:
+        pending = [await producer.send("t", p, [R(b"k", b"v")]) for p in range(8)]
+        async with asyncio.timeout(5):
+            for p in pending:
+                await p.ack()
+    finally:
+        await producer.close()
+    lanes_of_broker: dict[int, set[int]] = {1: set(), 2: set()}
+    for lane, target in enumerate(lanes):
+        for node in target.nodes:
+            lanes_of_broker[node].add(lane)
+    assert lanes_of_broker == {1: {0, 1, 2, 3}, 2: {0, 1, 2, 3}}
+
+
+class Sequenced:
+    """A fake broker that checks sequences as Kafka's does: per partition, a batch whose base sequence
+    follows the last one is appended; one of the last 5 again is a duplicate, answered with its first
+    offset; another is out of order (45). A partition it has no producer state for takes any sequence."""
+
+    def __init__(self) -> None:
+        self.logs: dict[int, list[tuple[int, int, int]]] = {}  # per partition: (sequence, records, offset)
+        self.ends: dict[int, int] = {}
+
+    def append(self, request: list[tuple[str, int, bytes | bytearray]]) -> Any:
+        answers: dict[str, list[tuple[Any, ...]]] = {}
+        for topic, partition, data in request:
+            sequence, count = struct.unpack_from(">ii", data, 53)
+            log = self.logs.setdefault(partition, [])
+            seen = [offset for s, _, offset in log[-5:] if s == sequence]
+            code, offset = 0, self.ends.get(partition, 0)
+            if seen:
+                offset = seen[0]
+            elif not log or sequence == log[-1][0] + log[-1][1]:
+                log.append((sequence, count, offset))
+                self.ends[partition] = offset + count
+            else:
+                code = 45
+            answers.setdefault(topic, []).append((partition, code, offset, -1, -1, [], None))
+        return SimpleNamespace(topics=list(answers.items()))
+
+
+class Connection(Target):
+    """One client's connection to a `Sequenced` broker: a produce request is answered at once, or (``hold``)
+    waits in order until the test answers or breaks them."""
+
+    def __init__(self, broker: Sequenced) -> None:
+        super().__init__({}, partitions=2)
+        self.broker = broker
+        self.hold = False
+        self.waiting: list[tuple[list[tuple[str, int, bytes | bytearray]], asyncio.Future[Any]]] = []
+
+    async def send(self, node: int, request: Any, **kwargs: Any) -> Any:
+        if not isinstance(request, ProduceRequest):
+            return await super().send(node, request, **kwargs)
+        carried = [(topic, partition, data) for topic, parts in request._topics for partition, data in parts]
+        if not self.hold:
+            return self.broker.append(carried)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiting.append((carried, future))
+        self.asked.set()
+        return await future
+
+    def break_after(self, appended: int) -> None:
+        """The connection breaks: the broker had appended the first ``appended`` requests waiting (their
+        answers are lost), not the others; every one fails as aiokafka fails them."""
+        waiting, self.waiting, self.hold = self.waiting, [], False
+        for i, (carried, future) in enumerate(waiting):
+            if i < appended:
+                self.broker.append(carried)
+            future.set_exception(ke.KafkaConnectionError("Connection at 127.0.0.1:9 closed"))
+
+
+@pytest.mark.parametrize("appended", [0, 1, 3])
+async def test_a_broken_connection_leaves_its_partitions_records_once_and_in_order(appended: int) -> None:
+    """``connections.per.broker`` 2, the window open: 5 batches of partition 1 in flight on its connection
+    when it breaks, the first ``appended`` of them appended; partition 0's connection goes on meanwhile. The
+    broker ends with every record of each partition once, in order, and the acknowledgements say where."""
+    broker = Sequenced()
+    lanes = [Connection(broker), Connection(broker)]
+    producer = on_target(lanes[0], {"connections.per.broker": "2", "retry.backoff.ms": "10"})
+    producer._more_lanes = [lanes[1]]
+    await producer.start()
+    try:
+        first = [await producer.send("t", p, [R(b"k", b"first")]) for p in (0, 1)]
+        async with asyncio.timeout(5):
+            for p in first:
+                await p.ack()
+        lanes[1].hold = True
+        pending = {
+            p: [await producer.send("t", p, [R(b"k", b"v%d" % i)], mergeable=False) for i in range(8)]
+            for p in (0, 1)
+        }
+        async with asyncio.timeout(5):
+            while len(lanes[1].waiting) < 5:
+                lanes[1].asked.clear()
+                await lanes[1].asked.wait()
+            for p in pending[0]:  # the other connection goes on meanwhile
+                await p.ack()
+            lanes[1].break_after(appended)
+            acks = {p: [(await a.ack()).base_offset for a in pending[p]] for p in (0, 1)}
+    finally:
+        await producer.close()
+    assert acks == {0: list(range(1, 9)), 1: list(range(1, 9))}
+    assert broker.logs[0] == broker.logs[1] == [(i, 1, i) for i in range(9)]
+    assert producer.retries >= 5
