@@ -222,8 +222,7 @@ _CONNECTIONS = "connections.per.broker"
 #: Java producer keys (and `_CONNECTIONS`, ours) that the replication producer of a flow
 #: (`mirror.kafka.producer.BatchProducer`, which writes the copied records, and the dead letters and
 #: exactly-once progress that go with them) reads itself, since aiokafka's producer has no such option:
-#: ``argument`` is the key itself. mirror's other
-#: producers, those of its internal topics, ignore them.
+#: ``argument`` is the key itself. mirror's other producers, those of its internal topics, ignore them.
 REPLICATION_PRODUCER_KEYS: Mapping[str, ClientKey] = {
     key: ClientKey(key, _integer(1), "an integer >= 1")
     for key in ("delivery.timeout.ms", "max.in.flight.requests.per.connection", "buffer.memory", _CONNECTIONS)

@@ -69,8 +69,8 @@ _IN_FLIGHT_KEY: Final = "max.in.flight.requests.per.connection"
 _BUFFER_KEY: Final = "buffer.memory"
 #: ...and this key of ours: connections to each target broker (a partition always uses the same one).
 _CONNECTIONS_KEY: Final = "connections.per.broker"
-#: A broker handles one request of a connection at a time: over a long round trip a second connection
-#: doubles what is in flight (docs/record-batches.md, "Connections").
+#: A broker handles one request of a connection at a time: over a long round trip each connection adds
+#: ``max.in.flight.requests.per.connection`` requests in flight (docs/record-batches.md, "Connections").
 _CONNECTIONS: Final = 4
 _ABORT_TIMEOUT: Final = 10.0
 #: Queued batches are merged only while a partition's acknowledgements take this long (seconds): a
